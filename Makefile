@@ -1,0 +1,37 @@
+# Fresh machine: `make demo` (train + infer on the built-in data) and `make test`.
+# Each target creates the virtual environment and builds the extension by itself.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SO     := alexnet_cpu/_C$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
+SRCS   := $(wildcard csrc/*.c csrc/*/*.c csrc/include/*.h alexnet_cpu/_C.pyx alexnet_cpu/_kernels/*.pxi) setup.py
+
+.PHONY: all venv build test demo bench clean
+
+all: build
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=64" wheel "cython>=3.0" "numpy>=1.24" "pillow>=9" "threadpoolctl>=3" "pytest>=7"
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(SO): $(VENV)/.installed $(SRCS)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) setup.py -q build_ext --inplace
+
+build: $(SO)
+
+test: build
+	$(PY) -m pytest -q
+
+demo: build
+	$(VENV)/bin/alexnet-cpu demo
+
+bench: build
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build $(SO) alexnet_cpu/_C.c *.egg-info

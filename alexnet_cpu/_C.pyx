@@ -1,0 +1,14 @@
+# The one extension module: each kernel group's bindings live in _kernels/<group>.pxi.
+# Bindings are thin: check shapes and contiguity, then call C without the GIL.
+cimport numpy as cnp
+import numpy as np
+cnp.import_array()
+
+include "_kernels/cpu.pxi"
+include "_kernels/gemm.pxi"
+include "_kernels/conv.pxi"
+include "_kernels/pool.pxi"
+include "_kernels/lrn.pxi"
+include "_kernels/eltwise.pxi"
+include "_kernels/loss.pxi"
+include "_kernels/sgd.pxi"

@@ -1,0 +1,1 @@
+# eltwise kernel bindings

@@ -1,0 +1,1 @@
+# lrn kernel bindings

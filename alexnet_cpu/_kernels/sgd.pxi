@@ -1,0 +1,1 @@
+# sgd kernel bindings

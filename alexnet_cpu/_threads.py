@@ -1,0 +1,42 @@
+"""Threads and ISA: what the kernels will use, in one place.
+
+The thread count is OpenMP's (omp_get_max_threads), so ``set_num_threads``,
+``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` all govern it.
+"""
+import os
+import platform
+
+from . import _C
+
+
+def get_num_threads():
+    """Threads every kernel call will use now."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n):
+    """Use n threads in every kernel from now on."""
+    _C.set_num_threads(int(n))
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_info():
+    """The machine and what the engine uses on it."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "isa": _C.get_isa(),
+        "isa_supported": [n for n in _C.ISA_NAMES if _C.isa_supported(n)],
+        "threads": get_num_threads(),
+        "openmp": _C.have_openmp(),
+    }

@@ -1,0 +1,30 @@
+"""Shared fixtures: every kernel test runs on each ISA path this CPU has and on 1 and 2 threads."""
+import numpy as np
+import pytest
+
+import alexnet_cpu as ac
+from alexnet_cpu import _C
+
+ISAS = [n for n in _C.ISA_NAMES if _C.isa_supported(n)]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Run the test with the given SIMD path selected, then restore the default."""
+    old = _C.get_isa()
+    _C.set_isa(request.param)
+    yield request.param
+    _C.set_isa(old)
+
+
+@pytest.fixture(params=[1, 2])
+def nthreads(request):
+    old = ac.get_num_threads()
+    ac.set_num_threads(request.param)
+    yield request.param
+    ac.set_num_threads(old)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
