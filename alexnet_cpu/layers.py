@@ -1,0 +1,300 @@
+"""Layers of the graph runtime: each owns its parameters, their gradients and what its
+forward saved for backward. The arithmetic is in C (alexnet_cpu._C); this module only
+shapes buffers and calls it.
+
+Buffers are reused between steps: a layer keeps its output and input-gradient arrays and
+reallocates them only when the batch shape changes. A caller that needs an output beyond
+the next forward must copy it (Net.forward returns a copy of the logits).
+Shapes: activations NCHW (N batch, C channels, H, W), conv weights OIHW, linear (out, in).
+"""
+import numpy as np
+
+from . import _C
+
+
+def _buffer(buf, shape, dtype=np.float32):
+    """`buf` if it already has this shape and dtype, else a new uninitialised array."""
+    if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype:
+        return buf
+    return np.empty(shape, dtype=dtype)
+
+
+class Layer:
+    """Base: no parameters, identity shapes, no FLOPs."""
+    kind = "Layer"
+
+    def __init__(self):
+        self.params = {}      # name -> float32 array
+        self.grads = {}       # name -> float32 array, same shapes, accumulated by backward
+        self.training = True
+        self.need_input_grad = True
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def flops(self, in_shape):
+        """Forward floating-point operations for one image of shape in_shape (C, H, W)."""
+        return 0
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def describe(self):
+        return self.kind
+
+
+class Conv2d(Layer):
+    kind = "Conv2d"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: channels {in_channels}->{out_channels} not divisible "
+                             f"by groups={groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.k, self.stride, self.pad, self.groups = kernel_size, stride, padding, groups
+        wshape = (out_channels, in_channels // groups, kernel_size, kernel_size)
+        self.params = {"weight": np.zeros(wshape, np.float32),
+                       "bias": np.zeros(out_channels, np.float32)}
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+        self._x = self._y = self._dx = self._work = None
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        if c != self.in_channels:
+            raise ValueError(f"Conv2d expects {self.in_channels} input channels, got {c}")
+        oh = (h + 2 * self.pad - self.k) // self.stride + 1
+        ow = (w + 2 * self.pad - self.k) // self.stride + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Conv2d {self.k}x{self.k}/{self.stride}: input {h}x{w} too small")
+        return (self.out_channels, oh, ow)
+
+    def flops(self, in_shape):
+        o, oh, ow = self.output_shape(in_shape)
+        return 2 * o * oh * ow * (self.in_channels // self.groups) * self.k * self.k
+
+    def forward(self, x):
+        self._x = x
+        self._y = _buffer(self._y, (x.shape[0],) + self.output_shape(x.shape[1:]))
+        self._work = _C.conv2d_forward(self._y, x, self.params["weight"], self.params["bias"],
+                                       self.stride, self.pad, self.groups, self._work)
+        return self._y
+
+    def backward(self, dy):
+        dx = None
+        if self.need_input_grad:
+            dx = self._dx = _buffer(self._dx, self._x.shape)
+        self._work = _C.conv2d_backward(dx, self.grads["weight"], self.grads["bias"], dy,
+                                        self._x, self.params["weight"], self.stride, self.pad,
+                                        self.groups, self._work)
+        return dx
+
+    def describe(self):
+        g = f", groups={self.groups}" if self.groups > 1 else ""
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, {self.k}x{self.k}, "
+                f"stride={self.stride}, pad={self.pad}{g})")
+
+
+class ReLU(Layer):
+    """In place: overwrites its input (AlexNet never needs a conv/linear output again)."""
+    kind = "ReLU"
+
+    def forward(self, x):
+        _C.relu_forward(x, x)
+        self._y = x
+        return x
+
+    def backward(self, dy):
+        _C.relu_backward(dy, dy, self._y)
+        return dy
+
+
+class LRN(Layer):
+    """Local response normalisation across channels, the paper's formula:
+    b = a / (k + alpha * sum_{n neighbours} a^2)^beta  (alpha not divided by n)."""
+    kind = "LRN"
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self._y = self._scale = self._dx = None
+
+    def flops(self, in_shape):
+        return int(np.prod(in_shape)) * (2 * self.size + 6)
+
+    def forward(self, x):
+        self._x = x
+        self._y = _buffer(self._y, x.shape)
+        self._scale = _buffer(self._scale, x.shape)
+        _C.lrn_forward(self._y, self._scale, x, self.size, self.alpha, self.beta, self.k)
+        return self._y
+
+    def backward(self, dy):
+        self._dx = _buffer(self._dx, dy.shape)
+        _C.lrn_backward(self._dx, dy, self._x, self._y, self._scale, self.size, self.alpha,
+                        self.beta, self.k)
+        return self._dx
+
+    def describe(self):
+        return f"LRN(size={self.size}, alpha={self.alpha:g}, beta={self.beta:g}, k={self.k:g})"
+
+
+class MaxPool2d(Layer):
+    kind = "MaxPool2d"
+
+    def __init__(self, kernel_size=3, stride=2):
+        super().__init__()
+        self.k, self.stride = kernel_size, stride
+        self._y = self._argmax = self._dx = None
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        oh, ow = (h - self.k) // self.stride + 1, (w - self.k) // self.stride + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"MaxPool2d {self.k}/{self.stride}: input {h}x{w} too small")
+        return (c, oh, ow)
+
+    def flops(self, in_shape):
+        return int(np.prod(self.output_shape(in_shape))) * self.k * self.k
+
+    def forward(self, x):
+        self._in_shape = x.shape
+        shape = (x.shape[0],) + self.output_shape(x.shape[1:])
+        self._y = _buffer(self._y, shape)
+        self._argmax = _buffer(self._argmax, shape, np.int32)
+        _C.maxpool2d_forward(self._y, self._argmax, x, self.k, self.stride)
+        return self._y
+
+    def backward(self, dy):
+        self._dx = _buffer(self._dx, self._in_shape)
+        _C.maxpool2d_backward(self._dx, dy, self._argmax)
+        return self._dx
+
+    def describe(self):
+        return f"MaxPool2d({self.k}, stride={self.stride})"
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average pool to a fixed output size with torch's bins; identity when sizes match."""
+    kind = "AdaptiveAvgPool2d"
+
+    def __init__(self, output_size=6):
+        super().__init__()
+        self.size = output_size
+        self._y = self._dx = None
+
+    def output_shape(self, in_shape):
+        return (in_shape[0], self.size, self.size)
+
+    def flops(self, in_shape):
+        return 0 if tuple(in_shape[1:]) == (self.size, self.size) else int(np.prod(in_shape))
+
+    def forward(self, x):
+        self._in_shape = x.shape
+        if x.shape[2:] == (self.size, self.size):
+            return x
+        self._y = _buffer(self._y, x.shape[:2] + (self.size, self.size))
+        _C.adaptive_avgpool2d_forward(self._y, x)
+        return self._y
+
+    def backward(self, dy):
+        if self._in_shape[2:] == (self.size, self.size):
+            return dy
+        self._dx = _buffer(self._dx, self._in_shape)
+        _C.adaptive_avgpool2d_backward(self._dx, dy)
+        return self._dx
+
+    def describe(self):
+        return f"AdaptiveAvgPool2d({self.size}x{self.size})"
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C, H, W order (torch's), a view."""
+    kind = "Flatten"
+
+    def output_shape(self, in_shape):
+        return (int(np.prod(in_shape)),)
+
+    def forward(self, x):
+        self._in_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._in_shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: scales kept units by 1/(1-p) in training, identity in eval.
+    The mask of call t is drawn from seed (self.seed, t): reproducible and resumable."""
+    kind = "Dropout"
+
+    def __init__(self, p=0.5, seed=0):
+        super().__init__()
+        self.p, self.seed, self.calls = p, seed, 0
+        self._y = self._mask = self._dx = None
+
+    def forward(self, x):
+        self._active = self.training and self.p > 0
+        if not self._active:
+            return x
+        self._y = _buffer(self._y, x.shape)
+        self._mask = _buffer(self._mask, x.shape, np.uint8)
+        call_seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(
+            1, np.uint64)[0])
+        self.calls += 1
+        _C.dropout_forward(self._y, self._mask, x, self.p, call_seed)
+        return self._y
+
+    def backward(self, dy):
+        if not self._active:
+            return dy
+        self._dx = _buffer(self._dx, dy.shape)
+        _C.dropout_backward(self._dx, dy, self._mask, self.p)
+        return self._dx
+
+    def describe(self):
+        return f"Dropout(p={self.p:g})"
+
+
+class Linear(Layer):
+    """y = x W^T + b; W is (out, in)."""
+    kind = "Linear"
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.params = {"weight": np.zeros((out_features, in_features), np.float32),
+                       "bias": np.zeros(out_features, np.float32)}
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+        self._y = self._dx = None
+
+    def output_shape(self, in_shape):
+        if tuple(in_shape) != (self.in_features,):
+            raise ValueError(f"Linear expects {self.in_features} input features, "
+                             f"got shape {tuple(in_shape)}")
+        return (self.out_features,)
+
+    def flops(self, in_shape):
+        return 2 * self.in_features * self.out_features
+
+    def forward(self, x):
+        self._x = np.ascontiguousarray(x)
+        self._y = _buffer(self._y, (x.shape[0], self.out_features))
+        _C.sgemm(self._x, self.params["weight"], out=self._y, trans_b=True)
+        _C.bias_add(self._y, self.params["bias"])
+        return self._y
+
+    def backward(self, dy):
+        _C.sgemm(dy, self._x, out=self.grads["weight"], trans_a=True, beta=1.0)
+        _C.bias_grad(self.grads["bias"], dy)
+        if not self.need_input_grad:
+            return None
+        self._dx = _buffer(self._dx, self._x.shape)
+        _C.sgemm(dy, self.params["weight"], out=self._dx)
+        return self._dx
+
+    def describe(self):
+        return f"Linear({self.in_features}, {self.out_features})"

@@ -1,0 +1,171 @@
+"""The layer graph (a chain of named layers) and the two AlexNet variants.
+
+Parameter names follow torchvision's nn.Sequential positions (features.{i}.weight,
+classifier.{j}.bias), so state dicts move between the two worlds unchanged.
+"""
+import numpy as np
+
+from .layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
+                     ReLU)
+
+VARIANTS = ("paper", "owt")
+MIN_INPUT = 63   # smallest square input that survives the three 3/2 max-pools
+
+
+class Net:
+    """A chain of layers, each with a dotted name ("features.0", "avgpool", ...)."""
+
+    def __init__(self, named_layers, variant=None, num_classes=None, in_channels=3):
+        self.layers = list(named_layers)          # [(name, layer)]
+        self.variant, self.num_classes, self.in_channels = variant, num_classes, in_channels
+        # The first layer's input gradient is never needed: skip computing it.
+        self.layers[0][1].need_input_grad = False
+        self.training = True
+
+    # -- modes ------------------------------------------------------------------------
+    def train(self, mode=True):
+        self.training = mode
+        for _, layer in self.layers:
+            layer.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- compute ----------------------------------------------------------------------
+    def check_input(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
+            raise ValueError("input must be a float32 array of shape (N, C, H, W), got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} "
+                             f"{getattr(x, 'shape', '')}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels, the net expects "
+                             f"{self.in_channels}")
+        if min(x.shape[2:]) < MIN_INPUT:
+            raise ValueError(f"input {x.shape[2]}x{x.shape[3]} is too small: AlexNet needs "
+                             f"at least {MIN_INPUT}x{MIN_INPUT}")
+        return np.ascontiguousarray(x)
+
+    def forward(self, x):
+        """Logits (N, num_classes) for a float32 NCHW batch (a new array)."""
+        x = self.check_input(x)
+        for _, layer in self.layers:
+            x = layer.forward(x)
+        return x.copy()
+
+    def backward(self, dlogits):
+        """Back-propagate d loss / d logits; accumulates into every parameter gradient."""
+        d = np.ascontiguousarray(dlogits, dtype=np.float32)
+        for _, layer in reversed(self.layers):
+            d = layer.backward(d)
+            if d is None:
+                break
+
+    # -- parameters ---------------------------------------------------------------------
+    def parameters(self):
+        """Ordered [(name, value, grad)] over every parameter."""
+        return [(f"{lname}.{pname}", p, layer.grads[pname])
+                for lname, layer in self.layers for pname, p in layer.params.items()]
+
+    def num_parameters(self):
+        return sum(p.size for _, p, _ in self.parameters())
+
+    def zero_grad(self):
+        for _, _, g in self.parameters():
+            g.fill(0.0)
+
+    def state_dict(self):
+        """{name: copy of the parameter}, torchvision-style names."""
+        return {name: p.copy() for name, p, _ in self.parameters()}
+
+    def load_state_dict(self, state):
+        """Copy parameters in; names and shapes must match exactly."""
+        mine = {name: p for name, p, _ in self.parameters()}
+        missing = sorted(set(mine) - set(state))
+        extra = sorted(set(state) - set(mine))
+        if missing or extra:
+            raise ValueError(f"state dict does not match the net: missing {missing}, "
+                             f"unexpected {extra}")
+        for name, p in mine.items():
+            v = np.asarray(state[name])
+            if v.shape != p.shape:
+                raise ValueError(f"{name}: shape {tuple(v.shape)} in the state dict, "
+                                 f"{p.shape} in the net")
+            p[...] = v
+
+    def summary(self, size):
+        """[(name, layer description, output shape, #params, forward MFLOPs per image)]."""
+        rows, shape = [], (self.in_channels, size, size)
+        for name, layer in self.layers:
+            flops = layer.flops(shape)
+            shape = layer.output_shape(shape)
+            rows.append((name, layer.describe(), shape,
+                         sum(p.size for p in layer.params.values()), flops / 1e6))
+        return rows
+
+    def dropout_state(self):
+        return [layer.calls for _, layer in self.layers if isinstance(layer, Dropout)]
+
+    def set_dropout_state(self, calls):
+        for layer, c in zip((l for _, l in self.layers if isinstance(l, Dropout)), calls):
+            layer.calls = int(c)
+
+
+def _convs(variant, in_channels):
+    """Feature extractor as torchvision positions: list of layers."""
+    if variant == "owt":
+        return [Conv2d(in_channels, 64, 11, 4, 2), ReLU(), MaxPool2d(3, 2),
+                Conv2d(64, 192, 5, 1, 2), ReLU(), MaxPool2d(3, 2),
+                Conv2d(192, 384, 3, 1, 1), ReLU(),
+                Conv2d(384, 256, 3, 1, 1), ReLU(),
+                Conv2d(256, 256, 3, 1, 1), ReLU(), MaxPool2d(3, 2)]
+    return [Conv2d(in_channels, 96, 11, 4, 2), ReLU(), LRN(), MaxPool2d(3, 2),
+            Conv2d(96, 256, 5, 1, 2, groups=2), ReLU(), LRN(), MaxPool2d(3, 2),
+            Conv2d(256, 384, 3, 1, 1), ReLU(),
+            Conv2d(384, 384, 3, 1, 1, groups=2), ReLU(),
+            Conv2d(384, 256, 3, 1, 1, groups=2), ReLU(), MaxPool2d(3, 2)]
+
+
+def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
+            bias_value=1.0, dropout=0.5, seed=0):
+    """Build AlexNet.
+
+    variant: "paper" (2012: 96-256-384-384-256, groups=2 on conv2/4/5, LRN) or "owt"
+      (torchvision's 64-192-384-256-256).
+    init: "kaiming" (default: He normal for ReLU nets, zero biases; trains reliably) or
+      "paper" (N(0, 0.01) weights, biases `bias_value` in conv2/4/5 and fc6/7, else 0).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    if init not in ("kaiming", "paper"):
+        raise ValueError(f"unknown init {init!r}; expected 'kaiming' or 'paper'")
+    if num_classes < 1 or in_channels < 1:
+        raise ValueError("num_classes and in_channels must be >= 1")
+    features = _convs(variant, in_channels)
+    classifier = [Dropout(dropout, seed=seed * 2 + 1), Linear(256 * 6 * 6, 4096), ReLU(),
+                  Dropout(dropout, seed=seed * 2 + 2), Linear(4096, 4096), ReLU(),
+                  Linear(4096, num_classes)]
+    named = ([(f"features.{i}", l) for i, l in enumerate(features)]
+             + [("avgpool", AdaptiveAvgPool2d(6)), ("flatten", Flatten())]
+             + [(f"classifier.{j}", l) for j, l in enumerate(classifier)])
+    net = Net(named, variant, num_classes, in_channels)
+    _initialise(net, init, bias_value, variant, seed)
+    return net
+
+
+def _initialise(net, init, bias_value, variant, seed):
+    rng = np.random.default_rng(seed)
+    # The paper's bias-1 layers: conv2, conv4, conv5, fc6, fc7.
+    conv_ones = {"paper": (4, 10, 12), "owt": (3, 8, 10)}[variant]
+    ones = {f"features.{i}" for i in conv_ones} | {"classifier.1", "classifier.4"}
+    for name, layer in net.layers:
+        if "weight" not in layer.params:
+            continue
+        w, b = layer.params["weight"], layer.params["bias"]
+        if init == "paper":
+            w[...] = rng.normal(0.0, 0.01, w.shape)
+            b[...] = bias_value if name in ones else 0.0
+        else:
+            fan_in = int(np.prod(w.shape[1:]))
+            w[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), w.shape)
+            b[...] = 0.0
