@@ -11,6 +11,8 @@ from .loss import softmax
 def find_images(path):
     """[path] for a file; every image under a folder (recursively, sorted) otherwise."""
     if os.path.isfile(path):
+        if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"{path}: not a .jpg/.jpeg/.png image")
         return [path]
     found = sorted(os.path.join(d, f) for d, _, files in os.walk(path) for f in files
                    if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
