@@ -416,3 +416,14 @@ def test_loader_argument_errors(folder):
 def test_data_module_exports():
     for name in data.__all__:
         assert hasattr(data, name)
+
+
+def test_sixteen_bit_and_la_png(tmp_path):
+    ramp = (np.arange(BASE * BASE, dtype=np.uint32).reshape(BASE, BASE) * 65535 // (BASE * BASE - 1))
+    Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "g16.png")
+    a = load_image(tmp_path / "g16.png", BASE)
+    np.testing.assert_allclose(a[..., 0], ramp / 257.0, atol=0.51)  # rescaled, not clipped at 255
+    la = np.dstack([ramp.astype(np.uint8), np.full((BASE, BASE), 7, np.uint8)])
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    b = load_image(tmp_path / "la.png", BASE)
+    np.testing.assert_array_equal(b[..., 1], la[..., 0])
