@@ -1,0 +1,45 @@
+/* 2-D convolution, NCHW activations, OIHW weights, by im2col + ac_sgemm.
+ *
+ *   x (N, C, H, W)   weight (O, C/G, KH, KW)   bias (O,)   out (N, O, OH, OW)
+ *   OH = (H + 2*pad - KH)/stride + 1, OW = (W + 2*pad - KW)/stride + 1
+ *
+ * Zero padding and stride are the same in both dimensions; G groups split C and O
+ * evenly (group g maps input channels [g*C/G, (g+1)*C/G) to outputs [g*O/G, (g+1)*O/G)).
+ * Results do not depend on the thread count (given an ac_sgemm whose result per
+ * element does not) nor on timing.
+ */
+#ifndef AC_CONV_H
+#define AC_CONV_H
+#include "ac_common.h"
+
+/* Floats of scratch ac_conv2d_forward needs for these sizes and threads. */
+size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                     int stride, int pad, int groups, int nthreads);
+
+/* out = conv(x, weight) + bias (bias may be NULL). */
+void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
+                       int N, int C, int H, int W, int O, int KH, int KW,
+                       int stride, int pad, int groups, float *work, int nthreads);
+
+/* Floats of scratch ac_conv2d_backward needs for these sizes and threads. */
+size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                      int stride, int pad, int groups, int nthreads);
+
+/* dweight += dL/dweight, dbias += dL/dbias, dx = dL/dx, given dout = dL/dout.
+ * Any of dx, dweight, dbias may be NULL to skip it. */
+void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
+                        const float *x, const float *weight,
+                        int N, int C, int H, int W, int O, int KH, int KW,
+                        int stride, int pad, int groups, float *work, int nthreads);
+
+/* Column matrix of one image: cols (C*KH*KW, OH*OW), row (c, kh, kw), column (oh, ow),
+ * zeros where the window hangs over the padding. Rows [r0, r1) only. */
+void ac_im2col(float *cols, const float *x, int C, int H, int W, int KH, int KW,
+               int stride, int pad, int r0, int r1);
+
+/* Inverse scatter of one image: x (C, H, W) planes [c0, c1) are OVERWRITTEN with the
+ * sum of the column-matrix entries that im2col copied from each pixel. */
+void ac_col2im(float *x, const float *cols, int C, int H, int W, int KH, int KW,
+               int stride, int pad, int c0, int c1);
+
+#endif
