@@ -1,5 +1,6 @@
 /* Convolution forward and backward (API in ac_conv.h): im2col into scratch, then ac_sgemm
- * per image and group. Not here: im2col fused into GEMM packing, 1x1 / stride-1 shortcuts.
+ * per image, group and block of output pixels (large column matrices are cut into column
+ * blocks that stay in L2). Not here: im2col fused into GEMM packing, 1x1 / stride-1 shortcuts.
  *
  * Letters: N images, C input channels, H x W input, O output channels, KH x KW kernel,
  * G groups, Cg = C/G, Og = O/G, Kg = Cg*KH*KW (rows of a group's column matrix, the GEMM
@@ -53,98 +54,135 @@ static void valid_range(int k, int L, int stride, int pad, int OL, int *lo, int 
     *hi = h;
 }
 
-void ac_im2col(float *cols, const float *x, int C, int H, int W, int KH, int KW,
-               int stride, int pad, int r0, int r1)
+/* d[i] = s[i*stride]; constant strides let the compiler vectorise the common cases. */
+static inline void gather_c(float *restrict d, const float *restrict s, int n, int stride)
 {
-    (void)C;
-    const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
-    const size_t S = (size_t)OH * OW;
-    for (int r = r0; r < r1; r++) {
-        const int kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
-        const float *xc = x + (size_t)c * H * W;
-        float *d = cols + (size_t)r * S;
-        int ohlo, ohhi, owlo, owhi;
-        valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
-        valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
-        memset(d, 0, (size_t)ohlo * OW * sizeof(float));
-        for (int oh = ohlo; oh < ohhi; oh++) {
-            float *dr = d + (size_t)oh * OW;
-            const float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
-            const int iw0 = owlo * stride - pad + kw;
-            for (int ow = 0; ow < owlo; ow++) dr[ow] = 0.f;
-            if (stride == 1) {
-                memcpy(dr + owlo, xr + iw0, (size_t)(owhi - owlo) * sizeof(float));
-            } else {
-                for (int ow = owlo, iw = iw0; ow < owhi; ow++, iw += stride) dr[ow] = xr[iw];
-            }
-            for (int ow = owhi; ow < OW; ow++) dr[ow] = 0.f;
-        }
-        memset(d + (size_t)ohhi * OW, 0, (size_t)(OH - ohhi) * OW * sizeof(float));
+    for (int i = 0; i < n; i++) d[i] = s[(size_t)i * stride];
+}
+static void gather(float *restrict d, const float *restrict s, int n, int stride)
+{
+    switch (stride) {
+    case 1: memcpy(d, s, (size_t)n * sizeof(float)); break;
+    case 2: gather_c(d, s, n, 2); break;
+    case 4: gather_c(d, s, n, 4); break;
+    default: gather_c(d, s, n, stride);
     }
 }
 
-void ac_col2im(float *x, const float *cols, int C, int H, int W, int KH, int KW,
-               int stride, int pad, int c0, int c1)
+void ac_im2col(float *cols, size_t ld, const float *x, int H, int W, int KH, int KW,
+               int stride, int pad, int r0, int r1, size_t s0, size_t s1)
 {
-    (void)C;
     const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
-    const size_t S = (size_t)OH * OW;
+    for (int r = r0; r < r1; r++) {
+        const int kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
+        const float *xc = x + (size_t)c * H * W;
+        float *d = cols + (size_t)(r - r0) * ld;
+        int ohlo, ohhi, owlo, owhi;
+        valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
+        valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
+        /* One output row at a time: columns [a, b) of row oh go to dr[0, b - a). */
+        for (size_t s = s0; s < s1;) {
+            const int oh = (int)(s / OW), a = (int)(s % OW);
+            const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
+            float *dr = d + (s - s0);
+            if (oh < ohlo || oh >= ohhi) {
+                memset(dr, 0, (size_t)(b - a) * sizeof(float));
+            } else {
+                const float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
+                const int lo = AC_MIN(AC_MAX(owlo, a), b), hi = AC_MAX(AC_MIN(owhi, b), lo);
+                memset(dr, 0, (size_t)(lo - a) * sizeof(float));
+                gather(dr + (lo - a), xr + (lo * stride - pad + kw), hi - lo, stride);
+                memset(dr + (hi - a), 0, (size_t)(b - hi) * sizeof(float));
+            }
+            s += (size_t)(b - a);
+        }
+    }
+}
+
+void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH, int KW,
+                   int stride, int pad, int c0, int c1, size_t s0, size_t s1)
+{
+    const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
     for (int c = c0; c < c1; c++) {
         float *xc = x + (size_t)c * H * W;
-        memset(xc, 0, (size_t)H * W * sizeof(float));
         for (int kh = 0; kh < KH; kh++) {
             int ohlo, ohhi;
             valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
             for (int kw = 0; kw < KW; kw++) {
                 int owlo, owhi;
                 valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
-                const float *s = cols + ((size_t)(c * KH + kh) * KW + kw) * S;
-                for (int oh = ohlo; oh < ohhi; oh++) {
-                    float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
-                    const float *sr = s + (size_t)oh * OW;
-                    for (int ow = owlo, iw = owlo * stride - pad + kw; ow < owhi;
-                         ow++, iw += stride)
-                        xr[iw] += sr[ow];
+                const float *d = cols + ((size_t)((c - c0) * KH + kh) * KW + kw) * ld;
+                for (size_t s = s0; s < s1;) {
+                    const int oh = (int)(s / OW), a = (int)(s % OW);
+                    const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
+                    if (oh >= ohlo && oh < ohhi) {
+                        const float *dr = d + (s - s0);
+                        float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
+                        const int lo = AC_MIN(AC_MAX(owlo, a), b), hi = AC_MAX(AC_MIN(owhi, b), lo);
+                        for (int ow = lo, iw = lo * stride - pad + kw; ow < hi; ow++, iw += stride)
+                            xr[iw] += dr[ow - a];
+                    }
+                    s += (size_t)(b - a);
                 }
             }
         }
     }
 }
 
-/* im2col of one group of one image, rows shared among nt threads. */
-static void im2col_group(float *cols, const float *xg, const geom *g, int nt)
+/* Columns per block of the column matrix: the whole S when it is small, else blocks of about
+ * COLS_BLOCK_FLOATS (so the block is still in L2 when the gemm packs it), at least
+ * MIN_BLOCK_COLS wide (so the gemm's B panels stay long), all of nearly equal width. */
+#ifndef AC_CONV_COLS_BLOCK_FLOATS
+#define AC_CONV_COLS_BLOCK_FLOATS (1 << 18)
+#endif
+#define MIN_BLOCK_COLS 256
+
+static size_t col_block(const geom *g)
 {
+    if ((size_t)g->Kg * g->S <= AC_CONV_COLS_BLOCK_FLOATS) return g->S;
+    const size_t w = AC_MAX(AC_CONV_COLS_BLOCK_FLOATS / (size_t)g->Kg, (size_t)MIN_BLOCK_COLS);
+    const size_t nb = (g->S + w - 1) / w;
+    return AC_MIN(pad16((g->S + nb - 1) / nb), g->S);
+}
+
+/* im2col of columns [s0, s1) of one group of one image, rows shared among nt threads. */
+static void im2col_group(float *cols, const float *xg, const geom *g, size_t s0, size_t s1,
+                         int nt)
+{
+    const size_t ld = s1 - s0;
     if (nt <= 1) {
-        ac_im2col(cols, xg, g->Cg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, 0, g->Kg);
+        ac_im2col(cols, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, 0, g->Kg, s0, s1);
         return;
     }
     #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int r0 = (int)((long)g->Kg * t / T), r1 = (int)((long)g->Kg * (t + 1) / T);
-        ac_im2col(cols, xg, g->Cg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, r0, r1);
+        ac_im2col(cols + (size_t)r0 * ld, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad,
+                  r0, r1, s0, s1);
     }
 }
 
-/* col2im of one group of one image, channel planes shared among nt threads. */
-static void col2im_group(float *dxg, const float *cols, const geom *g, int nt)
+/* col2im of columns [s0, s1) of one group of one image, whole channel planes per thread;
+ * the planes are zeroed first when s0 == 0. */
+static void col2im_group(float *dxg, const float *cols, const geom *g, size_t s0, size_t s1,
+                         int nt)
 {
-    if (nt <= 1) {
-        ac_col2im(dxg, cols, g->Cg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, 0, g->Cg);
-        return;
-    }
-    #pragma omp parallel num_threads(nt)
+    const size_t ld = s1 - s0, HW = (size_t)g->H * g->W, kk = (size_t)g->KH * g->KW;
+    #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int c0 = (int)((long)g->Cg * t / T), c1 = (int)((long)g->Cg * (t + 1) / T);
-        ac_col2im(dxg, cols, g->Cg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, c0, c1);
+        if (s0 == 0) memset(dxg + c0 * HW, 0, (size_t)(c1 - c0) * HW * sizeof(float));
+        ac_col2im_add(dxg, cols + c0 * kk * ld, ld, g->H, g->W, g->KH, g->KW, g->stride,
+                      g->pad, c0, c1, s0, s1);
     }
 }
 
-/* Per-thread scratch: a column buffer then the gemm's own scratch. */
+/* Per-thread scratch: a column block buffer then the gemm's own scratch. */
 static size_t thread_floats(const geom *g, int gemm_nt)
 {
-    return pad16((size_t)g->Kg * g->S) + pad16(ac_sgemm_work_floats(gemm_nt));
+    return pad16((size_t)g->Kg * col_block(g)) + pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -152,20 +190,26 @@ static size_t thread_floats(const geom *g, int gemm_nt)
 static void forward_image(float *out, const float *x, const float *weight, const float *bias,
                           const geom *g, float *cols, int nt)
 {
-    float *gw = cols + pad16((size_t)g->Kg * g->S);
+    const size_t S = g->S, sb = col_block(g);
+    float *gw = cols + pad16((size_t)g->Kg * sb);
     for (int gi = 0; gi < g->G; gi++) {
-        float *y = out + (size_t)gi * g->Og * g->S;
-        im2col_group(cols, x + (size_t)gi * g->Cg * g->H * g->W, g, nt);
-        if (bias) {
-            /* Bias written first, gemm accumulates onto it (beta = 1). */
-            for (int o = 0; o < g->Og; o++) {
-                const float b = bias[gi * g->Og + o];
-                float *yo = y + (size_t)o * g->S;
-                for (size_t s = 0; s < g->S; s++) yo[s] = b;
+        float *y = out + (size_t)gi * g->Og * S;
+        const float *xg = x + (size_t)gi * g->Cg * g->H * g->W;
+        const float *wg = weight + (size_t)gi * g->Og * g->Kg;
+        for (size_t s0 = 0; s0 < S; s0 += sb) {
+            const size_t s1 = AC_MIN(s0 + sb, S);
+            im2col_group(cols, xg, g, s0, s1, nt);
+            if (bias) {
+                /* Bias written first, the gemm accumulates onto it (beta = 1). */
+                for (int o = 0; o < g->Og; o++) {
+                    const float b = bias[gi * g->Og + o];
+                    float *yo = y + (size_t)o * S;
+                    for (size_t s = s0; s < s1; s++) yo[s] = b;
+                }
             }
+            ac_sgemm(0, 0, g->Og, (int)(s1 - s0), g->Kg, 1.f, wg, g->Kg, cols, (int)(s1 - s0),
+                     bias ? 1.f : 0.f, y + s0, (int)S, gw, nt);
         }
-        ac_sgemm(0, 0, g->Og, (int)g->S, g->Kg, 1.f, weight + (size_t)gi * g->Og * g->Kg, g->Kg,
-                 cols, (int)g->S, bias ? 1.f : 0.f, y, (int)g->S, gw, nt);
     }
 }
 
@@ -208,20 +252,25 @@ static void backward_image(float *dx, float *dw, float beta_w, const float *dout
                            const float *x, const float *weight, const geom *g, float *cols,
                            int nt)
 {
-    float *gw = cols + pad16((size_t)g->Kg * g->S);
+    const size_t S = g->S, sb = col_block(g);
+    float *gw = cols + pad16((size_t)g->Kg * sb);
     const size_t xg = (size_t)g->Cg * g->H * g->W, wg = (size_t)g->Og * g->Kg;
     for (int gi = 0; gi < g->G; gi++) {
-        const float *dy = dout + (size_t)gi * g->Og * g->S;
-        if (dw) {
-            im2col_group(cols, x + gi * xg, g, nt);
-            ac_sgemm(0, 1, g->Og, g->Kg, (int)g->S, 1.f, dy, (int)g->S, cols, (int)g->S,
-                     beta_w, dw + gi * wg, g->Kg, gw, nt);
-        }
-        if (dx) {
-            /* cols now holds dcols = W_g^T . dY_g. */
-            ac_sgemm(1, 0, g->Kg, (int)g->S, g->Og, 1.f, weight + gi * wg, g->Kg, dy,
-                     (int)g->S, 0.f, cols, (int)g->S, gw, nt);
-            col2im_group(dx + gi * xg, cols, g, nt);
+        const float *dy = dout + (size_t)gi * g->Og * S;
+        for (size_t s0 = 0; s0 < S; s0 += sb) {
+            const size_t s1 = AC_MIN(s0 + sb, S);
+            const int w = (int)(s1 - s0);
+            if (dw) {
+                im2col_group(cols, x + gi * xg, g, s0, s1, nt);
+                ac_sgemm(0, 1, g->Og, g->Kg, w, 1.f, dy + s0, (int)S, cols, w,
+                         s0 == 0 ? beta_w : 1.f, dw + gi * wg, g->Kg, gw, nt);
+            }
+            if (dx) {
+                /* cols now holds the block of dcols = W_g^T . dY_g. */
+                ac_sgemm(1, 0, g->Kg, w, g->Og, 1.f, weight + gi * wg, g->Kg, dy + s0, (int)S,
+                         0.f, cols, w, gw, nt);
+                col2im_group(dx + gi * xg, cols, g, s0, s1, nt);
+            }
         }
     }
 }

@@ -20,6 +20,10 @@ CASES = [
     (1, 3, 5, 7, 3, 1, 1, 1, 2, 1),         # border rows entirely in the padding
     (10, 2, 5, 6, 3, 3, 3, 1, 1, 1),        # more images than weight-gradient slots
     (3, 4, 13, 13, 6, 3, 3, 1, 1, 2),       # AlexNet conv4-like: 3x3 p1, groups 2
+    # Column matrices big enough to be cut into column blocks:
+    (2, 3, 127, 127, 4, 11, 11, 4, 2, 1),   # conv1-like, blocks end mid-row
+    (1, 1, 171, 173, 2, 3, 3, 1, 1, 1),     # stride 1, long blocks
+    (1, 128, 27, 27, 6, 5, 5, 1, 2, 2),     # conv2-like, minimum-width blocks
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
 
@@ -127,9 +131,9 @@ def test_backward_matches_finite_differences(case, isa, rng):
     assert_close(db, numerical_grad(lambda v: f(x, w, v), b), what="dbias")
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[5], CASES[10],
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[5], CASES[10], CASES[12],
                                   (1, 3, 9, 9, 4, 3, 3, 1, 1, 1)],
-                         ids=[IDS[1], IDS[2], IDS[5], IDS[10], "N1"])
+                         ids=[IDS[1], IDS[2], IDS[5], IDS[10], IDS[12], "N1"])
 def test_results_do_not_depend_on_thread_count(case, isa, rng):
     import alexnet_cpu as ac
     x, w, b, dout, hp = _make(rng, case)
