@@ -6,6 +6,37 @@
 
 #include "ac_pool.h"
 
+/* One plane. Window positions outer, output columns inner, so the select vectorises over ow;
+ * the running maxima live in local rows (no aliasing with x); AlexNet's 3/2 is specialised. */
+static inline void maxpool_plane(float *restrict op, int32_t *restrict ap,
+                                 const float *restrict xp, int W, int OH, int OW, const int k,
+                                 const int stride)
+{
+    float best[OW];
+    int32_t idx[OW];
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow = 0; ow < OW; ow++) {
+            best[ow] = -INFINITY;
+            idx[ow] = oh * stride * W + ow * stride;
+        }
+        for (int i = 0; i < k; i++) {
+            const int ih = oh * stride + i;
+            const float *xr = xp + (size_t)ih * W;
+            for (int j = 0; j < k; j++) {
+                const int base = ih * W + j;
+                for (int ow = 0; ow < OW; ow++) {
+                    const float v = xr[ow * stride + j];
+                    const int take = (v > best[ow]) | (v != v);   /* a NaN wins, as in torch */
+                    best[ow] = take ? v : best[ow];
+                    idx[ow] = take ? base + ow * stride : idx[ow];
+                }
+            }
+        }
+        memcpy(op + (size_t)oh * OW, best, (size_t)OW * sizeof(float));
+        if (ap) memcpy(ap + (size_t)oh * OW, idx, (size_t)OW * sizeof(int32_t));
+    }
+}
+
 void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
                           int N, int C, int H, int W, int k, int stride, int nthreads)
 {
@@ -16,28 +47,10 @@ void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
         const float *xp = x + (size_t)p * H * W;
         float *op = out + (size_t)p * OH * OW;
         int32_t *ap = argmax ? argmax + (size_t)p * OH * OW : NULL;
-        for (int oh = 0; oh < OH; oh++) {
-            float *orow = op + (size_t)oh * OW;
-            /* Window positions outer, output columns inner: the select vectorises over ow. */
-            int32_t idx[OW];
-            for (int ow = 0; ow < OW; ow++) {
-                orow[ow] = -INFINITY;
-                idx[ow] = oh * stride * W + ow * stride;
-            }
-            for (int i = 0; i < k; i++) {
-                const int ih = oh * stride + i;
-                const float *xr = xp + (size_t)ih * W;
-                for (int j = 0; j < k; j++) {
-                    for (int ow = 0; ow < OW; ow++) {
-                        const float v = xr[ow * stride + j];
-                        const int take = (v > orow[ow]) | (v != v);
-                        orow[ow] = take ? v : orow[ow];
-                        idx[ow] = take ? ih * W + ow * stride + j : idx[ow];
-                    }
-                }
-            }
-            if (ap) memcpy(ap + (size_t)oh * OW, idx, (size_t)OW * sizeof(int32_t));
-        }
+        if (k == 3 && stride == 2)
+            maxpool_plane(op, ap, xp, W, OH, OW, 3, 2);
+        else
+            maxpool_plane(op, ap, xp, W, OH, OW, k, stride);
     }
 }
 
