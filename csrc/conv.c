@@ -45,34 +45,45 @@ static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 /* Outputs o in [*lo, *hi) whose input o*stride - pad + k lies in [0, L). */
 static void valid_range(int k, int L, int stride, int pad, int OL, int *lo, int *hi)
 {
-    int a = pad - k, b = L - 1 + pad - k;
-    int l = a > 0 ? (a + stride - 1) / stride : 0;
-    int h = b >= 0 ? b / stride + 1 : 0;
+    int a = pad - k, b = L - 1 + pad - k, l, h;
+    if (stride == 1) {          /* no divisions on the common path */
+        l = a > 0 ? a : 0;
+        h = b >= 0 ? b + 1 : 0;
+    } else {
+        l = a > 0 ? (a + stride - 1) / stride : 0;
+        h = b >= 0 ? b / stride + 1 : 0;
+    }
     l = AC_MIN(l, OL);
     h = AC_MAX(AC_MIN(h, OL), l);
     *lo = l;
     *hi = h;
 }
 
-/* d[i] = s[i*stride]; constant strides let the compiler vectorise the common cases. */
+/* d[i] = s[i*stride] and d[i] = 0, as inline loops: the segments are short (an output row),
+ * so library calls would cost more than the copy; constant strides let them vectorise. */
 static inline void gather_c(float *restrict d, const float *restrict s, int n, int stride)
 {
     for (int i = 0; i < n; i++) d[i] = s[(size_t)i * stride];
 }
-static void gather(float *restrict d, const float *restrict s, int n, int stride)
+static inline void gather(float *restrict d, const float *restrict s, int n, int stride)
 {
     switch (stride) {
-    case 1: memcpy(d, s, (size_t)n * sizeof(float)); break;
+    case 1: gather_c(d, s, n, 1); break;
     case 2: gather_c(d, s, n, 2); break;
     case 4: gather_c(d, s, n, 4); break;
     default: gather_c(d, s, n, stride);
     }
+}
+static inline void zero(float *d, int n)
+{
+    for (int i = 0; i < n; i++) d[i] = 0.f;
 }
 
 void ac_im2col(float *cols, size_t ld, const float *x, int H, int W, int KH, int KW,
                int stride, int pad, int r0, int r1, size_t s0, size_t s1)
 {
     const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
+    const int oh0 = (int)(s0 / OW), a0 = (int)(s0 % OW);
     for (int r = r0; r < r1; r++) {
         const int kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
         const float *xc = x + (size_t)c * H * W;
@@ -81,18 +92,18 @@ void ac_im2col(float *cols, size_t ld, const float *x, int H, int W, int KH, int
         valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
         valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
         /* One output row at a time: columns [a, b) of row oh go to dr[0, b - a). */
-        for (size_t s = s0; s < s1;) {
-            const int oh = (int)(s / OW), a = (int)(s % OW);
+        int oh = oh0, a = a0;
+        for (size_t s = s0; s < s1; oh++, a = 0) {
             const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
             float *dr = d + (s - s0);
             if (oh < ohlo || oh >= ohhi) {
-                memset(dr, 0, (size_t)(b - a) * sizeof(float));
+                zero(dr, b - a);
             } else {
                 const float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
                 const int lo = AC_MIN(AC_MAX(owlo, a), b), hi = AC_MAX(AC_MIN(owhi, b), lo);
-                memset(dr, 0, (size_t)(lo - a) * sizeof(float));
+                zero(dr, lo - a);
                 gather(dr + (lo - a), xr + (lo * stride - pad + kw), hi - lo, stride);
-                memset(dr + (hi - a), 0, (size_t)(b - hi) * sizeof(float));
+                zero(dr + (hi - a), b - hi);
             }
             s += (size_t)(b - a);
         }
@@ -103,6 +114,7 @@ void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH,
                    int stride, int pad, int c0, int c1, size_t s0, size_t s1)
 {
     const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
+    const int oh0 = (int)(s0 / OW), a0 = (int)(s0 % OW);
     for (int c = c0; c < c1; c++) {
         float *xc = x + (size_t)c * H * W;
         for (int kh = 0; kh < KH; kh++) {
@@ -112,8 +124,8 @@ void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH,
                 int owlo, owhi;
                 valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
                 const float *d = cols + ((size_t)((c - c0) * KH + kh) * KW + kw) * ld;
-                for (size_t s = s0; s < s1;) {
-                    const int oh = (int)(s / OW), a = (int)(s % OW);
+                int oh = oh0, a = a0;
+                for (size_t s = s0; s < s1; oh++, a = 0) {
                     const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
                     if (oh >= ohlo && oh < ohhi) {
                         const float *dr = d + (s - s0);
