@@ -52,9 +52,9 @@ void ac_dropout_forward(float *out, uint8_t *mask, const float *x, ptrdiff_t n, 
     #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
     for (ptrdiff_t i = 0; i < n; i++) {
         const uint64_t h = mix64(key + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
-        const uint8_t keep = (h >> 32) >= thr;
-        mask[i] = keep;
-        out[i] = x[i] * (keep ? scale : 0.0f);
+        const int keep = (h >> 32) >= thr;
+        mask[i] = (uint8_t)keep;
+        out[i] = x[i] * ((float)keep * scale);      /* no branch on a random bit */
     }
 }
 

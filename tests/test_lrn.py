@@ -52,9 +52,10 @@ def make_x(rng, shape, amp=3.0):
     return (amp * rng.standard_normal(shape)).astype(np.float32)
 
 
-# C = 1, 2, 3, 5, 7, 96; H*W odd, below and above the 512-position tile, not multiples of 16
+# C = 1, 2, 3, 5, 7, 96; H*W odd, not multiples of 16; small batches split planes into tiles,
+# batches >= 16 take whole planes, planes over 4096 positions are split in any case
 SHAPES = [(2, 1, 3, 3), (1, 2, 5, 7), (3, 3, 1, 1), (2, 5, 4, 5), (1, 7, 23, 29),
-          (2, 96, 3, 5), (1, 16, 33, 17)]
+          (2, 96, 3, 5), (1, 16, 33, 17), (17, 2, 5, 5), (16, 3, 67, 67)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -108,8 +109,9 @@ def test_paper_constants_and_large_values(isa, rng):
 
 
 @pytest.mark.parametrize("beta", [0.75, 0.6])
-def test_threads_give_identical_results(isa, rng, beta):
-    x = make_x(rng, (3, 7, 27, 27))
+@pytest.mark.parametrize("shape", [(3, 7, 27, 27), (16, 5, 9, 11)])
+def test_threads_give_identical_results(isa, rng, beta, shape):
+    x = make_x(rng, shape)
     dout = rng.standard_normal(x.shape).astype(np.float32)
     res = []
     old = ac.get_num_threads()
