@@ -7,8 +7,9 @@
  *     ic over M by MC     A block (MC x KC, in L2) packed per thread
  *      jr over NC by NR   B micro-panel (KC x NR) stays in L1 ...
  *       ir over MC by MR  ... while A micro-panels stream from L2: micro-kernel MR x NR
- * Threads split M (packing each B block together) unless splitting N (each thread on its
- * own, packing A for itself) balances clearly better, always in whole micro-panels.
+ * Threads split N (each packing its own B and all of A) or M (each packing its own A and all
+ * of B, or a share of each B block, synchronising), in whole micro-panels, whichever costs
+ * least by a simple model of imbalance, packing and barriers.
  * K is never split and its blocking depends only on K, so every element of C sees the same
  * arithmetic for any thread count: results are bitwise identical across nthreads. */
 #include "ac_cpu.h"
@@ -44,6 +45,7 @@ const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 }
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /* Floats of a packed A block and a packed B block, each a whole number of cache lines. */
 static size_t a_floats(const ac_gemm_kernel *kr)
@@ -145,6 +147,28 @@ static double imbalance(int n, int unit, int nt)
     return worst * (double)nt / n;
 }
 
+/* How threads share the work. */
+enum { SPLIT_N, SPLIT_M, SPLIT_M_SHARED_B };
+
+/* Pick the split with the least estimated time per thread, in flops: the largest thread's
+ * share of 2MNK plus what it packs (an element costs about PACK_FLOPS) plus barriers. */
+#define PACK_FLOPS 32.0
+#define BARRIER_FLOPS 1e5
+static int choose_split(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
+{
+    const double f = 2.0 * M * N * K / nt, mt = (double)M / nt, ntc = (double)N / nt;
+    const double jc_all = ceil_div(N, kr->nc), jc_part = ceil_div(ceil_div(N, nt), kr->nc);
+    const double pc = ceil_div(K, kr->kc);
+    /* N: own columns of B, all of A for each of its column blocks. */
+    const double cn = imbalance(N, kr->nr, nt) * f + PACK_FLOPS * ((double)M * K * jc_part + K * ntc);
+    /* M: own rows of A, all of B (alone) or a 1/nt share of it (shared, 2 barriers a block). */
+    const double cm0 = imbalance(M, kr->mr, nt) * f + PACK_FLOPS * mt * K * jc_all;
+    const double cm = cm0 + PACK_FLOPS * (double)K * N;
+    const double cms = cm0 + PACK_FLOPS * K * ntc + 2 * BARRIER_FLOPS * jc_all * pc;
+    if (cn <= 1.01 * AC_MIN(cm, cms)) return SPLIT_N;
+    return cm <= 1.02 * cms ? SPLIT_M : SPLIT_M_SHARED_B;
+}
+
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
                  const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
                  float *C, int ldc, float *work, int nthreads)
@@ -156,7 +180,7 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
     }
     float *w = (float *)round_up((size_t)work, AC_ALIGN);
     const size_t asz = a_floats(kr), bsz = b_floats(kr);
-    const int pm = (M + kr->mr - 1) / kr->mr, pn = (N + kr->nr - 1) / kr->nr;
+    const int pm = ceil_div(M, kr->mr), pn = ceil_div(N, kr->nr);
 
     int nt = nthreads;
     if ((double)M * N * K < SERIAL_MACS) nt = 1;
@@ -165,23 +189,25 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
         gemm_part(kr, 0, M, 0, N, K, alpha, A, B, beta, C, ldc, w, w + asz, 0, 1);
         return;
     }
-    /* Split M (B blocks shared, nothing packed twice) unless N balances clearly better. */
-    const int split_n = pm < nt || imbalance(N, kr->nr, nt) < 0.95 * imbalance(M, kr->mr, nt);
+    const int split = pm < nt ? SPLIT_N : pn < nt ? SPLIT_M : choose_split(kr, M, N, K, nt);
 
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        if (split_n) {
+        float *wt = w + (size_t)t * (asz + bsz);
+        if (split == SPLIT_N) {
             const int n0 = AC_MIN(N, pn * t / n * kr->nr);
             const int n1 = AC_MIN(N, pn * (t + 1) / n * kr->nr);
-            float *wt = w + (size_t)t * (asz + bsz);
             if (n1 > n0)
                 gemm_part(kr, 0, M, n0, n1, K, alpha, A, B, beta, C, ldc, wt, wt + asz, 0, 1);
         } else {
             const int m0 = AC_MIN(M, pm * t / n * kr->mr);
             const int m1 = AC_MIN(M, pm * (t + 1) / n * kr->mr);
-            gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc,
-                      w + bsz + (size_t)t * asz, w, t, n);
+            if (split == SPLIT_M_SHARED_B)  /* every thread must come: it packs and waits */
+                gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc,
+                          w + bsz + (size_t)t * asz, w, t, n);
+            else if (m1 > m0)
+                gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc, wt, wt + asz, 0, 1);
         }
     }
 }
