@@ -5,6 +5,8 @@ rebuild the net and its preprocessing: variant, num_classes, in_channels, input 
 class names, normalisation and PCA data. A checkpoint adds the momentum buffers
 (optim.velocity.<name>) and the training state (epoch, step, schedule, RNG).
 """
+import os
+
 import numpy as np
 
 from .model import VARIANTS, alexnet
@@ -72,4 +74,6 @@ def _jsonable(obj):
         return obj.tolist()
     if isinstance(obj, np.generic):
         return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     return obj

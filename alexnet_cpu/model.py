@@ -9,6 +9,7 @@ from .layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, M
                      ReLU)
 
 VARIANTS = ("paper", "owt")
+INITS = ("kaiming", "torch", "paper")
 MIN_INPUT = 63   # smallest square input that survives the three 3/2 max-pools
 
 
@@ -137,8 +138,8 @@ def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if init not in ("kaiming", "paper"):
-        raise ValueError(f"unknown init {init!r}; expected 'kaiming' or 'paper'")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     if num_classes < 1 or in_channels < 1:
         raise ValueError("num_classes and in_channels must be >= 1")
     features = _convs(variant, in_channels)
@@ -158,14 +159,21 @@ def _initialise(net, init, bias_value, variant, seed):
     # The paper's bias-1 layers: conv2, conv4, conv5, fc6, fc7.
     conv_ones = {"paper": (4, 10, 12), "owt": (3, 8, 10)}[variant]
     ones = {f"features.{i}" for i in conv_ones} | {"classifier.1", "classifier.4"}
+    last = net.layers[-1][0]
     for name, layer in net.layers:
         if "weight" not in layer.params:
             continue
         w, b = layer.params["weight"], layer.params["bias"]
+        fan_in = int(np.prod(w.shape[1:]))
         if init == "paper":
             w[...] = rng.normal(0.0, 0.01, w.shape)
             b[...] = bias_value if name in ones else 0.0
+        elif init == "torch":
+            bound = 1.0 / np.sqrt(fan_in)
+            w[...] = rng.uniform(-bound, bound, w.shape)
+            b[...] = rng.uniform(-bound, bound, b.shape)
         else:
-            fan_in = int(np.prod(w.shape[1:]))
-            w[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), w.shape)
+            # He normal keeps activations' scale through the ReLUs; small final layer so
+            # the initial logits are near zero and the first steps do not blow up.
+            w[...] = rng.normal(0.0, 0.01 if name == last else np.sqrt(2.0 / fan_in), w.shape)
             b[...] = 0.0
