@@ -1,6 +1,12 @@
 """alexnet-cpu: train and run AlexNet on CPUs with our own SIMD kernels."""
-from ._threads import cpu_info, get_num_threads, set_num_threads
 from ._C import sgemm
+from ._threads import cpu_info, get_num_threads, set_num_threads
+from .checkpoint import load, save
+from .loss import softmax, softmax_cross_entropy
+from .model import alexnet
+from .optim import SGD
+from .weights import WeightFileError
 
 __version__ = "0.1.0"
-__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "sgemm"]
+__all__ = ["SGD", "WeightFileError", "alexnet", "cpu_info", "get_num_threads", "load", "save",
+           "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy"]

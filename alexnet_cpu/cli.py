@@ -173,14 +173,14 @@ def cmd_info(a):
         print(f"weights: {a.load}" + (f", classes {', '.join(meta['classes'][:10])}"
                                        + (" ..." if len(meta["classes"]) > 10 else "")
                                        if meta.get("classes") else ""))
-    print(f"{'layer':<14} {'kind':<44} {'output':>16} {'params':>12} {'MFLOPs':>9}")
+    print(f"{'layer':<14} {'kind':<48} {'output':>16} {'params':>12} {'MFLOPs':>9}")
     total_p = total_f = 0
     for name, desc, shape, params, mflops in net.summary(size):
-        print(f"{name:<14} {desc:<44} {'x'.join(map(str, shape)):>16} {params:>12,} "
+        print(f"{name:<14} {desc:<48} {'x'.join(map(str, shape)):>16} {params:>12,} "
               f"{mflops:>9.1f}")
         total_p += params
         total_f += mflops
-    print(f"{'total':<14} {'':<44} {'':>16} {total_p:>12,} {total_f:>9.1f}")
+    print(f"{'total':<14} {'':<48} {'':>16} {total_p:>12,} {total_f:>9.1f}")
     print(f"forward {total_f / 1e3:.2f} GFLOP per image; engine: {info['isa']} kernels, "
           f"{info['threads']} threads, CPU {info['cpu']}")
 

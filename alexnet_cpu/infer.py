@@ -4,16 +4,18 @@ import os
 import numpy as np
 
 from .checkpoint import load
-from .data import IMAGE_EXTENSIONS, base_size, eval_crops, load_image
+from .data import IMG_EXTENSIONS, base_size, center_crop, load_image, ten_crop
 from .loss import softmax
 
 
 def find_images(path):
     """[path] for a file; every image under a folder (recursively, sorted) otherwise."""
     if os.path.isfile(path):
+        if os.path.splitext(path)[1].lower() not in IMG_EXTENSIONS:
+            raise ValueError(f"{path}: not a .jpg/.jpeg/.png image")
         return [path]
     found = sorted(os.path.join(d, f) for d, _, files in os.walk(path) for f in files
-                   if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+                   if os.path.splitext(f)[1].lower() in IMG_EXTENSIONS)
     if not found:
         raise ValueError(f"{path}: no .jpg/.jpeg/.png images found")
     return found
@@ -34,7 +36,8 @@ class Predictor:
         self.skipped = 0
 
     def _batch_scores(self, images):
-        crops = np.stack([eval_crops(img, self.size, self.mean, self.std, self.tencrop)
+        crop = ten_crop if self.tencrop else (lambda *a: center_crop(*a)[None])
+        crops = np.stack([crop(img, self.size, self.mean, self.std)
                           for img in images])            # (B, V, C, H, W), V = 1 or 10
         b, v = crops.shape[:2]
         probs = softmax(self.net.forward(crops.reshape((b * v,) + crops.shape[2:])))

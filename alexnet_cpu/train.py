@@ -139,10 +139,7 @@ def _resolve_data(cfg):
         train_dir = os.path.join(train_dir, "train")
     train = ImageFolder(train_dir)
     if val_dir is not None:
-        val = ImageFolder(val_dir)
-        if val.classes != train.classes:
-            raise ValueError(f"validation classes {val.classes} differ from training classes "
-                             f"{train.classes}")
+        val = ImageFolder(val_dir, classes=train.classes)
         return train, val, f"{train_dir} (val {val_dir})"
     train, val = train.split(cfg.val_fraction, cfg.seed)
     return train, val, f"{train_dir} ({cfg.val_fraction:.0%} held out for validation)"
@@ -195,7 +192,7 @@ def fit(cfg):
                               cache=cfg.cache)
     val_loader = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
                             shuffle=False, seed=cfg.seed, workers=cfg.workers,
-                            cache=cfg.cache, tencrop=cfg.tencrop)
+                            cache=cfg.cache, ten_crop=cfg.tencrop)
     info = _threads.cpu_info()
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
         f"{len(classes)} classes, input {cfg.size}x{cfg.size}")

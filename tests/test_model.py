@@ -1,0 +1,186 @@
+"""The layer graph and both AlexNet variants: shapes, parameter counts, gradients by
+finite differences, and parity with an identical PyTorch model."""
+import numpy as np
+import pytest
+
+import alexnet_cpu as ac
+from alexnet_cpu.layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear,
+                                MaxPool2d, ReLU)
+from alexnet_cpu.model import Net
+from gradcheck import assert_close
+
+
+def test_parameter_counts_and_names():
+    paper = ac.alexnet("paper")
+    owt = ac.alexnet("owt")
+    assert paper.num_parameters() == 60_965_224
+    assert owt.num_parameters() == 61_100_840
+    names = [n for n, _, _ in owt.parameters()]
+    assert names[:2] == ["features.0.weight", "features.0.bias"]
+    assert {n.rsplit(".", 1)[0] for n in names} == {
+        "features.0", "features.3", "features.6", "features.8", "features.10",
+        "classifier.1", "classifier.4", "classifier.6"}
+    pnames = {n.rsplit(".", 1)[0] for n, _, _ in paper.parameters()}
+    assert {"features.0", "features.4", "features.8", "features.10", "features.12"} <= pnames
+    assert paper.state_dict()["features.4.weight"].shape == (256, 48, 5, 5)
+
+
+@pytest.mark.parametrize("variant", ["paper", "owt"])
+@pytest.mark.parametrize("size", [63, 67, 224])
+def test_output_shapes(variant, size):
+    net = ac.alexnet(variant, num_classes=7)
+    rows = net.summary(size)
+    assert rows[-1][2] == (7,)
+    assert [r for r in rows if r[0] == "avgpool"][0][2] == (256, 6, 6)
+    if size == 224:
+        assert rows[0][2] == ((96 if variant == "paper" else 64), 55, 55)
+
+
+def test_rejects_bad_input():
+    net = ac.alexnet("owt", num_classes=3)
+    with pytest.raises(ValueError, match="too small"):
+        net.forward(np.zeros((1, 3, 62, 62), np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        net.forward(np.zeros((1, 1, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        net.forward(np.zeros((1, 3, 64, 64), np.float64))
+    with pytest.raises(ValueError, match="variant"):
+        ac.alexnet("vgg")
+
+
+def test_paper_init_biases():
+    net = ac.alexnet("paper", num_classes=10, init="paper", bias_value=0.1)
+    sd = net.state_dict()
+    for name in ("features.4", "features.10", "features.12", "classifier.1", "classifier.4"):
+        assert np.all(sd[f"{name}.bias"] == np.float32(0.1))
+    for name in ("features.0", "features.8", "classifier.6"):
+        assert np.all(sd[f"{name}.bias"] == 0)
+    assert abs(sd["classifier.1.weight"].std() - 0.01) < 1e-3
+
+
+def _tiny_net(seed=0):
+    """Every layer kind of AlexNet, small enough for finite differences."""
+    layers = [Conv2d(3, 4, 3, 2, 1), ReLU(), LRN(3, 1e-2, 0.75, 2.0), MaxPool2d(3, 2),
+              Conv2d(4, 6, 3, 1, 1, groups=2), ReLU(), AdaptiveAvgPool2d(2), Flatten(),
+              Dropout(0.5, seed=3), Linear(24, 5), ReLU(), Linear(5, 3)]
+    net = Net([(f"l{i}", l) for i, l in enumerate(layers)], num_classes=3)
+    rng = np.random.default_rng(seed)
+    for _, p, _ in net.parameters():
+        p[...] = rng.normal(0, 0.5, p.shape)
+    return net
+
+
+def _loss_fn(net, x, r):
+    """Sum(logits * r) with dropout's mask frozen at call 0."""
+    def f():
+        for _, layer in net.layers:
+            if isinstance(layer, Dropout):
+                layer.calls = 0
+        return float(np.sum(net.forward(x).astype(np.float64) * r))
+    return f
+
+
+def test_layer_graph_gradients_by_finite_differences(monkeypatch):
+    import alexnet_cpu.model as model
+    monkeypatch.setattr(model, "MIN_INPUT", 8)
+    rng = np.random.default_rng(0)
+    net = _tiny_net()
+    net.layers[0][1].need_input_grad = True       # check d loss / d input too
+    x = rng.normal(0, 1, (2, 3, 13, 13)).astype(np.float32)
+    r = rng.normal(0, 1, (2, 3))
+    f = _loss_fn(net, x, r)
+    f()
+    net.zero_grad()
+    net.backward(r.astype(np.float32))
+    eps = 1e-3
+    for name, p, g in net.parameters():
+        flat, gflat = p.reshape(-1), g.reshape(-1)
+        for i in rng.choice(flat.size, size=min(4, flat.size), replace=False):
+            v = flat[i]
+            flat[i] = v + eps
+            fp = f()
+            flat[i] = v - eps
+            fm = f()
+            flat[i] = v
+            num = (fp - fm) / (2 * eps)
+            assert abs(num - gflat[i]) <= 2e-2 * max(1.0, abs(num)), (name, i, num, gflat[i])
+
+
+def _torch_alexnet(variant, num_classes):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    if variant == "owt":
+        feats = [nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
+                 nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+                 nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+                 nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+                 nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2)]
+    else:
+        lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
+        feats = [nn.Conv2d(3, 96, 11, 4, 2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+                 nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), lrn(),
+                 nn.MaxPool2d(3, 2),
+                 nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+                 nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
+                 nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2)]
+
+    class AlexNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*feats)
+            self.avgpool = nn.AdaptiveAvgPool2d(6)
+            self.classifier = nn.Sequential(
+                nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
+                nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes))
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    return torch, AlexNet()
+
+
+@pytest.mark.parametrize("variant,size", [("paper", 67), ("owt", 99)])
+def test_matches_pytorch(variant, size):
+    torch, tnet = _torch_alexnet(variant, 10)
+    net = ac.alexnet(variant, num_classes=10, seed=1)
+    tnet.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
+    tnet.eval()
+    net.eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (3, 3, size, size)).astype(np.float32)
+    labels = np.array([1, 5, 9])
+    logits = net.forward(x)
+    loss, d = ac.softmax_cross_entropy(logits, labels)
+    net.backward(d)
+    tlogits = tnet(torch.from_numpy(x))
+    tloss = torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(labels))
+    tloss.backward()
+    assert_close(logits, tlogits.detach().numpy(), rtol=1e-4, what="logits")
+    assert abs(loss - tloss.item()) <= 1e-4 * max(1.0, abs(loss))
+    tgrads = dict(tnet.named_parameters())
+    for name, _, g in net.parameters():
+        assert_close(g, tgrads[name].grad.numpy(), rtol=1e-4, atol=1e-6, what=name)
+
+
+def test_train_eval_modes_and_dropout_reproducible():
+    net = ac.alexnet("owt", num_classes=4, seed=0)
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 63, 63)).astype(np.float32)
+    net.eval()
+    a, b = net.forward(x), net.forward(x)
+    assert np.array_equal(a, b)                     # dropout off in eval
+    net.train()
+    c = net.forward(x)
+    d = net.forward(x)
+    assert not np.array_equal(c, d)                 # a fresh mask each step
+    net2 = ac.alexnet("owt", num_classes=4, seed=0).train()
+    assert np.array_equal(net2.forward(x), c)       # same seed, same first mask
+
+
+def test_state_dict_round_trip():
+    a = ac.alexnet("owt", num_classes=5, seed=1)
+    b = ac.alexnet("owt", num_classes=5, seed=2)
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 63, 63)).astype(np.float32)
+    assert np.array_equal(a.eval().forward(x), b.eval().forward(x))
+    with pytest.raises(ValueError, match="missing"):
+        b.load_state_dict({})
