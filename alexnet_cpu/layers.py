@@ -60,7 +60,7 @@ class Conv2d(Layer):
         self.params = {"weight": np.zeros(wshape, np.float32),
                        "bias": np.zeros(out_channels, np.float32)}
         self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
-        self._x = self._y = self._dx = self._work = None
+        self._x = self._y = self._dx = self._work_fwd = self._work_bwd = None
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
@@ -79,17 +79,18 @@ class Conv2d(Layer):
     def forward(self, x):
         self._x = x
         self._y = _buffer(self._y, (x.shape[0],) + self.output_shape(x.shape[1:]))
-        self._work = _C.conv2d_forward(self._y, x, self.params["weight"], self.params["bias"],
-                                       self.stride, self.pad, self.groups, self._work)
+        self._work_fwd = _C.conv2d_forward(self._y, x, self.params["weight"],
+                                           self.params["bias"], self.stride, self.pad,
+                                           self.groups, self._work_fwd)
         return self._y
 
     def backward(self, dy):
         dx = None
         if self.need_input_grad:
             dx = self._dx = _buffer(self._dx, self._x.shape)
-        self._work = _C.conv2d_backward(dx, self.grads["weight"], self.grads["bias"], dy,
-                                        self._x, self.params["weight"], self.stride, self.pad,
-                                        self.groups, self._work)
+        self._work_bwd = _C.conv2d_backward(dx, self.grads["weight"], self.grads["bias"], dy,
+                                            self._x, self.params["weight"], self.stride,
+                                            self.pad, self.groups, self._work_bwd)
         return dx
 
     def describe(self):

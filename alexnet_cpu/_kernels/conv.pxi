@@ -1,1 +1,111 @@
-# conv kernel bindings
+# Convolution bindings: conv2d_forward / conv2d_backward over NCHW activations, OIHW weights.
+
+cdef extern from "ac_conv.h":
+    size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                         int stride, int pad, int groups, int nthreads) nogil
+    void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
+                           int N, int C, int H, int W, int O, int KH, int KW,
+                           int stride, int pad, int groups, float *work, int nthreads) nogil
+    size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                          int stride, int pad, int groups, int nthreads) nogil
+    void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
+                            const float *x, const float *weight,
+                            int N, int C, int H, int W, int O, int KH, int KW,
+                            int stride, int pad, int groups, float *work, int nthreads) nogil
+
+
+cdef _conv_check(str fn, str name, object a, tuple shape):
+    """Raise unless `a` is a C-contiguous float32 ndarray of exactly `shape`."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise TypeError(f"{fn}: {name} must be float32, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{fn}: {name} must have shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{fn}: {name} must be C-contiguous")
+
+
+cdef tuple _conv_geometry(str fn, object x, object weight, int stride, int pad, int groups):
+    """Check x and weight and the hyper-parameters; return (N, C, H, W, O, KH, KW, OH, OW)."""
+    for name, a in (("x", x), ("weight", weight)):
+        if not isinstance(a, np.ndarray) or a.ndim != 4:
+            raise ValueError(f"{fn}: {name} must be a 4-D numpy.ndarray, got "
+                             f"{getattr(a, 'shape', type(a).__name__)}")
+    if stride < 1:
+        raise ValueError(f"{fn}: stride must be >= 1, got {stride}")
+    if pad < 0:
+        raise ValueError(f"{fn}: pad must be >= 0, got {pad}")
+    if groups < 1:
+        raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = weight.shape
+    if C % groups or O % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide in channels ({C}) and "
+                         f"out channels ({O})")
+    if Cg != C // groups:
+        raise ValueError(f"{fn}: weight must have shape (O, C/groups, KH, KW) = "
+                         f"({O}, {C // groups}, {KH}, {KW}), got {weight.shape}")
+    if KH < 1 or KW < 1 or H + 2 * pad < KH or W + 2 * pad < KW:
+        raise ValueError(f"{fn}: kernel {KH}x{KW} does not fit the padded input "
+                         f"{H + 2 * pad}x{W + 2 * pad}")
+    _conv_check(fn, "x", x, (N, C, H, W))
+    _conv_check(fn, "weight", weight, (O, Cg, KH, KW))
+    return (N, C, H, W, O, KH, KW, (H + 2 * pad - KH) // stride + 1,
+            (W + 2 * pad - KW) // stride + 1)
+
+
+def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=None):
+    """out = conv2d(x, weight) + bias. x (N,C,H,W), weight (O,C/groups,KH,KW), bias (O,) or
+    None, out (N,O,OH,OW) with OH = (H+2*pad-KH)//stride+1; all float32 C-contiguous.
+    Returns the scratch array; pass it back as `work` to reuse it."""
+    fn = "conv2d_forward"
+    cdef int N, C, H, W, O, KH, KW, OH, OW
+    N, C, H, W, O, KH, KW, OH, OW = _conv_geometry(fn, x, weight, stride, pad, groups)
+    _conv_check(fn, "out", out, (N, O, OH, OW))
+    if bias is not None:
+        _conv_check(fn, "bias", bias, (O,))
+    cdef int nt = _nthreads()
+    work = _workspace(work, ac_conv2d_forward_work_floats(N, C, H, W, O, KH, KW,
+                                                          stride, pad, groups, nt))
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
+    cdef const float *pb = NULL
+    if bias is not None:
+        pb = <const float *>cnp.PyArray_DATA(bias)
+    cdef float *pwork = <float *>cnp.PyArray_DATA(work)
+    with nogil:
+        ac_conv2d_forward(po, px, pw, pb, N, C, H, W, O, KH, KW, stride, pad, groups,
+                          pwork, nt)
+    return work
+
+
+def conv2d_backward(dx, dweight, dbias, dout, x, weight, int stride, int pad, int groups,
+                    work=None):
+    """Given dout = dL/dout: dweight += dL/dweight, dbias += dL/dbias (None skips it),
+    dx = dL/dx (overwritten; None skips it). Shapes as in conv2d_forward.
+    Returns the scratch array; pass it back as `work` to reuse it."""
+    fn = "conv2d_backward"
+    cdef int N, C, H, W, O, KH, KW, OH, OW
+    N, C, H, W, O, KH, KW, OH, OW = _conv_geometry(fn, x, weight, stride, pad, groups)
+    _conv_check(fn, "dout", dout, (N, O, OH, OW))
+    _conv_check(fn, "dweight", dweight, (O, C // groups, KH, KW))
+    if dbias is not None:
+        _conv_check(fn, "dbias", dbias, (O,))
+    if dx is not None:
+        _conv_check(fn, "dx", dx, (N, C, H, W))
+    cdef int nt = _nthreads()
+    work = _workspace(work, ac_conv2d_backward_work_floats(N, C, H, W, O, KH, KW,
+                                                           stride, pad, groups, nt))
+    cdef float *pdx = NULL if dx is None else <float *>cnp.PyArray_DATA(dx)
+    cdef float *pdw = <float *>cnp.PyArray_DATA(dweight)
+    cdef float *pdb = NULL if dbias is None else <float *>cnp.PyArray_DATA(dbias)
+    cdef const float *pdo = <const float *>cnp.PyArray_DATA(dout)
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
+    cdef float *pwork = <float *>cnp.PyArray_DATA(work)
+    with nogil:
+        ac_conv2d_backward(pdx, pdw, pdb, pdo, px, pw, N, C, H, W, O, KH, KW,
+                           stride, pad, groups, pwork, nt)
+    return work

@@ -1,4 +1,5 @@
-# sgemm bindings (public: alexnet_cpu.sgemm)
+# sgemm bindings (public: alexnet_cpu.sgemm) and the FMA peak meter.
+import threading
 
 cdef extern from "ac_gemm.h":
     size_t ac_sgemm_work_floats(int nthreads) nogil
@@ -6,14 +7,39 @@ cdef extern from "ac_gemm.h":
                   const float *A, int lda, const float *B, int ldb, float beta,
                   float *C, int ldc, float *work, int nthreads) nogil
 
+cdef extern from "ac_peak.h":
+    double ac_fma_peak_gflops(int isa, double seconds, int nthreads) nogil
+
+# One sgemm scratch buffer per Python thread, grown on demand, so calls don't allocate.
+_gemm_tls = threading.local()
+
+
+cdef object _gemm_work(size_t nfloats):
+    work = _workspace(getattr(_gemm_tls, "work", None), nfloats)
+    _gemm_tls.work = work
+    return work
+
+
+cdef _check_matrix(str name, m):
+    if not isinstance(m, np.ndarray):
+        raise TypeError(f"sgemm: {name} must be a numpy.ndarray, got {type(m).__name__}")
+    if m.dtype != np.float32:
+        raise TypeError(f"sgemm: {name} must be float32, got {m.dtype}")
+    if m.ndim != 2:
+        raise ValueError(f"sgemm: {name} must be 2-D, got shape {m.shape}")
+    if not m.flags.c_contiguous:
+        raise ValueError(f"sgemm: {name} must be C-contiguous")
+
 
 def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
           float alpha=1.0, float beta=0.0):
-    """C = alpha * op(a) @ op(b) + beta * out, float32 2-D C-contiguous arrays."""
-    for name, m in (("a", a), ("b", b)):
-        if not isinstance(m, np.ndarray) or m.dtype != np.float32 or m.ndim != 2 \
-                or not m.flags.c_contiguous:
-            raise TypeError(f"sgemm: {name} must be a 2-D C-contiguous float32 array")
+    """out = alpha * op(a) @ op(b) + beta * out on float32 2-D C-contiguous arrays.
+
+    op(x) is x or x.T (trans_a / trans_b). out=None allocates (beta is then ignored);
+    with beta == 0 out is write-only. Returns out.
+    """
+    _check_matrix("a", a)
+    _check_matrix("b", b)
     cdef int M = a.shape[1] if trans_a else a.shape[0]
     cdef int K = a.shape[0] if trans_a else a.shape[1]
     cdef int Kb = b.shape[1] if trans_b else b.shape[0]
@@ -21,19 +47,34 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     if K != Kb:
         raise ValueError(f"sgemm: inner dimensions differ: op(a) is {M}x{K}, op(b) is {Kb}x{N}")
     if out is None:
-        out = np.zeros((M, N), dtype=np.float32)
+        out = np.empty((M, N), dtype=np.float32)
         beta = 0.0
-    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 \
-            or not out.flags.c_contiguous or out.shape != (M, N):
-        raise ValueError(f"sgemm: out must be a C-contiguous float32 array of shape {(M, N)}")
+    else:
+        _check_matrix("out", out)
+        if out.shape != (M, N):
+            raise ValueError(f"sgemm: out must have shape {(M, N)}, got {out.shape}")
+    if M == 0 or N == 0:
+        return out
     cdef int nt = _nthreads()
-    work = _workspace(None, ac_sgemm_work_floats(nt))
-    cdef float[:, ::1] A = a
-    cdef float[:, ::1] B = b
-    cdef float[:, ::1] C = out
-    cdef float[::1] W = work
+    work = _gemm_work(ac_sgemm_work_floats(nt))
+    cdef const float *A = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *B = <const float *>cnp.PyArray_DATA(b)
+    cdef float *C = <float *>cnp.PyArray_DATA(out)
+    cdef float *W = <float *>cnp.PyArray_DATA(work)
+    cdef int lda = a.shape[1], ldb = b.shape[1]
     with nogil:
-        ac_sgemm(trans_a, trans_b, M, N, K, alpha, &A[0, 0] if A.shape[0] * A.shape[1] else NULL,
-                 A.shape[1], &B[0, 0] if B.shape[0] * B.shape[1] else NULL, B.shape[1],
-                 beta, &C[0, 0] if M * N else NULL, N, &W[0], nt)
+        ac_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N, W, nt)
     return out
+
+
+def fma_peak_gflops(double seconds=0.2, isa=None):
+    """Measured single-precision FMA peak (GFLOP/s) of this machine on all kernel threads,
+    with our own register-only FMA loop on the best ISA path (or `isa`)."""
+    cdef int i = ac_isa_best() if isa is None else ISA_NAMES.index(isa)
+    if not ac_isa_supported(i):
+        raise RuntimeError(f"this CPU does not support the {isa} path")
+    cdef int nt = _nthreads()
+    cdef double r
+    with nogil:
+        r = ac_fma_peak_gflops(i, seconds, nt)
+    return r

@@ -1,22 +1,226 @@
-/* PLACEHOLDER naive sgemm, to be replaced by the blocked, packed driver. */
-#include "ac_gemm.h"
+/* The GEMM driver: BLIS-style loops around a register-tiled micro-kernel, threading, and the
+ * plain-matrix front ac_sgemm.
+ *
+ * Loops (per thread, over its part of C):
+ *   jc over N by NC       B block (KC x NC, in L3) packed once; shared by threads splitting M
+ *    pc over K by KC
+ *     ic over M by MC     A block (MC x KC, in L2) packed per thread
+ *      jr over NC by NR   B micro-panel (KC x NR) stays in L1 ...
+ *       ir over MC by MR  ... while A micro-panels stream from L2: micro-kernel MR x NR
+ * Threads split N (each packing its own B and all of A) or M (each packing its own A and all
+ * of B, or a share of each B block, synchronising), in whole micro-panels, whichever costs
+ * least by a simple model of imbalance, packing and barriers.
+ * K is never split and its blocking depends only on K, so every element of C sees the same
+ * arithmetic for any thread count: results are bitwise identical across nthreads. */
+#include "ac_cpu.h"
+#include "gemm_internal.h"
 
-size_t ac_sgemm_work_floats(int nthreads) { (void)nthreads; return 1; }
+/* KC*NR floats of B in L1 (48 KiB); MC*KC of A and KC*NC of B together in L2 (2 MiB). */
+#ifndef AC_AVX512_KC
+#define AC_AVX512_KC 256
+#endif
+#ifndef AC_AVX512_MC
+#define AC_AVX512_MC 144
+#endif
+#ifndef AC_AVX512_NC
+#define AC_AVX512_NC 512
+#endif
+
+static const ac_gemm_kernel kernels[] = {
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 256, 2048, ac_ukernel_generic},
+    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, 256, 480, 3072, ac_ukernel_avx2},
+    {AC_ISA_AVX512, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC, AC_AVX512_NC,
+     ac_ukernel_avx512},
+};
+#define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
+
+/* Below this many multiply-adds one thread is faster than waking a team. */
+#define SERIAL_MACS (1 << 18)
+
+const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
+{
+    for (int i = 0; i < NKERNELS; i++)
+        if (kernels[i].isa == isa) return &kernels[i];
+    return &kernels[0];
+}
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* Floats of a packed A block and a packed B block, each a whole number of cache lines. */
+static size_t a_floats(const ac_gemm_kernel *kr)
+{
+    return round_up((size_t)kr->kc * round_up(kr->mc, kr->mr), 16);
+}
+static size_t b_floats(const ac_gemm_kernel *kr)
+{
+    return round_up((size_t)kr->kc * round_up(kr->nc, kr->nr), 16);
+}
+
+size_t ac_sgemm_work_floats(int nthreads)
+{
+    size_t need = 0;
+    if (nthreads < 1) nthreads = 1;
+    for (int i = 0; i < NKERNELS; i++)  /* any path may be selected at call time */
+        need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
+    return need + AC_ALIGN / sizeof(float);  /* slack to align the start */
+}
+
+/* Split n into nearly equal blocks of at most bmax, each a multiple of unit. */
+static int block_size(int n, int bmax, int unit)
+{
+    int nb = (n + bmax - 1) / bmax;
+    return (int)round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
+}
+
+/* Rows [m0, m1) x columns [n0, n1) of C. The nshare threads of a team (this one is tid)
+ * work on the same columns and pack each B block together into the shared Bbuf; nshare == 1
+ * packs alone and never synchronises (safe inside a caller's parallel region). */
+static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, int K,
+                      float alpha, const ac_gemm_operand *A, const ac_gemm_operand *B,
+                      float beta, float *C, size_t ldc, float *Abuf, float *Bbuf,
+                      int tid, int nshare)
+{
+    const int MR = kr->mr, NR = kr->nr;
+    const int KC = block_size(K, kr->kc, 1);
+    const int NC = block_size(n1 - n0, kr->nc, NR);
+    const int MC = m1 > m0 ? block_size(m1 - m0, kr->mc, MR) : MR;
+
+    for (int jc = n0; jc < n1; jc += NC) {
+        const int nc = AC_MIN(NC, n1 - jc);
+        for (int pc = 0; pc < K; pc += KC) {
+            const int kc = AC_MIN(KC, K - pc);
+            const float beta_k = pc == 0 ? beta : 1.f;
+            if (nshare > 1) {
+                const int np = (nc + NR - 1) / NR;
+                const int p0 = np * tid / nshare, p1 = np * (tid + 1) / nshare;
+                if (jc > n0 || pc > 0) {  /* everyone is done with the previous block */
+#pragma omp barrier
+                }
+                if (p1 > p0)
+                    B->pack(B->src, Bbuf + (size_t)p0 * NR * kc, jc + p0 * NR,
+                            AC_MIN(nc, p1 * NR) - p0 * NR, pc, kc, NR, kr);
+#pragma omp barrier
+            } else {
+                B->pack(B->src, Bbuf, jc, nc, pc, kc, NR, kr);
+            }
+            for (int ic = m0; ic < m1; ic += MC) {
+                const int mc = AC_MIN(MC, m1 - ic);
+                const float *Ap = A->packed ? A->packed(A->src, ic, pc, kc, kr) : NULL;
+                if (!Ap) {
+                    A->pack(A->src, Abuf, ic, mc, pc, kc, MR, kr);
+                    Ap = Abuf;
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    const float *Bp = Bbuf + (size_t)jr * kc;
+                    float *Cc = C + (size_t)ic * ldc + jc + jr;
+                    const int nr = AC_MIN(NR, nc - jr);
+                    for (int ir = 0; ir < mc; ir += MR)
+                        kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc, ldc,
+                                    alpha, beta_k, AC_MIN(MR, mc - ir), nr);
+                }
+            }
+        }
+    }
+}
+
+/* C := beta * C, for K == 0 or alpha == 0 (A and B are not read). */
+static void scale_c(int M, int N, float beta, float *C, size_t ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.f)
+            for (int j = 0; j < N; j++) c[j] = 0.f;
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* Largest share of n items, split in whole panels of size unit among nt threads, over the
+ * even share n/nt: 1 is perfect balance. */
+static double imbalance(int n, int unit, int nt)
+{
+    const int np = (n + unit - 1) / unit;
+    int worst = 0;
+    for (int t = 0; t < nt; t++)
+        worst = AC_MAX(worst, AC_MIN(n, np * (t + 1) / nt * unit) - AC_MIN(n, np * t / nt * unit));
+    return worst * (double)nt / n;
+}
+
+/* How threads share the work. */
+enum { SPLIT_N, SPLIT_M, SPLIT_M_SHARED_B };
+
+/* Pick the split with the least estimated time per thread, in flops: the largest thread's
+ * share of 2MNK plus what it packs (an element costs about PACK_FLOPS) plus barriers. */
+#define PACK_FLOPS 32.0
+#define BARRIER_FLOPS 1e5
+static int choose_split(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
+{
+    const double f = 2.0 * M * N * K / nt, mt = (double)M / nt, ntc = (double)N / nt;
+    const double jc_all = ceil_div(N, kr->nc), jc_part = ceil_div(ceil_div(N, nt), kr->nc);
+    const double pc = ceil_div(K, kr->kc);
+    /* N: own columns of B, all of A for each of its column blocks. */
+    const double cn = imbalance(N, kr->nr, nt) * f + PACK_FLOPS * ((double)M * K * jc_part + K * ntc);
+    /* M: own rows of A, all of B (alone) or a 1/nt share of it (shared, 2 barriers a block). */
+    const double cm0 = imbalance(M, kr->mr, nt) * f + PACK_FLOPS * mt * K * jc_all;
+    const double cm = cm0 + PACK_FLOPS * (double)K * N;
+    const double cms = cm0 + PACK_FLOPS * K * ntc + 2 * BARRIER_FLOPS * jc_all * pc;
+    if (cn <= 1.01 * AC_MIN(cm, cms)) return SPLIT_N;
+    return cm <= 1.02 * cms ? SPLIT_M : SPLIT_M_SHARED_B;
+}
+
+void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
+                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
+                 float *C, int ldc, float *work, int nthreads)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.f) {
+        scale_c(M, N, beta, C, (size_t)ldc);
+        return;
+    }
+    float *w = (float *)round_up((size_t)work, AC_ALIGN);
+    const size_t asz = a_floats(kr), bsz = b_floats(kr);
+    const int pm = ceil_div(M, kr->mr), pn = ceil_div(N, kr->nr);
+
+    int nt = nthreads;
+    if ((double)M * N * K < SERIAL_MACS) nt = 1;
+    nt = AC_MIN(nt, AC_MAX(pm, pn));
+    if (nt <= 1) {
+        gemm_part(kr, 0, M, 0, N, K, alpha, A, B, beta, C, ldc, w, w + asz, 0, 1);
+        return;
+    }
+    const int split = pm < nt ? SPLIT_N : pn < nt ? SPLIT_M : choose_split(kr, M, N, K, nt);
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        float *wt = w + (size_t)t * (asz + bsz);
+        if (split == SPLIT_N) {
+            const int n0 = AC_MIN(N, pn * t / n * kr->nr);
+            const int n1 = AC_MIN(N, pn * (t + 1) / n * kr->nr);
+            if (n1 > n0)
+                gemm_part(kr, 0, M, n0, n1, K, alpha, A, B, beta, C, ldc, wt, wt + asz, 0, 1);
+        } else {
+            const int m0 = AC_MIN(M, pm * t / n * kr->mr);
+            const int m1 = AC_MIN(M, pm * (t + 1) / n * kr->mr);
+            if (split == SPLIT_M_SHARED_B)  /* every thread must come: it packs and waits */
+                gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc,
+                          w + bsz + (size_t)t * asz, w, t, n);
+            else if (m1 > m0)
+                gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc, wt, wt + asz, 0, 1);
+        }
+    }
+}
 
 void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc, float *work, int nthreads)
 {
-    (void)work;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float s = 0.f;
-            for (int p = 0; p < K; p++) {
-                float a = trans_a ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
-                float b = trans_b ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
-                s += a * b;
-            }
-            C[(size_t)i * ldc + j] = alpha * s + (beta == 0.f ? 0.f : beta * C[(size_t)i * ldc + j]);
-        }
+    /* op(A): row x, depth k;  op(B): column x, depth k. */
+    const ac_gemm_matrix am = {A, trans_a ? 1 : (size_t)lda, trans_a ? (size_t)lda : 1};
+    const ac_gemm_matrix bm = {B, trans_b ? (size_t)ldb : 1, trans_b ? 1 : (size_t)ldb};
+    const ac_gemm_operand ao = {ac_gemm_pack_matrix, NULL, &am};
+    const ac_gemm_operand bo = {ac_gemm_pack_matrix, NULL, &bm};
+    ac_gemm_run(ac_gemm_kernel_for(ac_get_isa()), M, N, K, alpha, &ao, &bo, beta, C, ldc, work,
+                nthreads);
 }

@@ -6,6 +6,11 @@
  * K x M (trans_a = 1); likewise B. beta == 0 means C is write-only (NaNs in C ignored).
  * work: scratch of at least ac_sgemm_work_floats(nthreads) floats, any alignment.
  * nthreads: threads to use; 1 runs on the caller's thread (safe inside an OpenMP region).
+ * Results are bitwise identical for every nthreads (same ISA path).
+ *
+ * Below the plain front, the blocked driver itself: packing callbacks for each operand
+ * (so a convolution can pack im2col columns straight into B panels, and inference can
+ * hand over weights packed once) and the per-ISA kernel context.
  */
 #ifndef AC_GEMM_H
 #define AC_GEMM_H
@@ -16,5 +21,59 @@ size_t ac_sgemm_work_floats(int nthreads);
 void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc, float *work, int nthreads);
+
+/* ---- The driver (BLIS-style five loops around a register-tiled micro-kernel) ---- */
+
+/* Micro-kernel: C[mr,nr] := alpha * Ap . Bp + beta * C (beta == 0: C write-only), where Ap
+ * is an MR-row micro-panel (kc steps of MR floats) and Bp an NR-column micro-panel (kc steps
+ * of NR floats); mr <= MR, nr <= NR (edge tiles are handled inside). */
+typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                              float alpha, float beta, int mr, int nr);
+
+/* One ISA path: micro-kernel, its tile and the cache blocking tuned for it. */
+typedef struct ac_gemm_kernel {
+    int isa;               /* enum ac_isa */
+    int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
+    int kc;                /* depth of a packed block (an A micro-panel, MR x KC, in L1) */
+    int mc;                /* rows of op(A) per packed block (MC x KC, in L3) */
+    int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
+    ac_ukernel_fn ukernel;
+} ac_gemm_kernel;
+
+/* The kernel context of a path (ac_get_isa() for the current one). */
+const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
+
+/* Packing callback: pack the operand's rows [x0, x0+nx) over depth [k0, k0+kc) into dst as
+ * micro-panels of R rows (R = kr->mr for A, kr->nr for B): panel p holds, for each k, the R
+ * values of rows x0+p*R .. x0+p*R+R-1 (zero past nx). "Rows" are rows of op(A) for A and
+ * columns of op(B) for B. Threads may pack disjoint panel ranges of one block at once. */
+typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int k0, int kc,
+                                int R, const ac_gemm_kernel *kr);
+
+/* Optional: the block at rows x0.., depth [k0, k0+kc) already packed in that layout (for
+ * example weights packed once for inference), or NULL to have it packed. */
+typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int kc,
+                                          const ac_gemm_kernel *kr);
+
+typedef struct ac_gemm_operand {
+    ac_gemm_pack_fn pack;
+    ac_gemm_packed_fn packed;  /* NULL: always pack */
+    const void *src;           /* what pack reads: an ac_gemm_matrix for plain matrices */
+} ac_gemm_operand;
+
+/* A plain strided matrix as an operand: element (row x, depth k) is p[x*sx + k*sk]. */
+typedef struct ac_gemm_matrix {
+    const float *p;
+    size_t sx, sk;
+} ac_gemm_matrix;
+
+/* The packer for ac_gemm_matrix sources. */
+void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                         const ac_gemm_kernel *kr);
+
+/* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
+void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
+                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
+                 float *C, int ldc, float *work, int nthreads);
 
 #endif

@@ -1,0 +1,32 @@
+/* Internal to csrc/gemm: the per-ISA micro-kernels and packers the driver picks from. */
+#ifndef AC_GEMM_INTERNAL_H
+#define AC_GEMM_INTERNAL_H
+#include "ac_gemm.h"
+
+#define AC_AVX2_FN __attribute__((target("avx2,fma")))
+#define AC_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+/* Micro-tiles per path (the blocking lives in driver.c). */
+#define AC_GENERIC_MR 4
+#define AC_GENERIC_NR 8
+#define AC_AVX2_MR 6
+#define AC_AVX2_NR 16
+#ifndef AC_AVX512_MR
+#define AC_AVX512_MR 12
+#endif
+#ifndef AC_AVX512_NR
+#define AC_AVX512_NR 32
+#endif
+
+void ac_ukernel_generic(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                        float alpha, float beta, int mr, int nr);
+void ac_ukernel_avx2(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                     float alpha, float beta, int mr, int nr);
+void ac_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                       float alpha, float beta, int mr, int nr);
+
+/* Pack panels of R rows from element (x, k) = p[x*sx + k*sk], rows [0, nx), depth [0, kc). */
+void ac_pack_generic(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);
+void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);
+
+#endif

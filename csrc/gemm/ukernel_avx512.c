@@ -1,0 +1,133 @@
+/* AVX-512 micro-kernel: an MR x NR tile of C (12 x 32 by default) in MR*NR/16 zmm
+ * accumulators; each k step loads NR/16 vectors of the B micro-panel and broadcasts MR
+ * values of the A micro-panel. Edge tiles run a variant with only the rows and vectors
+ * they need (masked on the last vector), so every element of C sees the same arithmetic
+ * whatever tile it falls in: results do not depend on how the driver splits the work. */
+#include <immintrin.h>
+#include "gemm_internal.h"
+
+#define MR AC_AVX512_MR
+#define NR AC_AVX512_NR
+#define NV (NR / 16)
+#ifndef PF_B
+#define PF_B 0   /* k steps ahead to prefetch B (0: none) */
+#endif
+#ifndef PF_C
+#define PF_C 2   /* prefetch the C tile into L2 at the start */
+#endif
+#ifndef PF_CK
+#define PF_CK 48
+#endif
+
+static inline __attribute__((always_inline)) AC_AVX512_FN void
+tile(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
+     float alpha, float beta, const int rows, const int nv, __mmask16 mlast)
+{
+    __m512 acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+#if PF_C == 1 || PF_C == 2
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+        const char *cr = (const char *)(c + (size_t)i * ldc);
+        _mm_prefetch(cr, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
+        _mm_prefetch(cr + 64 * nv - 4, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
+        if (nv > 1) _mm_prefetch(cr + 64, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
+    }
+#endif
+    int k = 0;
+#if PF_C == 3
+#pragma GCC unroll 4
+    for (; k < kc - PF_CK; k++) {
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+        const char *cr = (const char *)(c + (size_t)i * ldc);
+        _mm_prefetch(cr, _MM_HINT_T0);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
+        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T0);
+    }
+#endif
+
+#pragma GCC unroll 4
+    for (; k < kc; k++) {
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        a += MR;
+        b += NR;
+    }
+
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+        float *cr = c + (size_t)i * ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            __mmask16 m = v == nv - 1 ? mlast : (__mmask16)0xffff;
+            __m512 r = _mm512_mul_ps(acc[i][v], va);
+            if (beta != 0.f)  /* C = alpha*AB + beta*C, one rounding for the beta term */
+                r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cr + 16 * v), vb, r);
+            _mm512_mask_storeu_ps(cr + 16 * v, m, r);
+        }
+    }
+}
+
+/* Row counts above MR never occur; clamping them keeps every instantiation in bounds. */
+#define T(R, V) tile(kc, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
+#define ROWS_1_8(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
+    case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
+#define ROWS_9_16(V) case 9: T(9, V); case 10: T(10, V); case 11: T(11, V); \
+    case 12: T(12, V); case 13: T(13, V); case 14: T(14, V); case 15: T(15, V); case 16: T(16, V)
+#if MR <= 8
+#define ALL_ROWS(V) ROWS_1_8(V)
+#else
+#define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V)
+#endif
+
+AC_AVX512_FN void ac_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
+                                    size_t ldc, float alpha, float beta, int mr, int nr)
+{
+    int nv = (nr + 15) >> 4;
+    __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
+    if (nv == NV && mr == MR) {  /* the full tile: most calls */
+        T(MR, NV);
+    }
+    if (nv == NV) {
+        switch (mr) { ALL_ROWS(NV); }
+    }
+#if NV >= 2
+    if (nv == 1) {
+        switch (mr) { ALL_ROWS(1); }
+    }
+#endif
+#if NV >= 3
+    if (nv == 2) {
+        switch (mr) { ALL_ROWS(2); }
+    }
+#endif
+#if NV >= 4
+    if (nv == 3) {
+        switch (mr) { ALL_ROWS(3); }
+    }
+#endif
+}

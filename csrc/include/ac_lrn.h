@@ -1,0 +1,24 @@
+/* Local response normalisation across channels (AlexNet, section 3.3), NCHW float32.
+ *
+ *   scale[n,c,p] = k + alpha * sum_{c' in [c - size/2, c + (size-1)/2] and [0, C)} x[n,c',p]^2
+ *   out[n,c,p]   = x[n,c,p] * scale[n,c,p]^-beta
+ *
+ * alpha is NOT divided by size (the paper's form; torch's LocalResponseNorm(size,
+ * alpha*size, beta, k) is the same layer). p runs over the HW = H*W positions.
+ * Forward saves scale for backward. Backward overwrites dx:
+ *   dx[c] = dout[c] scale[c]^-beta
+ *           - 2 alpha beta x[c] sum_{i : c in window(i)} dout[i] out[i] / scale[i]
+ * out, scale and x must not overlap. The SIMD path is the one ac_get_isa() names.
+ */
+#ifndef AC_LRN_H
+#define AC_LRN_H
+#include "ac_common.h"
+
+void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
+                    int size, float alpha, float beta, float k, int nthreads);
+
+void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
+                     const float *scale, int N, int C, ptrdiff_t HW, int size,
+                     float alpha, float beta, int nthreads);
+
+#endif

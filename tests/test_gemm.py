@@ -1,0 +1,175 @@
+"""sgemm against a float64 NumPy reference: every transpose combination, alpha/beta, edge
+tiles of each ISA's micro-kernel and blocking, 1 and 2 threads (bitwise identical), errors.
+Also the FMA peak meter."""
+import numpy as np
+import pytest
+
+import alexnet_cpu as ac
+from alexnet_cpu import _C
+
+# Micro-tiles (MR, NR) and depth block KC of each ISA path (csrc/gemm).
+TILES = {"generic": (4, 8, 256), "avx2": (6, 16, 256), "avx512": (12, 32, 256)}
+
+
+def reference(a, b, ta, tb, alpha=1.0, beta=0.0, c=None):
+    r = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
+    if beta != 0.0:
+        r += beta * c.astype(np.float64)
+    return r
+
+
+def operands(rng, M, N, K, ta, tb):
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    return a, b
+
+
+def assert_gemm_close(c, ref, K):
+    # float32 accumulation over K terms of unit-variance products
+    tol = 2e-6 * max(K, 1) ** 0.5 * max(1.0, float(np.abs(ref).max()))
+    err = float(np.abs(c.astype(np.float64) - ref).max(initial=0.0))
+    assert err <= tol, f"max abs error {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 37, 5), (29, 1, 31), (7, 11, 1), (13, 17, 19),
+                                   (97, 61, 300), (64, 64, 64)])
+def test_transposes_and_odd_shapes(isa, nthreads, rng, ta, tb, shape):
+    M, N, K = shape
+    a, b = operands(rng, M, N, K, ta, tb)
+    c = ac.sgemm(a, b, trans_a=ta, trans_b=tb)
+    assert c.shape == (M, N) and c.dtype == np.float32
+    assert_gemm_close(c, reference(a, b, ta, tb), K)
+
+
+def edge_shapes(isa):
+    """Around every micro-tile edge (MR, NR +- 1) and the KC block boundary."""
+    mr, nr, kc = TILES[isa]
+    ms = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 1})
+    ns = sorted({1, nr - 1, nr, nr + 1, 2 * nr - 1, nr // 2 + 1})
+    ks = [kc - 1, kc, kc + 1, 2 * kc + 3]
+    return [(m, n, 7) for m in ms for n in ns] + [(mr + 1, nr + 1, k) for k in ks]
+
+
+def test_micro_tile_and_block_edges(isa, nthreads, rng):
+    for M, N, K in edge_shapes(isa):
+        for ta, tb in ((False, False), (True, True)):
+            a, b = operands(rng, M, N, K, ta, tb)
+            c = ac.sgemm(a, b, trans_a=ta, trans_b=tb)
+            assert_gemm_close(c, reference(a, b, ta, tb), K)
+
+
+def test_blocking_edges_large(isa, nthreads, rng):
+    """Several MC/NC/KC blocks with tails in every dimension and both thread splits."""
+    for M, N, K in [(301, 1043, 517), (1031, 67, 263), (37, 2100, 90)]:
+        a, b = operands(rng, M, N, K, False, True)
+        c = ac.sgemm(a, b, trans_b=True)
+        assert_gemm_close(c, reference(a, b, False, True), K)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0),
+                                        (0.0, 0.5), (0.0, 0.0)])
+def test_alpha_beta(isa, nthreads, rng, alpha, beta):
+    M, N, K = 45, 70, 300
+    a, b = operands(rng, M, N, K, False, False)
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    c = ac.sgemm(a, b, out=c0.copy(), alpha=alpha, beta=beta)
+    assert_gemm_close(c, reference(a, b, False, False, alpha, beta, c0), K)
+
+
+def test_beta_zero_ignores_nan_in_out(isa, nthreads, rng):
+    M, N, K = 25, 33, 600  # two K blocks: the second adds to what the first wrote
+    a, b = operands(rng, M, N, K, True, False)
+    out = np.full((M, N), np.nan, dtype=np.float32)
+    c = ac.sgemm(a, b, out=out, trans_a=True, beta=0.0)
+    assert c is out
+    assert np.isfinite(c).all()
+    assert_gemm_close(c, reference(a, b, True, False), K)
+
+
+def test_out_is_returned_and_written_in_place(rng):
+    a, b = operands(rng, 5, 6, 7, False, False)
+    out = np.zeros((5, 6), dtype=np.float32)
+    assert ac.sgemm(a, b, out=out) is out
+    assert_gemm_close(out, reference(a, b, False, False), 7)
+
+
+def test_zero_sized(isa):
+    for M, N, K in [(0, 5, 3), (4, 0, 3), (0, 0, 0)]:
+        c = ac.sgemm(np.ones((M, K), np.float32), np.ones((K, N), np.float32))
+        assert c.shape == (M, N)
+    # K == 0: C = beta * C, A and B not read
+    out = np.full((3, 4), 2.0, dtype=np.float32)
+    ac.sgemm(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32), out=out, beta=0.5)
+    assert (out == 1.0).all()
+    c = ac.sgemm(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
+    assert (c == 0.0).all()
+
+
+def test_bitwise_identical_across_thread_counts(isa, rng):
+    old = ac.get_num_threads()
+    shapes = [(96, 363, 300, False, True), (200, 150, 531, True, False),
+              (37, 1000, 260, False, False), (600, 40, 100, True, True)]
+    try:
+        for M, N, K, ta, tb in shapes:
+            a, b = operands(rng, M, N, K, ta, tb)
+            c0 = rng.standard_normal((M, N)).astype(np.float32)
+            results = []
+            for n in (1, 2, 3):
+                ac.set_num_threads(n)
+                results.append(ac.sgemm(a, b, out=c0.copy(), trans_a=ta, trans_b=tb,
+                                        alpha=0.7, beta=0.3))
+            for r in results[1:]:
+                assert np.array_equal(r, results[0]), (M, N, K, ta, tb)
+    finally:
+        ac.set_num_threads(old)
+
+
+def test_isa_paths_agree(rng):
+    M, N, K = 50, 70, 530
+    a, b = operands(rng, M, N, K, False, False)
+    ref = reference(a, b, False, False)
+    old = _C.get_isa()
+    try:
+        for name in _C.ISA_NAMES:
+            if _C.isa_supported(name):
+                _C.set_isa(name)
+                assert_gemm_close(ac.sgemm(a, b), ref, K)
+    finally:
+        _C.set_isa(old)
+
+
+def test_workspace_reused_across_calls(rng):
+    a, b = operands(rng, 30, 40, 50, False, False)
+    ac.sgemm(a, b)
+    w = _C._gemm_tls.work
+    ac.sgemm(a, b)
+    assert _C._gemm_tls.work is w
+
+
+def test_bad_arguments():
+    f = np.ones((3, 4), np.float32)
+    g = np.ones((4, 5), np.float32)
+    with pytest.raises(TypeError, match="a must be float32"):
+        ac.sgemm(f.astype(np.float64), g)
+    with pytest.raises(TypeError, match="b must be a numpy.ndarray"):
+        ac.sgemm(f, [[1.0]])
+    with pytest.raises(ValueError, match="b must be 2-D"):
+        ac.sgemm(f, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="a must be C-contiguous"):
+        ac.sgemm(np.ones((4, 3), np.float32).T, g)
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        ac.sgemm(f, g, trans_a=True)
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 5\)"):
+        ac.sgemm(f, g, out=np.empty((5, 3), np.float32))
+    with pytest.raises(TypeError, match="out must be float32"):
+        ac.sgemm(f, g, out=np.empty((3, 5), np.float64))
+
+
+def test_fma_peak_gflops():
+    g = _C.fma_peak_gflops(0.05)
+    assert g > 1.0
+    for name in _C.ISA_NAMES:
+        if _C.isa_supported(name):
+            assert _C.fma_peak_gflops(0.02, isa=name) > 0.1
