@@ -205,7 +205,8 @@ def _combine(runs):
          "rss_base_mb": _median([r.get("rss_base_mb", 0.0) for r in good]),
          "threads": good[0].get("threads"),
          "load_1min_max": max(r.get("load_1min", 0.0) for r in good),
-         "rounds": [round(r["img_s"], 2) for r in good]}
+         "rounds": [round(r["img_s"], 2) for r in good],
+         "wall_s": sum(r.get("wall_s", 0.0) for r in runs)}
     if len(good) < len(runs):
         c["note"] = f"{len(runs) - len(good)} of {len(runs)} rounds failed: " + \
             _note(next(r for r in runs if _failed(r))).splitlines()[0]
