@@ -24,7 +24,7 @@ def save(path, net, **metadata):
 def save_checkpoint(path, net, opt, **metadata):
     """Parameters, momentum buffers and metadata (training state) in one atomic write."""
     meta = {"kind": "checkpoint", "variant": net.variant, "num_classes": net.num_classes,
-            "in_channels": net.in_channels, "dropout_calls": net.dropout_state()}
+            "in_channels": net.in_channels, "dropout": net.dropout_state()}
     meta.update(metadata)
     tensors = net.state_dict()
     tensors.update(opt.state_dict())
@@ -51,8 +51,8 @@ def load(path, with_tensors=False):
         net.load_state_dict(model)
     except ValueError as e:
         raise WeightFileError(f"{path}: {e}") from None
-    if "dropout_calls" in meta:
-        net.set_dropout_state(meta["dropout_calls"])
+    if "dropout" in meta:
+        net.set_dropout_state(meta["dropout"])
     net.eval()
     return (net, meta, tensors) if with_tensors else (net, meta)
 

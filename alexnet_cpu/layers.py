@@ -25,9 +25,17 @@ class Layer:
 
     def __init__(self):
         self.params = {}      # name -> float32 array
-        self.grads = {}       # name -> float32 array, same shapes, accumulated by backward
+        self._grads = None
         self.training = True
         self.need_input_grad = True
+
+    @property
+    def grads(self):
+        """name -> float32 array shaped like the parameter, accumulated by backward;
+        allocated on first use so inference never pays for them."""
+        if self._grads is None:
+            self._grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+        return self._grads
 
     def output_shape(self, in_shape):
         return tuple(in_shape)
@@ -59,7 +67,6 @@ class Conv2d(Layer):
         wshape = (out_channels, in_channels // groups, kernel_size, kernel_size)
         self.params = {"weight": np.zeros(wshape, np.float32),
                        "bias": np.zeros(out_channels, np.float32)}
-        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
         self._x = self._y = self._dx = self._work_fwd = self._work_bwd = None
 
     def output_shape(self, in_shape):
@@ -269,7 +276,6 @@ class Linear(Layer):
         self.in_features, self.out_features = in_features, out_features
         self.params = {"weight": np.zeros((out_features, in_features), np.float32),
                        "bias": np.zeros(out_features, np.float32)}
-        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
         self._y = self._dx = None
 
     def output_shape(self, in_shape):

@@ -68,8 +68,13 @@ class Net:
         return [(f"{lname}.{pname}", p, layer.grads[pname])
                 for lname, layer in self.layers for pname, p in layer.params.items()]
 
+    def named_params(self):
+        """[(name, value)] without touching the gradients."""
+        return [(f"{lname}.{pname}", p)
+                for lname, layer in self.layers for pname, p in layer.params.items()]
+
     def num_parameters(self):
-        return sum(p.size for _, p, _ in self.parameters())
+        return sum(p.size for _, p in self.named_params())
 
     def zero_grad(self):
         for _, _, g in self.parameters():
@@ -77,11 +82,11 @@ class Net:
 
     def state_dict(self):
         """{name: copy of the parameter}, torchvision-style names."""
-        return {name: p.copy() for name, p, _ in self.parameters()}
+        return {name: p.copy() for name, p in self.named_params()}
 
     def load_state_dict(self, state):
         """Copy parameters in; names and shapes must match exactly."""
-        mine = {name: p for name, p, _ in self.parameters()}
+        mine = dict(self.named_params())
         missing = sorted(set(mine) - set(state))
         extra = sorted(set(state) - set(mine))
         if missing or extra:
@@ -105,11 +110,14 @@ class Net:
         return rows
 
     def dropout_state(self):
-        return [layer.calls for _, layer in self.layers if isinstance(layer, Dropout)]
+        """[(seed, calls)] of each dropout layer: what the next masks derive from."""
+        return [(layer.seed, layer.calls) for _, layer in self.layers
+                if isinstance(layer, Dropout)]
 
-    def set_dropout_state(self, calls):
-        for layer, c in zip((l for _, l in self.layers if isinstance(l, Dropout)), calls):
-            layer.calls = int(c)
+    def set_dropout_state(self, state):
+        for layer, (seed, calls) in zip(
+                (l for _, l in self.layers if isinstance(l, Dropout)), state):
+            layer.seed, layer.calls = int(seed), int(calls)
 
 
 def _convs(variant, in_channels):
@@ -166,14 +174,18 @@ def _initialise(net, init, bias_value, variant, seed):
         w, b = layer.params["weight"], layer.params["bias"]
         fan_in = int(np.prod(w.shape[1:]))
         if init == "paper":
-            w[...] = rng.normal(0.0, 0.01, w.shape)
+            rng.standard_normal(out=w, dtype=np.float32)
+            w *= 0.01
             b[...] = bias_value if name in ones else 0.0
         elif init == "torch":
             bound = 1.0 / np.sqrt(fan_in)
-            w[...] = rng.uniform(-bound, bound, w.shape)
+            rng.random(out=w, dtype=np.float32)
+            w *= 2 * bound
+            w -= bound
             b[...] = rng.uniform(-bound, bound, b.shape)
         else:
             # He normal keeps activations' scale through the ReLUs; small final layer so
             # the initial logits are near zero and the first steps do not blow up.
-            w[...] = rng.normal(0.0, 0.01 if name == last else np.sqrt(2.0 / fan_in), w.shape)
+            rng.standard_normal(out=w, dtype=np.float32)
+            w *= 0.01 if name == last else np.sqrt(2.0 / fan_in)
             b[...] = 0.0

@@ -150,9 +150,6 @@ def fit(cfg):
     say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     if cfg.threads:
         _threads.set_num_threads(cfg.threads)
-    train_ds, val_ds, where = _resolve_data(cfg)
-    classes = train_ds.classes
-
     start_epoch, history, step, best = 0, [], 0, -math.inf
     if cfg.resume:
         net, meta, tensors = load(cfg.resume, with_tensors=True)
@@ -160,8 +157,12 @@ def fit(cfg):
             raise ValueError(f"{cfg.resume}: not a checkpoint (no optimiser state); "
                              f"use -load_pretrained for plain weights")
         state = meta["train"]
-        for key in ("variant", "size", "batch_size", "seed"):
+        # What shaped the interrupted run's data order and model must not change.
+        for key in ("variant", "size", "batch_size", "seed", "val_fraction"):
             setattr(cfg, key, state["config"][key])
+    train_ds, val_ds, where = _resolve_data(cfg)
+    classes = train_ds.classes
+    if cfg.resume:
         if meta.get("classes") != classes:
             raise ValueError(f"{cfg.resume}: checkpoint classes differ from the data's")
         stats = meta["preprocess"]
@@ -261,13 +262,13 @@ def fit(cfg):
 def _load_pretrained(net, path, say):
     """Copy every tensor of matching name and shape (a new classifier head stays fresh)."""
     src, _ = load(path)
-    theirs = dict((name, p) for name, p, _ in src.parameters())
+    theirs = dict(src.named_params())
     kept = 0
-    for name, p, _ in net.parameters():
+    for name, p in net.named_params():
         if name in theirs and theirs[name].shape == p.shape:
             p[...] = theirs[name]
             kept += 1
-    say(f"loaded {kept}/{len(net.parameters())} parameter tensors from {path}")
+    say(f"loaded {kept}/{len(net.named_params())} parameter tensors from {path}")
 
 
 def _stats_dict(stats):

@@ -33,9 +33,9 @@ def test_sgd_step_lowers_loss_on_a_fixed_batch():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (8, 3, 63, 63)).astype(np.float32)
     y = rng.integers(0, 4, 8)
-    opt = ac.SGD(net, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = ac.SGD(net, lr=0.001, momentum=0.9, weight_decay=5e-4)
     losses = []
-    for _ in range(8):
+    for _ in range(12):
         loss, d = ac.softmax_cross_entropy(net.forward(x), y)
         net.backward(d)
         opt.step()
