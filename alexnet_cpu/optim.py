@@ -18,11 +18,10 @@ class SGD:
         self.velocity = {name: np.zeros_like(p) for name, p, _ in net.parameters()}
 
     def step(self):
-        """Update every parameter from its gradient, then zero the gradients."""
+        """Update every parameter from its gradient; the kernel also zeroes the gradient."""
         for name, p, g in self.net.parameters():
             _C.sgd_update(p, g, self.velocity[name], self.lr, self.momentum,
                           self.weight_decay)
-            g.fill(0.0)
 
     def state_dict(self):
         return {f"optim.velocity.{k}": v for k, v in self.velocity.items()}

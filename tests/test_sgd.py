@@ -14,9 +14,10 @@ def test_matches_formula_over_steps(nthreads, rng, n, momentum, wd):
     w64, v64 = w.astype(np.float64), v.astype(np.float64)
     for step, lr in enumerate([0.01, 0.01, 0.005, 0.001, 0.02]):
         g = rng.standard_normal(n).astype(np.float32)
-        _C.sgd_update(w, g, v, lr, momentum, wd)
         v64 = momentum * v64 - wd * lr * w64 - lr * g
         w64 = w64 + v64
+        _C.sgd_update(w, g, v, lr, momentum, wd)
+        assert not g.any(), "the gradient is consumed (zeroed)"
         np.testing.assert_allclose(v, v64, rtol=1e-4, atol=1e-7, err_msg=f"v, step {step}")
         np.testing.assert_allclose(w, w64, rtol=1e-4, atol=1e-6, err_msg=f"w, step {step}")
 
@@ -42,7 +43,7 @@ def test_threads_give_identical_results(rng):
         for nt in (1, 2):
             ac.set_num_threads(nt)
             w, v = w0.copy(), np.full(n, 0.1, np.float32)
-            _C.sgd_update(w, g, v, 0.01, 0.9, 5e-4)
+            _C.sgd_update(w, g.copy(), v, 0.01, 0.9, 5e-4)
             res.append((w, v))
     finally:
         ac.set_num_threads(old)
@@ -60,7 +61,7 @@ def test_matches_torch_sgd_for_constant_lr(rng):
     v = np.zeros_like(w)
     for _ in range(6):
         g = rng.standard_normal(w.shape).astype(np.float32)
-        p.grad = torch.tensor(g, dtype=torch.float64)
+        p.grad = torch.tensor(g.copy(), dtype=torch.float64)
         opt.step()
         _C.sgd_update(w, g, v, lr, m, wd)
         np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-4, atol=1e-6)
