@@ -48,6 +48,8 @@ def build_parser():
     _opt(t, "schedule", choices=("plateau", "step", "constant"), default="plateau",
          help="plateau: the paper's divide-by-10 when val accuracy stalls (3 times)")
     _opt(t, "patience", type=int, default=2, help="plateau epochs before an LR drop")
+    _opt(t, "warmup", type=float, default=1.0,
+         help="epochs of linear LR warm-up (default 1; 0 for none)")
     _opt(t, "step_size", type=int, default=30, help="epochs per LR drop for -schedule step")
     _opt(t, "early_stop", action="store_true", help="stop when val accuracy stalls after "
                                                     "the last LR drop")
@@ -123,7 +125,8 @@ def cmd_train(a):
                       val_fraction=a.val_fraction, save=a.save, variant=a.variant,
                       size=a.size, batch_size=a.batchsize, epochs=a.epochs, lr=a.lr,
                       momentum=a.momentum, weight_decay=a.wd, schedule=a.schedule,
-                      patience=a.patience, step_size=a.step_size, early_stop=a.early_stop,
+                      patience=a.patience, warmup=a.warmup, step_size=a.step_size,
+                      early_stop=a.early_stop,
                       init=a.init, bias_value=a.bias, seed=a.seed, threads=a.threads,
                       workers=a.workers, crop=a.crop, flip=a.flip, lighting=a.lighting,
                       tencrop=a.tencrop, cache=a.cache, load_pretrained=a.load_pretrained,
@@ -194,9 +197,10 @@ def cmd_demo(a):
     print(f"demo: built-in procedural data set in {root}", flush=True)
     make_dataset(root)
     os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
+    # Small inputs and batches: many quick steps, so a few epochs learn the data set.
     cfg = TrainConfig(train_dir=root, save=a.save, variant=a.variant, size=64,
-                      batch_size=64, epochs=a.epochs, lr=0.01, schedule="constant",
-                      threads=a.threads, cache=True)
+                      batch_size=32, epochs=a.epochs, lr=0.005, warmup=0.5,
+                      schedule="constant", threads=a.threads, cache=True)
     history = fit(cfg)
     print(f"demo: final validation top-1 {history[-1]['val_top1']:.3f} "
           f"(chance {1 / len(os.listdir(os.path.join(root, 'val'))):.3f})")

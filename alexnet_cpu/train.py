@@ -39,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "plateau"
     patience: int = 2
+    warmup: float = 1.0
     step_size: int = 30
     early_stop: bool = False
     init: str = "kaiming"
@@ -182,7 +183,6 @@ def fit(cfg):
     if cfg.resume:
         opt.load_state_dict(tensors)
         sched.load_state_dict(state["schedule"])
-        opt.lr = sched.lr
 
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     eigval, eigvec = np.asarray(stats["eigval"]), np.asarray(stats["eigvec"])
@@ -216,6 +216,10 @@ def fit(cfg):
         progress = Progress(len(train_loader), cfg.quiet)
         n = loss_sum = correct = 0
         for i, (x, y) in enumerate(train_loader):
+            # Linear warm-up over the first `warmup` epochs keeps He-initialised
+            # AlexNet from diverging in its first steps at lr 0.01.
+            ramp = (step + 1) / (cfg.warmup * len(train_loader)) if cfg.warmup > 0 else 1.0
+            opt.lr = sched.lr * min(1.0, ramp)
             logits = net.forward(x)
             loss, dlogits = softmax_cross_entropy(logits, y)
             if not math.isfinite(loss):
@@ -231,7 +235,7 @@ def fit(cfg):
         train_time = time.perf_counter() - t0
         val = evaluate(net, val_loader, tencrop=cfg.tencrop)
         lr_used = opt.lr
-        opt.lr = sched.step(val["top1"])
+        sched.step(val["top1"])
         best = max(best, val["top1"])
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
                "train_acc": correct / max(n, 1), "val_loss": val["loss"],
