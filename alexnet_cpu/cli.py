@@ -85,7 +85,7 @@ def build_parser():
 
     d = sub.add_parser("demo", help="train briefly on the built-in data, then classify a few "
                                     "of its images")
-    _opt(d, "epochs", type=int, default=6)
+    _opt(d, "epochs", type=int, default=8)
     _opt(d, "variant", choices=("paper", "owt"), default="paper")
     _opt(d, "save", default=os.path.join("runs", "demo.safetensors"))
     _opt(d, "threads", type=int)

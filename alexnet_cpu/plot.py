@@ -31,13 +31,13 @@ def _panel(draw, box, title, series, xs):
             draw.line(pts, fill=c, width=2)
         for p in pts:
             draw.ellipse((p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2), fill=c)
-        draw.text((x0 + 8, y0 + 6 + 12 * i), name, fill=c)
+        draw.text((x0 + 110 * i, y1 + 18), name, fill=c)   # legend below the panel
 
 
 def plot_history(history, path):
     """history: list of per-epoch dicts with epoch, train_loss, val_loss, train_acc,
     val_top1, val_top5. Writes a two-panel PNG: losses and accuracies."""
-    img = Image.new("RGB", (900, 380), "white")
+    img = Image.new("RGB", (900, 400), "white")
     draw = ImageDraw.Draw(img)
     xs = [h["epoch"] for h in history]
     get = lambda k: [h.get(k) for h in history]  # noqa: E731
