@@ -34,8 +34,8 @@ typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C
 typedef struct ac_gemm_kernel {
     int isa;               /* enum ac_isa */
     int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
-    int kc;                /* depth of a packed block (an A micro-panel, MR x KC, in L1) */
-    int mc;                /* rows of op(A) per packed block (MC x KC, in L3) */
+    int kc;                /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
+    int mc;                /* rows of op(A) per packed block (MC x KC, in L2) */
     int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
     ac_ukernel_fn ukernel;
 } ac_gemm_kernel;
@@ -46,7 +46,7 @@ const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
 /* Packing callback: pack the operand's rows [x0, x0+nx) over depth [k0, k0+kc) into dst as
  * micro-panels of R rows (R = kr->mr for A, kr->nr for B): panel p holds, for each k, the R
  * values of rows x0+p*R .. x0+p*R+R-1 (zero past nx). "Rows" are rows of op(A) for A and
- * columns of op(B) for B. Threads may pack disjoint panel ranges of one block at once. */
+ * columns of op(B) for B. Called from several threads at once (on different dst). */
 typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int k0, int kc,
                                 int R, const ac_gemm_kernel *kr);
 
