@@ -165,6 +165,9 @@ def test_bad_arguments():
         ac.sgemm(f, g, out=np.empty((5, 3), np.float32))
     with pytest.raises(TypeError, match="out must be float32"):
         ac.sgemm(f, g, out=np.empty((3, 5), np.float64))
+    sq = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        ac.sgemm(sq, np.ones((4, 4), np.float32), out=sq, beta=1.0)
 
 
 def test_fma_peak_gflops():

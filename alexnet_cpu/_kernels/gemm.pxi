@@ -36,7 +36,7 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     """out = alpha * op(a) @ op(b) + beta * out on float32 2-D C-contiguous arrays.
 
     op(x) is x or x.T (trans_a / trans_b). out=None allocates (beta is then ignored);
-    with beta == 0 out is write-only. Returns out.
+    with beta == 0 out is write-only; out must not overlap a or b. Returns out.
     """
     _check_matrix("a", a)
     _check_matrix("b", b)
@@ -53,6 +53,8 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
         _check_matrix("out", out)
         if out.shape != (M, N):
             raise ValueError(f"sgemm: out must have shape {(M, N)}, got {out.shape}")
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise ValueError("sgemm: out must not overlap a or b")
     if M == 0 or N == 0:
         return out
     cdef int nt = _nthreads()

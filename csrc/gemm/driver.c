@@ -171,10 +171,7 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
         gemm_part(kr, 0, M, 0, N, K, alpha, A, B, beta, C, ldc, w, w + asz);
         return;
     }
-    int by_m = pn < nt || (pm >= nt && split_m(kr, M, N, K, nt));
-#ifdef AC_GEMM_FORCE_SPLIT
-    by_m = AC_GEMM_FORCE_SPLIT;
-#endif
+    const int by_m = pn < nt || (pm >= nt && split_m(kr, M, N, K, nt));
 
 #pragma omp parallel num_threads(nt)
     {

@@ -9,15 +9,6 @@
 #define MR AC_AVX512_MR
 #define NR AC_AVX512_NR
 #define NV (NR / 16)
-#ifndef PF_A
-#define PF_A 0   /* k steps ahead to prefetch the A micro-panel (0: none) */
-#endif
-#ifndef PF_C
-#define PF_C 2   /* prefetch the C tile into L2 at the start */
-#endif
-#ifndef PF_CK
-#define PF_CK 48
-#endif
 
 static inline __attribute__((always_inline)) AC_AVX512_FN void
 tile(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
@@ -28,49 +19,18 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
-#if PF_C == 1 || PF_C == 2
+    /* The C tile is read only at the end: start bringing it to L2 now. */
 #pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
-        _mm_prefetch(cr + 64 * nv - 4, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
-        if (nv > 1) _mm_prefetch(cr + 64, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
+        _mm_prefetch(cr, _MM_HINT_T1);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T1);
+        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T1);
     }
-#endif
-    int k = 0;
-#if PF_C == 3
-#pragma GCC unroll 4
-    for (; k < kc - PF_CK; k++) {
-        __m512 bv[NV];
-#if PF_A
-        _mm_prefetch((const char *)(a + PF_A * MR), _MM_HINT_T0);
-#endif
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 32
-        for (int i = 0; i < rows; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-        }
-        a += MR;
-        b += NR;
-    }
-#pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, _MM_HINT_T0);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
-        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T0);
-    }
-#endif
 
 #pragma GCC unroll 4
-    for (; k < kc; k++) {
+    for (int k = 0; k < kc; k++) {
         __m512 bv[NV];
-#if PF_A
-        _mm_prefetch((const char *)(a + PF_A * MR), _MM_HINT_T0);
-#endif
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
 #pragma GCC unroll 32
