@@ -34,7 +34,7 @@ static const ac_gemm_kernel kernels[] = {
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
-#define SERIAL_MACS (1 << 18)
+#define SERIAL_MACS (1 << 19)
 
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 {
