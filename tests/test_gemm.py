@@ -176,3 +176,30 @@ def test_fma_peak_gflops():
     for name in _C.ISA_NAMES:
         if _C.isa_supported(name):
             assert _C.fma_peak_gflops(0.02, isa=name) > 0.1
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """The GIL is released and each Python thread has its own workspace."""
+    import threading
+    cases = []
+    for i in range(4):
+        a, b = operands(rng, 70 + i, 90, 300, bool(i & 1), bool(i & 2))
+        cases.append((a, b, bool(i & 1), bool(i & 2)))
+    expected = [ac.sgemm(a, b, trans_a=ta, trans_b=tb) for a, b, ta, tb in cases]
+    errors = []
+
+    def worker(j):
+        try:
+            for _ in range(20):
+                a, b, ta, tb = cases[j]
+                if not np.array_equal(ac.sgemm(a, b, trans_a=ta, trans_b=tb), expected[j]):
+                    errors.append(j)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

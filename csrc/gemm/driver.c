@@ -72,13 +72,15 @@ static int block_size(int n, int bmax, int unit)
     return (int)round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
 }
 
+int ac_gemm_kc(const ac_gemm_kernel *kr, int K) { return K > 0 ? block_size(K, kr->kc, 1) : 1; }
+
 /* Rows [m0, m1) x columns [n0, n1) of C, on the caller's thread with its own buffers. */
 static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, int K,
                       float alpha, const ac_gemm_operand *A, const ac_gemm_operand *B,
                       float beta, float *C, size_t ldc, float *Abuf, float *Bbuf)
 {
     const int MR = kr->mr, NR = kr->nr;
-    const int KC = block_size(K, kr->kc, 1);
+    const int KC = ac_gemm_kc(kr, K);
     const int NC = block_size(n1 - n0, kr->nc, NR);
     const int MC = block_size(m1 - m0, kr->mc, MR);
 

@@ -43,6 +43,9 @@ typedef struct ac_gemm_kernel {
 /* The kernel context of a path (ac_get_isa() for the current one). */
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
 
+/* Depth of the driver's K blocks for this K (depends on K and the path only). */
+int ac_gemm_kc(const ac_gemm_kernel *kr, int K);
+
 /* Packing callback: pack the operand's rows [x0, x0+nx) over depth [k0, k0+kc) into dst as
  * micro-panels of R rows (R = kr->mr for A, kr->nr for B): panel p holds, for each k, the R
  * values of rows x0+p*R .. x0+p*R+R-1 (zero past nx). "Rows" are rows of op(A) for A and
@@ -51,7 +54,10 @@ typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int
                                 int R, const ac_gemm_kernel *kr);
 
 /* Optional: the block at rows x0.., depth [k0, k0+kc) already packed in that layout (for
- * example weights packed once for inference), or NULL to have it packed. */
+ * example weights packed once for inference), or NULL to have it packed. The driver splits
+ * K into blocks of ac_gemm_kc(kr, K) (the last one shorter) and rows at multiples of R, so
+ * an operand packed block after block, all rows per K block, is found at k0*Xpad + x0*kc
+ * (Xpad = rows rounded up to R). */
 typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int kc,
                                           const ac_gemm_kernel *kr);
 
