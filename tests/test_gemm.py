@@ -61,8 +61,8 @@ def test_micro_tile_and_block_edges(isa, nthreads, rng):
 
 
 def test_blocking_edges_large(isa, nthreads, rng):
-    """Several MC/NC/KC blocks with tails in every dimension and both thread splits."""
-    for M, N, K in [(301, 1043, 517), (1031, 67, 263), (37, 2100, 90)]:
+    """Several MB/MC/NC/KC blocks with tails in every dimension and both thread splits."""
+    for M, N, K in [(301, 1043, 517), (1031, 67, 263), (37, 2100, 90), (2061, 45, 37)]:
         a, b = operands(rng, M, N, K, False, True)
         c = ac.sgemm(a, b, trans_b=True)
         assert_gemm_close(c, reference(a, b, False, True), K)

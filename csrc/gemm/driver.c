@@ -2,19 +2,21 @@
  * plain-matrix front ac_sgemm.
  *
  * Loops (per thread, over its part of C):
- *   jc over N by NC       B block (KC x NC, in L2) packed
+ *   ib over M by MB          A rows packed once per K block (MB x KC, in L3)
  *    pc over K by KC
- *     ic over M by MC     A block (MC x KC, in L2) packed
- *      jr over NC by NR   B micro-panel (KC x NR) stays in L1 ...
- *       ir over MC by MR  ... while A micro-panels stream from L2: micro-kernel MR x NR
- * Threads split N or M in whole micro-panels and run independently (no barriers); each packs
- * what its part needs.
+ *     jc over N by NC        B block (KC x NC, in L2) packed
+ *      ic over MB by MC      A sub-block (MC x KC) read into L2 ...
+ *       jr over NC by NR     ... B micro-panel (KC x NR) stays in L1 ...
+ *        ir over MC by MR    ... while A micro-panels stream from L2: micro-kernel MR x NR
+ * Each operand is packed once (B once per MB rows of A). Threads split N or M in whole
+ * micro-panels and run independently (no barriers); each packs what its part needs.
  * K is never split and its blocking depends only on K, so every element of C sees the same
  * arithmetic for any thread count: results are bitwise identical across nthreads. */
 #include "ac_cpu.h"
 #include "gemm_internal.h"
 
-/* KC*NR floats of B in L1 (48 KiB); MC*KC of A and KC*NC of B together in L2 (2 MiB). */
+/* KC*NR floats of B in L1 (48 KiB); MC*KC of A and KC*NC of B together in L2 (2 MiB);
+ * MB*KC of A in L3. */
 #ifndef AC_AVX512_KC
 #define AC_AVX512_KC 256
 #endif
@@ -24,12 +26,15 @@
 #ifndef AC_AVX512_NC
 #define AC_AVX512_NC 512
 #endif
+#ifndef AC_AVX512_MB
+#define AC_AVX512_MB 2048
+#endif
 
 static const ac_gemm_kernel kernels[] = {
-    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 256, 2048, ac_ukernel_generic},
-    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, 256, 480, 3072, ac_ukernel_avx2},
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 128, 512, 1024, ac_ukernel_generic},
+    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, 256, 144, 512, 1536, ac_ukernel_avx2},
     {AC_ISA_AVX512, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC, AC_AVX512_NC,
-     ac_ukernel_avx512},
+     AC_AVX512_MB, ac_ukernel_avx512},
 };
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
 
@@ -46,10 +51,10 @@ const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-/* Floats of a packed A block and a packed B block, each a whole number of cache lines. */
+/* Floats of a packed A chunk and a packed B block, each a whole number of cache lines. */
 static size_t a_floats(const ac_gemm_kernel *kr)
 {
-    return round_up((size_t)kr->kc * round_up(kr->mc, kr->mr), 16);
+    return round_up((size_t)kr->kc * round_up(kr->mb, kr->mr), 16);
 }
 static size_t b_floats(const ac_gemm_kernel *kr)
 {
@@ -82,32 +87,37 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
     const int MR = kr->mr, NR = kr->nr;
     const int KC = ac_gemm_kc(kr, K);
     const int NC = block_size(n1 - n0, kr->nc, NR);
-    const int MC = block_size(m1 - m0, kr->mc, MR);
+    const int MB = block_size(m1 - m0, kr->mb, MR);
+    const int MC = block_size(MB, kr->mc, MR);
 
-    for (int jc = n0; jc < n1; jc += NC) {
-        const int nc = AC_MIN(NC, n1 - jc);
+    for (int ib = m0; ib < m1; ib += MB) {
+        const int mb = AC_MIN(MB, m1 - ib);
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = AC_MIN(KC, K - pc);
             const float beta_k = pc == 0 ? beta : 1.f;
-            const float *Bb = B->packed ? B->packed(B->src, jc, pc, kc, kr) : NULL;
-            if (!Bb) {
-                B->pack(B->src, Bbuf, jc, nc, pc, kc, NR, kr);
-                Bb = Bbuf;
+            const float *Ab = A->packed ? A->packed(A->src, ib, pc, kc, kr) : NULL;
+            if (!Ab) {
+                A->pack(A->src, Abuf, ib, mb, pc, kc, MR, kr);
+                Ab = Abuf;
             }
-            for (int ic = m0; ic < m1; ic += MC) {
-                const int mc = AC_MIN(MC, m1 - ic);
-                const float *Ap = A->packed ? A->packed(A->src, ic, pc, kc, kr) : NULL;
-                if (!Ap) {
-                    A->pack(A->src, Abuf, ic, mc, pc, kc, MR, kr);
-                    Ap = Abuf;
+            for (int jc = n0; jc < n1; jc += NC) {
+                const int nc = AC_MIN(NC, n1 - jc);
+                const float *Bb = B->packed ? B->packed(B->src, jc, pc, kc, kr) : NULL;
+                if (!Bb) {
+                    B->pack(B->src, Bbuf, jc, nc, pc, kc, NR, kr);
+                    Bb = Bbuf;
                 }
-                for (int jr = 0; jr < nc; jr += NR) {
-                    const float *Bp = Bb + (size_t)jr * kc;
-                    float *Cc = C + (size_t)ic * ldc + jc + jr;
-                    const int nr = AC_MIN(NR, nc - jr);
-                    for (int ir = 0; ir < mc; ir += MR)
-                        kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc, ldc,
-                                    alpha, beta_k, AC_MIN(MR, mc - ir), nr);
+                for (int ic = 0; ic < mb; ic += MC) {
+                    const int mc = AC_MIN(MC, mb - ic);
+                    const float *Ap = Ab + (size_t)ic * kc;
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        const float *Bp = Bb + (size_t)jr * kc;
+                        float *Cc = C + (size_t)(ib + ic) * ldc + jc + jr;
+                        const int nr = AC_MIN(NR, nc - jr);
+                        for (int ir = 0; ir < mc; ir += MR)
+                            kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc, ldc,
+                                        alpha, beta_k, AC_MIN(MR, mc - ir), nr);
+                    }
                 }
             }
         }
@@ -145,11 +155,11 @@ static double imbalance(int n, int unit, int nt)
 static int split_m(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
 {
     const double f = 2.0 * M * N * K / nt;
-    const double jc_all = ceil_div(N, kr->nc), jc_part = ceil_div(ceil_div(N, nt), kr->nc);
     const double cn = imbalance(N, kr->nr, nt) * f +
-                      PACK_FLOPS * ((double)M * K * jc_part + (double)K * N / nt);
+                      PACK_FLOPS * ((double)M * K + (double)K * N / nt * ceil_div(M, kr->mb));
     const double cm = imbalance(M, kr->mr, nt) * f +
-                      PACK_FLOPS * ((double)M / nt * K * jc_all + (double)K * N);
+                      PACK_FLOPS * ((double)M / nt * K +
+                                    (double)K * N * ceil_div(ceil_div(M, nt), kr->mb));
     return cm < 0.99 * cn;
 }
 

@@ -35,8 +35,9 @@ typedef struct ac_gemm_kernel {
     int isa;               /* enum ac_isa */
     int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
     int kc;                /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
-    int mc;                /* rows of op(A) per packed block (MC x KC, in L2) */
+    int mc;                /* rows of op(A) per block used from L2 (MC x KC) */
     int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
+    int mb;                /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
 } ac_gemm_kernel;
 
