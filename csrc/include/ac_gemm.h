@@ -22,7 +22,7 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc, float *work, int nthreads);
 
-/* ---- The driver (BLIS-style five loops around a register-tiled micro-kernel) ---- */
+/* ---- The driver (BLIS-style blocking loops around a register-tiled micro-kernel) ---- */
 
 /* Micro-kernel: C[mr,nr] := alpha * Ap . Bp + beta * C (beta == 0: C write-only), where Ap
  * is an MR-row micro-panel (kc steps of MR floats) and Bp an NR-column micro-panel (kc steps
