@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import threadpoolctl
 
 import alexnet_cpu as ac
 from alexnet_cpu import _C
@@ -20,7 +21,9 @@ def check(rng, M, N, K, ta, tb, a, b, c):
     """Our result against float64 on a sample of rows; raises on a wrong answer."""
     rows = rng.choice(M, size=min(M, 16), replace=False)
     opa = (a.T if ta else a)[rows].astype(np.float64)
-    ref = opa @ (b.T if tb else b).astype(np.float64)
+    # One BLAS thread: idle OpenBLAS workers spin for a while and would slow our timing.
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        ref = opa @ (b.T if tb else b).astype(np.float64)
     err = np.abs(c[rows] - ref).max() / max(np.abs(ref).max(), 1.0)
     if not err < 1e-5:
         raise AssertionError(f"sgemm {M}x{N}x{K} ta={ta} tb={tb}: relative error {err:.2g}")

@@ -61,8 +61,8 @@ def test_micro_tile_and_block_edges(isa, nthreads, rng):
 
 
 def test_blocking_edges_large(isa, nthreads, rng):
-    """Several MC/NC/KC blocks with tails in every dimension and both thread splits."""
-    for M, N, K in [(301, 1043, 517), (1031, 67, 263), (37, 2100, 90)]:
+    """Several MB/MC/NC/KC blocks with tails in every dimension and both thread splits."""
+    for M, N, K in [(301, 1043, 517), (1031, 67, 263), (37, 2100, 90), (2061, 45, 37)]:
         a, b = operands(rng, M, N, K, False, True)
         c = ac.sgemm(a, b, trans_b=True)
         assert_gemm_close(c, reference(a, b, False, True), K)
@@ -165,6 +165,9 @@ def test_bad_arguments():
         ac.sgemm(f, g, out=np.empty((5, 3), np.float32))
     with pytest.raises(TypeError, match="out must be float32"):
         ac.sgemm(f, g, out=np.empty((3, 5), np.float64))
+    sq = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        ac.sgemm(sq, np.ones((4, 4), np.float32), out=sq, beta=1.0)
 
 
 def test_fma_peak_gflops():
@@ -173,3 +176,30 @@ def test_fma_peak_gflops():
     for name in _C.ISA_NAMES:
         if _C.isa_supported(name):
             assert _C.fma_peak_gflops(0.02, isa=name) > 0.1
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """The GIL is released and each Python thread has its own workspace."""
+    import threading
+    cases = []
+    for i in range(4):
+        a, b = operands(rng, 70 + i, 90, 300, bool(i & 1), bool(i & 2))
+        cases.append((a, b, bool(i & 1), bool(i & 2)))
+    expected = [ac.sgemm(a, b, trans_a=ta, trans_b=tb) for a, b, ta, tb in cases]
+    errors = []
+
+    def worker(j):
+        try:
+            for _ in range(20):
+                a, b, ta, tb = cases[j]
+                if not np.array_equal(ac.sgemm(a, b, trans_a=ta, trans_b=tb), expected[j]):
+                    errors.append(j)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

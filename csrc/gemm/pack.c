@@ -85,7 +85,8 @@ AC_AVX512_FN void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t s
             float *d = dst + (size_t)k * R;
             int x0 = 0;
             for (; x0 < full; x0 += R, d += (size_t)kc * R)
-                for (int i = 0; i < R; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(sp + x0 + i));
+                for (int i = 0; i < R; i += 16)
+                    _mm512_storeu_ps(d + i, _mm512_loadu_ps(sp + x0 + i));
             if (x0 < nx)
                 for (int i = 0; i < R; i += 16) {
                     int v = AC_MAX(0, AC_MIN(16, nx - x0 - i));

@@ -9,76 +9,65 @@
 #define MR AC_AVX512_MR
 #define NR AC_AVX512_NR
 #define NV (NR / 16)
-#ifndef PF_B
-#define PF_B 0   /* k steps ahead to prefetch B (0: none) */
-#endif
-#ifndef PF_C
-#define PF_C 2   /* prefetch the C tile into L2 at the start */
-#endif
-#ifndef PF_CK
 #define PF_CK 48
-#endif
+
+/* One k step: acc[i][v] += A[i] * B[16v : 16v+16]. */
+static inline __attribute__((always_inline)) AC_AVX512_FN void
+kstep(__m512 acc[MR][NV], const float *a, const float *b, const int rows, const int nv)
+{
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++) {
+        __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+}
 
 static inline __attribute__((always_inline)) AC_AVX512_FN void
 tile(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
      float alpha, float beta, const int rows, const int nv, __mmask16 mlast)
 {
     __m512 acc[MR][NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
-#if PF_C == 1 || PF_C == 2
-#pragma GCC unroll 16
+    /* The C tile is read only at the end: start bringing it to L2 now. */
+#pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
-        _mm_prefetch(cr + 64 * nv - 4, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
-        if (nv > 1) _mm_prefetch(cr + 64, PF_C == 1 ? _MM_HINT_T0 : _MM_HINT_T1);
+        _mm_prefetch(cr, _MM_HINT_T1);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T1);
+        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T1);
     }
-#endif
+
+    /* ... and to L1 a little before the end (PF_CK steps, ~600 cycles). */
     int k = 0;
-#if PF_C == 3
 #pragma GCC unroll 4
     for (; k < kc - PF_CK; k++) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < rows; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-        }
+        kstep(acc, a, b, rows, nv);
         a += MR;
         b += NR;
     }
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
         _mm_prefetch(cr, _MM_HINT_T0);
         _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
         if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T0);
     }
-#endif
-
 #pragma GCC unroll 4
     for (; k < kc; k++) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < rows; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-        }
+        kstep(acc, a, b, rows, nv);
         a += MR;
         b += NR;
     }
 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         float *cr = c + (size_t)i * ldc;
 #pragma GCC unroll 4
@@ -98,10 +87,14 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
     case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
 #define ROWS_9_16(V) case 9: T(9, V); case 10: T(10, V); case 11: T(11, V); \
     case 12: T(12, V); case 13: T(13, V); case 14: T(14, V); case 15: T(15, V); case 16: T(16, V)
+#define ROWS_17_24(V) case 17: T(17, V); case 18: T(18, V); case 19: T(19, V); \
+    case 20: T(20, V); case 21: T(21, V); case 22: T(22, V); case 23: T(23, V); case 24: T(24, V)
 #if MR <= 8
 #define ALL_ROWS(V) ROWS_1_8(V)
-#else
+#elif MR <= 16
 #define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V)
+#else
+#define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V); ROWS_17_24(V)
 #endif
 
 AC_AVX512_FN void ac_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,

@@ -22,7 +22,7 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc, float *work, int nthreads);
 
-/* ---- The driver (BLIS-style five loops around a register-tiled micro-kernel) ---- */
+/* ---- The driver (BLIS-style blocking loops around a register-tiled micro-kernel) ---- */
 
 /* Micro-kernel: C[mr,nr] := alpha * Ap . Bp + beta * C (beta == 0: C write-only), where Ap
  * is an MR-row micro-panel (kc steps of MR floats) and Bp an NR-column micro-panel (kc steps
@@ -34,24 +34,31 @@ typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C
 typedef struct ac_gemm_kernel {
     int isa;               /* enum ac_isa */
     int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
-    int kc;                /* depth of a packed block (an A micro-panel, MR x KC, in L1) */
-    int mc;                /* rows of op(A) per packed block (MC x KC, in L3) */
+    int kc;                /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
+    int mc;                /* rows of op(A) per block used from L2 (MC x KC) */
     int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
+    int mb;                /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
 } ac_gemm_kernel;
 
 /* The kernel context of a path (ac_get_isa() for the current one). */
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
 
+/* Depth of the driver's K blocks for this K (depends on K and the path only). */
+int ac_gemm_kc(const ac_gemm_kernel *kr, int K);
+
 /* Packing callback: pack the operand's rows [x0, x0+nx) over depth [k0, k0+kc) into dst as
  * micro-panels of R rows (R = kr->mr for A, kr->nr for B): panel p holds, for each k, the R
  * values of rows x0+p*R .. x0+p*R+R-1 (zero past nx). "Rows" are rows of op(A) for A and
- * columns of op(B) for B. Threads may pack disjoint panel ranges of one block at once. */
+ * columns of op(B) for B. Called from several threads at once (on different dst). */
 typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int k0, int kc,
                                 int R, const ac_gemm_kernel *kr);
 
 /* Optional: the block at rows x0.., depth [k0, k0+kc) already packed in that layout (for
- * example weights packed once for inference), or NULL to have it packed. */
+ * example weights packed once for inference), or NULL to have it packed. The driver splits
+ * K into blocks of ac_gemm_kc(kr, K) (the last one shorter) and rows at multiples of R, so
+ * an operand packed block after block, all rows per K block, is found at k0*Xpad + x0*kc
+ * (Xpad = rows rounded up to R). */
 typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int kc,
                                           const ac_gemm_kernel *kr);
 
