@@ -35,7 +35,7 @@ MODES = ("train", "infer", "latency")
 ENGINE_NAMES = {"ours": "ours", "torch": "PyTorch", "ort": "ONNX Runtime"}
 
 # Settings of a full run and of the quick one (about a minute in total on 2 cores).
-DEFAULTS = dict(batch=128, size=224, iters=5, warmup=1, latency_iters=20, rounds=3,
+DEFAULTS = dict(batch=128, size=224, iters=4, warmup=1, latency_iters=20, rounds=2,
                 threads=2, layer_iters=3, scaling_threads=(1, 2), timeout=1800)
 QUICK = dict(batch=16, size=224, iters=2, warmup=1, latency_iters=5, rounds=1,
              threads=2, layer_iters=2, scaling_threads=(1, 2), timeout=300)

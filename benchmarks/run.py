@@ -20,9 +20,62 @@ import alexnet_cpu as ac  # noqa: E402
 from alexnet_cpu import _C  # noqa: E402
 
 from common import cpu_model, md_table  # noqa: E402
+import bench_data  # noqa: E402
 import bench_gemm  # noqa: E402
+import e2e  # noqa: E402
 
-SECTIONS = [("gemm", bench_gemm.run)]
+
+def end_to_end(quick=False, peak_gflops=None):
+    """AlexNet end to end beside PyTorch and ONNX Runtime (each figure in its own process)."""
+    res = e2e.run_all(quick=quick, progress=lambda m: print(f"  [{m}]", flush=True))
+    return res, e2e.format_markdown(res)
+
+
+SECTIONS = [("gemm", bench_gemm.run), ("e2e", end_to_end), ("data", bench_data.run)]
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def targets(report):
+    """The issue's targets, met or not, from the figures of this run."""
+    speed = report.get("e2e", {}).get("speed", {})
+    img = lambda v, m, e: _get(speed, v, m, e, "img_s")  # noqa: E731
+    rows = []
+
+    def row(name, ours, theirs, target, higher_is_better=True):
+        if ours is None or theirs is None:
+            rows.append((name, "-", "-", target, "not measured"))
+            return
+        ratio = ours / theirs if higher_is_better else theirs / ours
+        rows.append((name, ours, theirs, target, f"{ratio:.2f}x"))
+
+    row("owt training img/s vs torch", img("owt", "train", "ours"),
+        img("owt", "train", "torch"), ">= 1.5x")
+    row("paper training img/s vs torch", img("paper", "train", "ours"),
+        img("paper", "train", "torch"), ">= 3x")
+    row("owt inference img/s (batch 128) vs ORT", img("owt", "infer", "ours"),
+        img("owt", "infer", "ort"), ">= 1.0x")
+    row("owt latency ms (batch 1) vs ORT", _get(speed, "owt", "latency", "ours", "ms"),
+        _get(speed, "owt", "latency", "ort", "ms"), "<= ORT", higher_is_better=False)
+    row("owt training peak RSS MB vs torch", _get(speed, "owt", "train", "ours", "rss_mb"),
+        _get(speed, "owt", "train", "torch", "rss_mb"), "<= torch", higher_is_better=False)
+    row("data pipeline img/s vs owt training", _get(report, "data", "img_per_s"),
+        img("owt", "train", "ours"), ">= 2x")
+    square = [r for r in _get(report, "gemm", "shapes") or [] if r["name"].startswith("square")]
+    peak = report["machine"]["fma_peak_gflops"]
+    if square:
+        rows.append(("sgemm 2048^3 GFLOP/s vs measured FMA peak", square[0]["ours_gflops"],
+                     peak, ">= 90%", f"{square[0]['ours_gflops'] / peak:.0%}"))
+    return rows, "\n".join(["## Targets", "", "Ratios are ours over theirs (for latency and "
+                            "memory, theirs over ours): above 1 means we are better.", "",
+                            md_table(["figure", "ours", "reference", "target", "ratio"],
+                                     rows)])
 
 
 def machine(quick):
@@ -69,6 +122,10 @@ def main(argv=None):
         parts += ["", text]
         print("\n" + text, flush=True)
 
+    if not args.only:
+        report["targets"], text = targets(report)
+        parts[5:5] = [text, ""]
+        print("\n" + text, flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
