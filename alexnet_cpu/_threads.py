@@ -6,7 +6,13 @@ The thread count is OpenMP's (omp_get_max_threads), so ``set_num_threads``,
 import os
 import platform
 
+import warnings
+
 from . import _C
+
+if not _C.have_openmp():
+    warnings.warn("alexnet-cpu was built without OpenMP: every kernel runs on ONE thread "
+                  "(rebuild with a compiler that supports -fopenmp)", RuntimeWarning)
 
 
 def get_num_threads():
