@@ -108,35 +108,8 @@ def test_layer_graph_gradients_by_finite_differences(monkeypatch):
 
 def _torch_alexnet(variant, num_classes):
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-    if variant == "owt":
-        feats = [nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                 nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                 nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-                 nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-                 nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2)]
-    else:
-        lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
-        feats = [nn.Conv2d(3, 96, 11, 4, 2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-                 nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), lrn(),
-                 nn.MaxPool2d(3, 2),
-                 nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-                 nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
-                 nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2)]
-
-    class AlexNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(*feats)
-            self.avgpool = nn.AdaptiveAvgPool2d(6)
-            self.classifier = nn.Sequential(
-                nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
-                nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-    return torch, AlexNet()
+    from alexnet_cpu.reference import torch_alexnet
+    return torch, torch_alexnet(variant, num_classes)
 
 
 @pytest.mark.parametrize("variant,size", [("paper", 67), ("owt", 99)])
@@ -184,3 +157,25 @@ def test_state_dict_round_trip():
     assert np.array_equal(a.eval().forward(x), b.eval().forward(x))
     with pytest.raises(ValueError, match="missing"):
         b.load_state_dict({})
+
+
+def test_torchvision_state_dict_files_load_both_ways(tmp_path):
+    """owt weights move between torchvision-style PyTorch and us as safetensors files."""
+    torch, tnet = _torch_alexnet("owt", 10)
+    st = pytest.importorskip("safetensors.torch")
+    tnet.eval()
+    path = str(tmp_path / "tv.safetensors")
+    st.save_file({k: v.contiguous() for k, v in tnet.state_dict().items()}, path)
+    net, meta = ac.load(path)
+    assert net.variant == "owt" and net.num_classes == 10
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 63, 63)).astype(np.float32)
+    with torch.no_grad():
+        expected = tnet(torch.from_numpy(x)).numpy()
+    assert_close(net.forward(x), expected, rtol=1e-4, what="logits from a torch file")
+    ours = str(tmp_path / "ours.safetensors")
+    ac.save(ours, net)
+    _, tnet2 = _torch_alexnet("owt", 10)
+    tnet2.load_state_dict(st.load_file(ours), strict=True)
+    tnet2.eval()
+    with torch.no_grad():
+        assert_close(tnet2(torch.from_numpy(x)).numpy(), expected, rtol=1e-4, what="reverse")
