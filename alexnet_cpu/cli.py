@@ -15,6 +15,13 @@ SYNTHETIC_NOTE = ("no -data given and no ./images folder: using the built-in pro
                   "data set")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"alexnet-cpu: error: {message} (see '{self.prog} -h')\n")
+
+
 def _opt(parser, name, **kw):
     parser.add_argument(f"-{name}", f"--{name}", **kw)
 
@@ -28,7 +35,7 @@ def _bool(s):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="alexnet-cpu",
+    p = _Parser(prog="alexnet-cpu",
                                 description="Train and run AlexNet on the CPU.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -69,6 +69,10 @@ def test_info_reports_variant_and_counts():
     (("train", "-batchsize", "0"), "-batchsize must be >= 1"),
     (("train", "-size", "32"), "-size must be >= 63"),
     (("inference", "-input", "/nonexistent.jpg", "-load", "x"), "no such file"),
+    (("train", "-bogus", "1"), "unrecognized arguments: -bogus"),
+    (("train", "-epochs", "many"), "invalid int value"),
+    (("inference", "-load", "x"), "required: -input"),
+    (("fly",), "invalid choice"),
 ])
 def test_bad_arguments_one_line_error(args, expect):
     r = run(*args)
