@@ -1,6 +1,4 @@
 """Helpers shared by the benchmark sections: timing, machine facts, Markdown tables."""
-import os
-import platform
 import statistics
 import time
 
@@ -14,17 +12,6 @@ def best_and_median(fn, repeats, min_time=0.0):
         fn()
         times.append(time.perf_counter() - t)
     return min(times), statistics.median(times)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def md_table(headers, rows):

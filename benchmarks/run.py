@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import alexnet_cpu as ac  # noqa: E402
 from alexnet_cpu import _C  # noqa: E402
 
-from common import cpu_model, md_table  # noqa: E402
+from common import md_table  # noqa: E402
 import bench_data  # noqa: E402
 import bench_gemm  # noqa: E402
 import e2e  # noqa: E402
@@ -80,7 +80,7 @@ def targets(report):
 
 def machine(quick):
     info = dict(ac.cpu_info())
-    info["cpu_model"] = cpu_model()
+    info["cpu_model"] = info["cpu"]
     info["numpy"] = np.__version__
     secs = 0.2 if quick else 0.5
     # Best of a few: the peak is a ceiling, and the machine may be shared.
