@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SO     := alexnet_cpu/_C$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
-SRCS   := $(wildcard csrc/*.c csrc/*/*.c csrc/include/*.h alexnet_cpu/_C.pyx alexnet_cpu/_kernels/*.pxi) setup.py
+SRCS   := $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.h alexnet_cpu/_C.pyx alexnet_cpu/_kernels/*.pxi) setup.py
 
 .PHONY: all venv build test demo bench clean
 
@@ -31,6 +31,7 @@ demo: build
 	$(VENV)/bin/alexnet-cpu demo
 
 bench: build
+	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime
 	$(PY) benchmarks/run.py
 
 clean:
