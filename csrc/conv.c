@@ -1,24 +1,28 @@
-/* Convolution forward and backward (API in ac_conv.h): im2col into scratch, then ac_sgemm
- * per image, group and block of output pixels (large column matrices are cut into column
- * blocks that stay in L2). Not here: im2col fused into GEMM packing, 1x1 / stride-1 shortcuts.
+/* Convolution forward and backward (API in ac_conv.h) on the packed GEMM driver
+ * (ac_gemm_run), with im2col fused into its packing callbacks: the column matrix is never
+ * materialised except for the strided input gradient.
+ *   forward      out_g = W_g . cols_g per image; W_g packed once per call, B panels of
+ *                NR output pixels gathered straight from x (zero padding on the fly).
+ *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of all
+ *                images of a slot: A panels from dY, B panels from x (im2col + transpose).
+ *   input grad   stride 1: the forward of dY (padded by K-1-pad) with flipped, transposed
+ *                weights; otherwise W_g^T . dY_g into column blocks, then col2im.
  *
  * Letters: N images, C input channels, H x W input, O output channels, KH x KW kernel,
  * G groups, Cg = C/G, Og = O/G, Kg = Cg*KH*KW (rows of a group's column matrix, the GEMM
  * depth), OH x OW output, S = OH*OW output pixels.
  *
- * Threads (nt): the first floor(N/nt)*nt images (forward) or weight-gradient slots
- * (backward) are shared out whole, each thread with its own column buffer and a
- * one-thread gemm; the rest run one at a time with threaded im2col and gemm (batch-1).
+ * Threads (nt): the first floor(N/nt)*nt images (forward, input gradient) or weight-gradient
+ * slots are shared out whole, each thread running one-thread gemms with its own scratch;
+ * the rest run one at a time with threaded gemms (batch-1).
  */
 #include <string.h>
 
 #include "ac_conv.h"
+#include "ac_cpu.h"
 #include "ac_gemm.h"
 
-/* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
- * in its own buffer, then added in slot order: the partition and the order of every sum
- * depend on N only, never on the thread count or timing. */
-#define WGRAD_SLOTS 8
+#define WGRAD_SLOTS 8  /* weight-gradient slots (see weight_grad) */
 
 typedef struct {
     int N, C, H, W, O, KH, KW, stride, pad, G;
@@ -141,9 +145,227 @@ void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH,
     }
 }
 
-/* Columns per block of the column matrix: the whole S when it is small, else blocks of about
- * COLS_BLOCK_FLOATS (so the block is still in L2 when the gemm packs it), at least
- * MIN_BLOCK_COLS wide (so the gemm's B panels stay long), all of nearly equal width. */
+/* ------------------------------------------------------------ packing callbacks */
+
+/* Largest kernel tile over the paths, to size packed weights for any ISA chosen later. */
+static size_t packed_floats(int M, int K)
+{
+    size_t f = 0;
+    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) {
+        const int mr = ac_gemm_kernel_for(isa)->mr;
+        f = AC_MAX(f, (size_t)K * ((M + mr - 1) / mr * mr));
+    }
+    return pad16(f);
+}
+
+/* An operand packed once, block after block (the layout ac_gemm_packed_fn describes). */
+typedef struct {
+    const float *p;
+    int xpad;  /* rows rounded up to R */
+} prepacked;
+
+static const float *prepacked_at(const void *src, int x0, int k0, int kc,
+                                 const ac_gemm_kernel *kr)
+{
+    const prepacked *pp = (const prepacked *)src;
+    (void)kr;
+    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
+}
+
+/* Pack the M x K matrix m as A operand (R = MR) into dst, all K blocks; returns the view. */
+static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
+                           const ac_gemm_kernel *kr)
+{
+    const int KC = ac_gemm_kc(kr, K), xpad = (M + kr->mr - 1) / kr->mr * kr->mr;
+    for (int k0 = 0; k0 < K; k0 += KC)
+        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad, 0, M, k0, AC_MIN(KC, K - k0), kr->mr,
+                            kr);
+    return (prepacked){dst, xpad};
+}
+
+/* Staging buffer of the column packers (on the stack: small, in L1). */
+#define TMP_FLOATS 4096
+
+/* Copy n <= R floats to a panel row and zero the rest of it; R = 32 and 16 are unrolled. */
+static inline void put_row(float *restrict d, const float *restrict s, int n, int R)
+{
+    if (n == R && R == 32) {
+        for (int i = 0; i < 32; i++) d[i] = s[i];
+    } else if (n == R && R == 16) {
+        for (int i = 0; i < 16; i++) d[i] = s[i];
+    } else {
+        for (int i = 0; i < n; i++) d[i] = s[i];
+        for (int i = n; i < R; i++) d[i] = 0.f;
+    }
+}
+
+/* Columns of one group of one image as the B operand of the forward gemm: "rows" are
+ * output pixels, depth the column-matrix rows (c, kh, kw). */
+typedef struct {
+    const float *x;  /* the group's input planes (Cg, H, W) */
+    const geom *g;
+} cols_src;
+
+static void pack_cols(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                      const ac_gemm_kernel *kr)
+{
+    const cols_src *cs = (const cols_src *)src;
+    const geom *g = cs->g;
+    float tmp[TMP_FLOATS];
+    const int chunk = TMP_FLOATS / R * R;
+    (void)kr;
+    for (int c0 = 0; c0 < nx; c0 += chunk) {
+        const int cn = AC_MIN(chunk, nx - c0);
+        float *dp = dst + (size_t)(c0 / R) * kc * R;
+        for (int k = 0; k < kc; k++) {
+            ac_im2col(tmp, 0, cs->x, g->H, g->W, g->KH, g->KW, g->stride, g->pad, k0 + k,
+                      k0 + k + 1, (size_t)(x0 + c0), (size_t)(x0 + c0 + cn));
+            float *d = dp + (size_t)k * R;
+            for (int j = 0; j < cn; j += R, d += (size_t)kc * R)
+                put_row(d, tmp + j, AC_MIN(R, cn - j), R);
+        }
+    }
+}
+
+/* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
+typedef struct {
+    const float *dy;  /* dY of the group's first channel in image n0 */
+    const float *x;   /* x of the group's first channel in image n0 */
+    size_t ys, xs;    /* image strides */
+    const geom *g;
+} slot_src;
+
+/* A = dY_g: rows o, depth (image, pixel). */
+static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                    const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const int S = (int)ss->g->S;
+    for (int off = 0; off < kc;) {
+        const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(kc - off, S - s);
+        const ac_gemm_matrix m = {ss->dy + n * ss->ys + s, (size_t)S, 1};
+        for (int q = 0; q * R < nx; q++)
+            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, x0 + q * R,
+                                AC_MIN(R, nx - q * R), 0, kp, R, kr);
+        off += kp;
+    }
+}
+
+/* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); im2col of
+ * up to R rows into a staging buffer, then the plain packer transposes it into the panel. */
+static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                        const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const geom *g = ss->g;
+    const int S = (int)g->S, L = TMP_FLOATS / R;
+    float tmp[TMP_FLOATS];
+    for (int q = 0; q * R < nx; q++) {
+        const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
+        float *dq = dst + (size_t)q * kc * R;
+        for (int off = 0; off < kc;) {
+            const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(L, AC_MIN(kc - off, S - s));
+            ac_im2col(tmp, (size_t)kp, ss->x + n * ss->xs, g->H, g->W, g->KH, g->KW, g->stride,
+                      g->pad, r0, r0 + r, (size_t)s, (size_t)(s + kp));
+            const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
+            ac_gemm_pack_matrix(&m, dq + (size_t)off * R, 0, r, 0, kp, R, kr);
+            off += kp;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* Per-thread scratch of the forward: the gemm's own. */
+static size_t fwd_weights_floats(const geom *g) { return (size_t)g->G * packed_floats(g->Og, g->Kg); }
+
+static void forward_image(float *out, const float *x, const prepacked *wp, const float *bias,
+                          const geom *g, const ac_gemm_kernel *kr, float *gw, int nt)
+{
+    const size_t S = g->S;
+    for (int gi = 0; gi < g->G; gi++) {
+        float *y = out + (size_t)gi * g->Og * S;
+        const cols_src cs = {x + (size_t)gi * g->Cg * g->H * g->W, g};
+        const ac_gemm_operand A = {NULL, prepacked_at, &wp[gi]};
+        const ac_gemm_operand B = {pack_cols, NULL, &cs};
+        if (bias)  /* bias written first, the gemm accumulates onto it (beta = 1) */
+            for (int o = 0; o < g->Og; o++) {
+                const float b = bias[gi * g->Og + o];
+                float *yo = y + (size_t)o * S;
+                for (size_t s = 0; s < S; s++) yo[s] = b;
+            }
+        ac_gemm_run(kr, g->Og, (int)S, g->Kg, 1.f, &A, &B, bias ? 1.f : 0.f, y, (int)S, gw, nt);
+    }
+}
+
+/* Work: packed weights of every group, then per-thread gemm scratch. */
+static size_t forward_floats(const geom *g, int nt)
+{
+    return fwd_weights_floats(g) + pad16(AC_MAX(ac_sgemm_work_floats(nt),
+                                                (size_t)nt * pad16(ac_sgemm_work_floats(1))));
+}
+
+/* The forward with weights w (O, Cg, KH, KW), on geometry g. */
+static void forward(float *out, const float *x, const float *w, const float *bias,
+                    const geom *g, float *work, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    prepacked wp[g->G > 0 ? g->G : 1];
+    const size_t wpf = packed_floats(g->Og, g->Kg);
+    float *gw = work + fwd_weights_floats(g);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && g->G > 1)
+    for (int gi = 0; gi < g->G; gi++) {
+        const ac_gemm_matrix m = {w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1};
+        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, g->Kg, kr);
+    }
+    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = pad16(ac_sgemm_work_floats(1));
+        #pragma omp parallel num_threads(nt)
+        {
+            float *tw = gw + (size_t)omp_get_thread_num() * per;
+            #pragma omp for schedule(static)
+            for (int n = 0; n < nfull; n++)
+                forward_image(out + n * ys, x + n * xs, wp, bias, g, kr, tw, 1);
+        }
+    }
+    for (int n = nfull; n < g->N; n++)
+        forward_image(out + n * ys, x + n * xs, wp, bias, g, kr, gw, nt);
+}
+
+size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                     int stride, int pad, int groups, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    return forward_floats(&g, AC_MAX(nthreads, 1));
+}
+
+void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
+                       int N, int C, int H, int W, int O, int KH, int KW,
+                       int stride, int pad, int groups, float *work, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    if (N <= 0) return;
+    forward(out, x, weight, bias, &g, work, AC_MAX(nthreads, 1));
+}
+
+/* ----------------------------------------------------------------- backward */
+
+/* Input gradient of a stride-1 convolution as a forward convolution: dx = conv(dY, Wf) with
+ * Wf (C, Og, KH, KW) the flipped, per-group transposed weights and padding K-1-pad. */
+static int dx_as_forward(const geom *g)
+{
+    return g->stride == 1 && g->KH == g->KW && g->pad <= g->KH - 1;
+}
+
+static geom dx_geom(const geom *g)
+{
+    return make_geom(g->N, g->O, g->OH, g->OW, g->C, g->KH, g->KW, 1, g->KH - 1 - g->pad, g->G);
+}
+
+/* Columns per block of the column matrix (strided input gradient only): the whole S when
+ * small, else blocks of about COLS_BLOCK_FLOATS (in L2 for col2im), at least MIN_BLOCK_COLS. */
 #ifndef AC_CONV_COLS_BLOCK_FLOATS
 #define AC_CONV_COLS_BLOCK_FLOATS (1 << 18)
 #endif
@@ -155,24 +377,6 @@ static size_t col_block(const geom *g)
     const size_t w = AC_MAX(AC_CONV_COLS_BLOCK_FLOATS / (size_t)g->Kg, (size_t)MIN_BLOCK_COLS);
     const size_t nb = (g->S + w - 1) / w;
     return AC_MIN(pad16((g->S + nb - 1) / nb), g->S);
-}
-
-/* im2col of columns [s0, s1) of one group of one image, rows shared among nt threads. */
-static void im2col_group(float *cols, const float *xg, const geom *g, size_t s0, size_t s1,
-                         int nt)
-{
-    const size_t ld = s1 - s0;
-    if (nt <= 1) {
-        ac_im2col(cols, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, 0, g->Kg, s0, s1);
-        return;
-    }
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int r0 = (int)((long)g->Kg * t / T), r1 = (int)((long)g->Kg * (t + 1) / T);
-        ac_im2col(cols + (size_t)r0 * ld, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad,
-                  r0, r1, s0, s1);
-    }
 }
 
 /* col2im of columns [s0, s1) of one group of one image, whole channel planes per thread;
@@ -191,125 +395,160 @@ static void col2im_group(float *dxg, const float *cols, const geom *g, size_t s0
     }
 }
 
-/* Per-thread scratch: a column block buffer then the gemm's own scratch. */
-static size_t thread_floats(const geom *g, int gemm_nt)
+/* Per-thread scratch of the strided input gradient: a column block, the gemm's scratch. */
+static size_t dxcol_thread_floats(const geom *g, int gemm_nt)
 {
     return pad16((size_t)g->Kg * col_block(g)) + pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
-/* ------------------------------------------------------------------ forward */
-
-static void forward_image(float *out, const float *x, const float *weight, const float *bias,
-                          const geom *g, float *cols, int nt)
+/* dx of one image = col2im(W^T . dY), W_g^T packed once (wt). */
+static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, const geom *g,
+                          const ac_gemm_kernel *kr, float *cols, int nt)
 {
     const size_t S = g->S, sb = col_block(g);
     float *gw = cols + pad16((size_t)g->Kg * sb);
-    for (int gi = 0; gi < g->G; gi++) {
-        float *y = out + (size_t)gi * g->Og * S;
-        const float *xg = x + (size_t)gi * g->Cg * g->H * g->W;
-        const float *wg = weight + (size_t)gi * g->Og * g->Kg;
-        for (size_t s0 = 0; s0 < S; s0 += sb) {
-            const size_t s1 = AC_MIN(s0 + sb, S);
-            im2col_group(cols, xg, g, s0, s1, nt);
-            if (bias) {
-                /* Bias written first, the gemm accumulates onto it (beta = 1). */
-                for (int o = 0; o < g->Og; o++) {
-                    const float b = bias[gi * g->Og + o];
-                    float *yo = y + (size_t)o * S;
-                    for (size_t s = s0; s < s1; s++) yo[s] = b;
-                }
-            }
-            ac_sgemm(0, 0, g->Og, (int)(s1 - s0), g->Kg, 1.f, wg, g->Kg, cols, (int)(s1 - s0),
-                     bias ? 1.f : 0.f, y + s0, (int)S, gw, nt);
-        }
-    }
-}
-
-size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                     int stride, int pad, int groups, int nthreads)
-{
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1);
-    size_t f = thread_floats(&g, nt);
-    if (nt > 1 && N >= nt) f = AC_MAX(f, (size_t)nt * thread_floats(&g, 1));
-    return f;
-}
-
-void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int KH, int KW,
-                       int stride, int pad, int groups, float *work, int nthreads)
-{
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1);
-    const size_t xs = (size_t)C * H * W, ys = (size_t)O * g.S;
-    const int nfull = nt > 1 ? N / nt * nt : 0;
-    if (nfull > 0) {
-        const size_t per = thread_floats(&g, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            float *cols = work + (size_t)omp_get_thread_num() * per;
-            #pragma omp for schedule(static)
-            for (int n = 0; n < nfull; n++)
-                forward_image(out + n * ys, x + n * xs, weight, bias, &g, cols, 1);
-        }
-    }
-    for (int n = nfull; n < N; n++)
-        forward_image(out + n * ys, x + n * xs, weight, bias, &g, work, nt);
-}
-
-/* ----------------------------------------------------------------- backward */
-
-/* One image: dw (+)= dY . cols^T (beta_w 0 starts a slot buffer), dx = col2im(W^T . dY). */
-static void backward_image(float *dx, float *dw, float beta_w, const float *dout,
-                           const float *x, const float *weight, const geom *g, float *cols,
-                           int nt)
-{
-    const size_t S = g->S, sb = col_block(g);
-    float *gw = cols + pad16((size_t)g->Kg * sb);
-    const size_t xg = (size_t)g->Cg * g->H * g->W, wg = (size_t)g->Og * g->Kg;
     for (int gi = 0; gi < g->G; gi++) {
         const float *dy = dout + (size_t)gi * g->Og * S;
         for (size_t s0 = 0; s0 < S; s0 += sb) {
             const size_t s1 = AC_MIN(s0 + sb, S);
             const int w = (int)(s1 - s0);
-            if (dw) {
-                im2col_group(cols, x + gi * xg, g, s0, s1, nt);
-                ac_sgemm(0, 1, g->Og, g->Kg, w, 1.f, dy + s0, (int)S, cols, w,
-                         s0 == 0 ? beta_w : 1.f, dw + gi * wg, g->Kg, gw, nt);
-            }
-            if (dx) {
-                /* cols now holds the block of dcols = W_g^T . dY_g. */
-                ac_sgemm(1, 0, g->Kg, w, g->Og, 1.f, weight + gi * wg, g->Kg, dy + s0, (int)S,
-                         0.f, cols, w, gw, nt);
-                col2im_group(dx + gi * xg, cols, g, s0, s1, nt);
-            }
+            const ac_gemm_matrix bm = {dy + s0, 1, S};
+            const ac_gemm_operand A = {NULL, prepacked_at, &wt[gi]};
+            const ac_gemm_operand B = {ac_gemm_pack_matrix, NULL, &bm};
+            ac_gemm_run(kr, g->Kg, w, g->Og, 1.f, &A, &B, 0.f, cols, w, gw, nt);
+            col2im_group(dx + (size_t)gi * g->Cg * g->H * g->W, cols, g, s0, s1, nt);
         }
     }
 }
 
-/* All images of slot s: [s*N/P, (s+1)*N/P). */
-static void backward_slot(float *dx, float *dw, int first_overwrites, int s, int P,
-                          const float *dout, const float *x, const float *weight,
-                          const geom *g, float *cols, int nt)
+static size_t dx_floats(const geom *g, int nt)
+{
+    if (dx_as_forward(g)) {
+        const geom d = dx_geom(g);
+        return pad16((size_t)g->O * g->Kg) + forward_floats(&d, nt);
+    }
+    return (size_t)g->G * packed_floats(g->Kg, g->Og) +
+           AC_MAX(dxcol_thread_floats(g, nt), (size_t)nt * dxcol_thread_floats(g, 1));
+}
+
+static void input_grad(float *dx, const float *dout, const float *weight, const geom *g,
+                       float *work, int nt)
+{
+    const int KK = g->KH * g->KW;
+    if (dx_as_forward(g)) {
+        const geom d = dx_geom(g);
+        float *wf = work;  /* wf[gi*Cg + c][o][kh][kw] = w[gi*Og + o][c][KH-1-kh][KW-1-kw] */
+        #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int gc = 0; gc < g->C; gc++) {
+            const int gi = gc / g->Cg, c = gc % g->Cg;
+            for (int o = 0; o < g->Og; o++) {
+                const float *s = weight + ((size_t)(gi * g->Og + o) * g->Cg + c) * KK;
+                float *t = wf + ((size_t)gc * g->Og + o) * KK;
+                for (int i = 0; i < KK; i++) t[i] = s[KK - 1 - i];
+            }
+        }
+        forward(dx, dout, wf, NULL, &d, work + pad16((size_t)g->O * g->Kg), nt);
+        return;
+    }
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    prepacked wt[g->G > 0 ? g->G : 1];
+    const size_t wpf = packed_floats(g->Kg, g->Og);
+    for (int gi = 0; gi < g->G; gi++) {  /* A = W_g^T: rows (c, kh, kw), depth o */
+        const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};
+        wt[gi] = prepack_a(work + gi * wpf, &m, g->Kg, g->Og, kr);
+    }
+    float *tw = work + (size_t)g->G * wpf;
+    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = dxcol_thread_floats(g, 1);
+        #pragma omp parallel num_threads(nt)
+        {
+            float *cols = tw + (size_t)omp_get_thread_num() * per;
+            #pragma omp for schedule(static)
+            for (int n = 0; n < nfull; n++)
+                dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, cols, 1);
+        }
+    }
+    for (int n = nfull; n < g->N; n++)
+        dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, tw, nt);
+}
+
+/* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
+ * one gemm per group whose depth runs over the slot's pixels, into its own buffer; the
+ * buffers are then added in slot order: the partition and the order of every sum depend on
+ * N only, never on the thread count or timing. */
+static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
+
+/* dw (+)= the weight gradient of slot s of P (beta_w 0: dw is overwritten). */
+static void wgrad_slot(float *dw, float beta_w, int s, int P, const float *dout,
+                       const float *x, const geom *g, const ac_gemm_kernel *kr, float *gw,
+                       int nt)
 {
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
-    for (int n = n0; n < n1; n++)
-        backward_image(dx ? dx + n * xs : NULL, dw, (first_overwrites && n == n0) ? 0.f : 1.f,
-                       dout + n * ys, x + n * xs, weight, g, cols, nt);
+    const long K = (long)(n1 - n0) * (long)g->S;
+    for (int gi = 0; gi < g->G; gi++) {
+        const slot_src ss = {dout + n0 * ys + (size_t)gi * g->Og * g->S,
+                             x + n0 * xs + (size_t)gi * g->Cg * g->H * g->W, ys, xs, g};
+        const ac_gemm_operand A = {pack_dy, NULL, &ss};
+        const ac_gemm_operand B = {pack_cols_t, NULL, &ss};
+        ac_gemm_run(kr, g->Og, g->Kg, (int)K, 1.f, &A, &B, beta_w, dw + (size_t)gi * g->Og * g->Kg,
+                    g->Kg, gw, nt);
+    }
 }
 
-static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
+static size_t wgrad_floats(const geom *g, int nt)
+{
+    const int P = wgrad_slots(g->N);
+    size_t f = AC_MAX(pad16(ac_sgemm_work_floats(nt)), (size_t)nt * pad16(ac_sgemm_work_floats(1)));
+    if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
+    return f;
+}
+
+static void weight_grad(float *dweight, const float *dout, const float *x, const geom *g,
+                        float *work, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const int P = wgrad_slots(g->N);
+    const size_t wstride = pad16((size_t)g->O * g->Kg);
+    float *parts = P > 1 ? work : NULL;
+    float *tw = P > 1 ? work + (size_t)P * wstride : work;
+    const int pfull = nt > 1 ? P / nt * nt : 0;
+    if (pfull > 0) {
+        const size_t per = pad16(ac_sgemm_work_floats(1));
+        #pragma omp parallel num_threads(nt)
+        {
+            float *gw = tw + (size_t)omp_get_thread_num() * per;
+            #pragma omp for schedule(static)
+            for (int s = 0; s < pfull; s++)
+                wgrad_slot(parts + s * wstride, 0.f, s, P, dout, x, g, kr, gw, 1);
+        }
+    }
+    for (int s = pfull; s < P; s++)
+        wgrad_slot(P > 1 ? parts + s * wstride : dweight, P > 1 ? 0.f : 1.f, s, P, dout, x, g,
+                   kr, tw, nt);
+    if (P > 1) {
+        const long wsz = (long)g->O * g->Kg, B = 4096;
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (long b = 0; b < wsz; b += B) {
+            const long e = AC_MIN(b + B, wsz);
+            float *p0 = parts + b;
+            for (int s = 1; s < P; s++) {
+                const float *q = parts + s * wstride + b;
+                for (long i = 0; i < e - b; i++) p0[i] += q[i];
+            }
+            for (long i = 0; i < e - b; i++) dweight[b + i] += p0[i];
+        }
+    }
+}
 
 size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                       int stride, int pad, int groups, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1), P = wgrad_slots(N);
-    size_t f = thread_floats(&g, nt);
-    if (nt > 1 && P >= nt) f = AC_MAX(f, (size_t)nt * thread_floats(&g, 1));
-    if (P > 1) f += (size_t)P * pad16((size_t)O * g.Kg);
-    return f;
+    const int nt = AC_MAX(nthreads, 1);
+    return AC_MAX(wgrad_floats(&g, nt), dx_floats(&g, nt));
 }
 
 void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
@@ -318,7 +557,7 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
                         int stride, int pad, int groups, float *work, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1), P = wgrad_slots(N);
+    const int nt = AC_MAX(nthreads, 1);
     const size_t S = g.S;
 
     if (dbias) {
@@ -337,41 +576,7 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
                                 ((acc[4] + acc[5]) + (acc[6] + acc[7])));
         }
     }
-    if ((!dx && !dweight) || N == 0) return;
-
-    /* Slot buffers first (only when several slots), then per-thread scratch. */
-    const size_t wstride = pad16((size_t)O * g.Kg);
-    float *parts = P > 1 ? work : NULL;
-    float *tw = P > 1 ? work + (size_t)P * wstride : work;
-    const int dw_split = dweight && P > 1;
-    const int pfull = nt > 1 ? P / nt * nt : 0;
-
-    if (pfull > 0) {
-        const size_t per = thread_floats(&g, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            float *cols = tw + (size_t)omp_get_thread_num() * per;
-            #pragma omp for schedule(static)
-            for (int s = 0; s < pfull; s++)
-                backward_slot(dx, dw_split ? parts + s * wstride : dweight, dw_split, s, P,
-                              dout, x, weight, &g, cols, 1);
-        }
-    }
-    for (int s = pfull; s < P; s++)
-        backward_slot(dx, dw_split ? parts + s * wstride : dweight, dw_split, s, P,
-                      dout, x, weight, &g, tw, nt);
-
-    if (dw_split) {
-        const long wsz = (long)O * g.Kg, B = 4096;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (long b = 0; b < wsz; b += B) {
-            const long e = AC_MIN(b + B, wsz);
-            float *p0 = parts + b;
-            for (int s = 1; s < P; s++) {
-                const float *q = parts + s * wstride + b;
-                for (long i = 0; i < e - b; i++) p0[i] += q[i];
-            }
-            for (long i = 0; i < e - b; i++) dweight[b + i] += p0[i];
-        }
-    }
+    if (N <= 0) return;
+    if (dweight) weight_grad(dweight, dout, x, &g, work, nt);
+    if (dx) input_grad(dx, dout, weight, &g, work, nt);
 }
