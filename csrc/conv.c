@@ -16,6 +16,7 @@
  * slots are shared out whole, each thread running one-thread gemms with its own scratch;
  * the rest run one at a time with threaded gemms (batch-1).
  */
+#include <immintrin.h>
 #include <string.h>
 
 #include "ac_conv.h"
@@ -274,20 +275,139 @@ static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int
     }
 }
 
+/* Zero-padded input of one group split into stride x stride phase planes of Hp x Wp:
+ * plane (c, a, b) at (i, j) holds padded x[c][i*stride + a][j*stride + b], so column entry
+ * (c, kh, kw) at pixel (oh, ow) is plane (c, kh%stride, kw%stride) at (oh + kh/stride,
+ * ow + kw/stride): the forward's B panels are then plain copies of row runs, with no
+ * bounds checks and no strided loads. */
+static int phase_hp(const geom *g) { return (g->H + 2 * g->pad + g->stride - 1) / g->stride; }
+static int phase_wp(const geom *g) { return (g->W + 2 * g->pad + g->stride - 1) / g->stride; }
+static size_t phase_floats(const geom *g)
+{
+    return pad16((size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g));
+}
+
+static void make_phases(float *xp, const float *x, const geom *g)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
+    for (int c = 0; c < g->Cg; c++)
+        for (int a = 0; a < s; a++)
+            for (int i = 0; i < Hp; i++) {  /* one input row to its s planes while in L1 */
+                const int ih = i * s + a - g->pad;
+                for (int b = 0; b < s; b++) {
+                    float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+                    if (ih < 0 || ih >= g->H) {
+                        zero(row, Wp);
+                        continue;
+                    }
+                    int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
+                    valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+                    zero(row, jlo);
+                    gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
+                           jhi - jlo, s);
+                    zero(row + jhi, Wp - jhi);
+                }
+            }
+}
+
+typedef struct {
+    const float *xp;  /* phase planes of the group (make_phases) */
+    const geom *g;
+} phase_src;
+
+/* A run of pixels inside one output row and one panel: len floats from src offset so go
+ * to panel offset d (panel q*kc*R plus lane). */
+#define MAX_RUNS 128
+typedef struct { int so, len; size_t d; } run;
+
+#define CONV_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+
+static CONV_AVX512_FN void apply_runs_avx512(float *dst, const float *xp, const geom *g,
+                                             int k0, int kc, int R, const run *rs, int nr)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
+    for (int k = 0; k < kc; k++) {
+        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
+        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                            (size_t)(kh / s) * Wp + kw / s;
+        float *dk = dst + (size_t)k * R;
+        for (int i = 0; i < nr; i++) {
+            const float *sp = base + rs[i].so;
+            float *dp = dk + rs[i].d;
+            const int n = rs[i].len;
+            if (n >= 16) {
+                _mm512_storeu_ps(dp, _mm512_loadu_ps(sp));
+                if (n > 16) {
+                    const __mmask16 m = (__mmask16)((1u << (n - 16)) - 1);
+                    _mm512_mask_storeu_ps(dp + 16, m, _mm512_maskz_loadu_ps(m, sp + 16));
+                }
+            } else {
+                const __mmask16 m = (__mmask16)((1u << n) - 1);
+                _mm512_mask_storeu_ps(dp, m, _mm512_maskz_loadu_ps(m, sp));
+            }
+        }
+    }
+}
+
+static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int kc, int R,
+                       const run *rs, int nr)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
+    for (int k = 0; k < kc; k++) {
+        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
+        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                            (size_t)(kh / s) * Wp + kw / s;
+        float *dk = dst + (size_t)k * R;
+        for (int i = 0; i < nr; i++)
+            for (int j = 0; j < rs[i].len; j++) dk[rs[i].d + j] = base[rs[i].so + j];
+    }
+}
+
+/* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
+ * are listed once, then copied for every depth k. */
+static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                       const ac_gemm_kernel *kr)
+{
+    const phase_src *ps = (const phase_src *)src;
+    const geom *g = ps->g;
+    const int OW = g->OW, Wp = phase_wp(g);
+    const int avx512 = kr->isa == AC_ISA_AVX512 && R <= 32;
+    run rs[MAX_RUNS];
+    int nr = 0;
+    for (int j = 0; j < nx;) {
+        const int px = x0 + j, oh = px / OW, ow = px % OW;
+        const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
+        rs[nr++] = (run){oh * Wp + ow, len, (size_t)(j / R) * kc * R + j % R};
+        j += len;
+        if (nr == MAX_RUNS || j == nx) {
+            if (avx512)
+                apply_runs_avx512(dst, ps->xp, g, k0, kc, R, rs, nr);
+            else
+                apply_runs(dst, ps->xp, g, k0, kc, R, rs, nr);
+            nr = 0;
+        }
+    }
+    if (nx % R) {  /* zero the lanes past nx in the last panel */
+        float *d = dst + (size_t)(nx / R) * kc * R;
+        for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);
+    }
+}
+
 /* ------------------------------------------------------------------ forward */
 
-/* Per-thread scratch of the forward: the gemm's own. */
 static size_t fwd_weights_floats(const geom *g) { return (size_t)g->G * packed_floats(g->Og, g->Kg); }
 
 static void forward_image(float *out, const float *x, const prepacked *wp, const float *bias,
-                          const geom *g, const ac_gemm_kernel *kr, float *gw, int nt)
+                          const geom *g, const ac_gemm_kernel *kr, float *xp, int nt)
 {
     const size_t S = g->S;
+    float *gw = xp + phase_floats(g);
     for (int gi = 0; gi < g->G; gi++) {
         float *y = out + (size_t)gi * g->Og * S;
-        const cols_src cs = {x + (size_t)gi * g->Cg * g->H * g->W, g};
+        make_phases(xp, x + (size_t)gi * g->Cg * g->H * g->W, g);
+        const phase_src ps = {xp, g};
         const ac_gemm_operand A = {NULL, prepacked_at, &wp[gi]};
-        const ac_gemm_operand B = {pack_cols, NULL, &cs};
+        const ac_gemm_operand B = {pack_phase, NULL, &ps};
         if (bias)  /* bias written first, the gemm accumulates onto it (beta = 1) */
             for (int o = 0; o < g->Og; o++) {
                 const float b = bias[gi * g->Og + o];
@@ -298,11 +418,15 @@ static void forward_image(float *out, const float *x, const prepacked *wp, const
     }
 }
 
-/* Work: packed weights of every group, then per-thread gemm scratch. */
+/* Work: packed weights of every group, then per thread: phase planes, gemm scratch. */
+static size_t fwd_thread_floats(const geom *g, int gemm_nt)
+{
+    return phase_floats(g) + pad16(ac_sgemm_work_floats(gemm_nt));
+}
 static size_t forward_floats(const geom *g, int nt)
 {
-    return fwd_weights_floats(g) + pad16(AC_MAX(ac_sgemm_work_floats(nt),
-                                                (size_t)nt * pad16(ac_sgemm_work_floats(1))));
+    return fwd_weights_floats(g) + AC_MAX(fwd_thread_floats(g, nt),
+                                          (size_t)nt * fwd_thread_floats(g, 1));
 }
 
 /* The forward with weights w (O, Cg, KH, KW), on geometry g. */
@@ -321,7 +445,7 @@ static void forward(float *out, const float *x, const float *w, const float *bia
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int nfull = nt > 1 ? g->N / nt * nt : 0;
     if (nfull > 0) {
-        const size_t per = pad16(ac_sgemm_work_floats(1));
+        const size_t per = fwd_thread_floats(g, 1);
         #pragma omp parallel num_threads(nt)
         {
             float *tw = gw + (size_t)omp_get_thread_num() * per;
