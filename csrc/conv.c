@@ -187,47 +187,6 @@ static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
 /* Staging buffer of the column packers (on the stack: small, in L1). */
 #define TMP_FLOATS 4096
 
-/* Copy n <= R floats to a panel row and zero the rest of it; R = 32 and 16 are unrolled. */
-static inline void put_row(float *restrict d, const float *restrict s, int n, int R)
-{
-    if (n == R && R == 32) {
-        for (int i = 0; i < 32; i++) d[i] = s[i];
-    } else if (n == R && R == 16) {
-        for (int i = 0; i < 16; i++) d[i] = s[i];
-    } else {
-        for (int i = 0; i < n; i++) d[i] = s[i];
-        for (int i = n; i < R; i++) d[i] = 0.f;
-    }
-}
-
-/* Columns of one group of one image as the B operand of the forward gemm: "rows" are
- * output pixels, depth the column-matrix rows (c, kh, kw). */
-typedef struct {
-    const float *x;  /* the group's input planes (Cg, H, W) */
-    const geom *g;
-} cols_src;
-
-static void pack_cols(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                      const ac_gemm_kernel *kr)
-{
-    const cols_src *cs = (const cols_src *)src;
-    const geom *g = cs->g;
-    float tmp[TMP_FLOATS];
-    const int chunk = TMP_FLOATS / R * R;
-    (void)kr;
-    for (int c0 = 0; c0 < nx; c0 += chunk) {
-        const int cn = AC_MIN(chunk, nx - c0);
-        float *dp = dst + (size_t)(c0 / R) * kc * R;
-        for (int k = 0; k < kc; k++) {
-            ac_im2col(tmp, 0, cs->x, g->H, g->W, g->KH, g->KW, g->stride, g->pad, k0 + k,
-                      k0 + k + 1, (size_t)(x0 + c0), (size_t)(x0 + c0 + cn));
-            float *d = dp + (size_t)k * R;
-            for (int j = 0; j < cn; j += R, d += (size_t)kc * R)
-                put_row(d, tmp + j, AC_MIN(R, cn - j), R);
-        }
-    }
-}
-
 /* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
 typedef struct {
     const float *dy;  /* dY of the group's first channel in image n0 */
@@ -313,6 +272,7 @@ static void make_phases(float *xp, const float *x, const geom *g)
 typedef struct {
     const float *xp;  /* phase planes of the group (make_phases) */
     const geom *g;
+    int ones;         /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
 } phase_src;
 
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
@@ -372,6 +332,7 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
     const geom *g = ps->g;
     const int OW = g->OW, Wp = phase_wp(g);
     const int avx512 = kr->isa == AC_ISA_AVX512 && R <= 32;
+    const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
     run rs[MAX_RUNS];
     int nr = 0;
     for (int j = 0; j < nx;) {
@@ -381,12 +342,14 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
         j += len;
         if (nr == MAX_RUNS || j == nx) {
             if (avx512)
-                apply_runs_avx512(dst, ps->xp, g, k0, kc, R, rs, nr);
+                apply_runs_avx512(dst, ps->xp, g, k0, kx, R, rs, nr);
             else
-                apply_runs(dst, ps->xp, g, k0, kc, R, rs, nr);
+                apply_runs(dst, ps->xp, g, k0, kx, R, rs, nr);
             nr = 0;
         }
     }
+    if (ps->ones && kx < kc)
+        for (int j = 0; j < nx; j++) dst[(size_t)(j / R) * kc * R + (size_t)kx * R + j % R] = 1.f;
     if (nx % R) {  /* zero the lanes past nx in the last panel */
         float *d = dst + (size_t)(nx / R) * kc * R;
         for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);
@@ -395,7 +358,11 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
 
 /* ------------------------------------------------------------------ forward */
 
-static size_t fwd_weights_floats(const geom *g) { return (size_t)g->G * packed_floats(g->Og, g->Kg); }
+/* Packed weights of every group with a bias column (depth Kg + 1), and its staging copy. */
+static size_t fwd_weights_floats(const geom *g)
+{
+    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
+}
 
 static void forward_image(float *out, const float *x, const prepacked *wp, const float *bias,
                           const geom *g, const ac_gemm_kernel *kr, float *xp, int nt)
@@ -405,16 +372,11 @@ static void forward_image(float *out, const float *x, const prepacked *wp, const
     for (int gi = 0; gi < g->G; gi++) {
         float *y = out + (size_t)gi * g->Og * S;
         make_phases(xp, x + (size_t)gi * g->Cg * g->H * g->W, g);
-        const phase_src ps = {xp, g};
+        const phase_src ps = {xp, g, bias != NULL};
         const ac_gemm_operand A = {NULL, prepacked_at, &wp[gi]};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        if (bias)  /* bias written first, the gemm accumulates onto it (beta = 1) */
-            for (int o = 0; o < g->Og; o++) {
-                const float b = bias[gi * g->Og + o];
-                float *yo = y + (size_t)o * S;
-                for (size_t s = 0; s < S; s++) yo[s] = b;
-            }
-        ac_gemm_run(kr, g->Og, (int)S, g->Kg, 1.f, &A, &B, bias ? 1.f : 0.f, y, (int)S, gw, nt);
+        ac_gemm_run(kr, g->Og, (int)S, g->Kg + (bias != NULL), 1.f, &A, &B, 0.f, y, (int)S, gw,
+                    nt);
     }
 }
 
@@ -435,12 +397,24 @@ static void forward(float *out, const float *x, const float *w, const float *bia
 {
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     prepacked wp[g->G > 0 ? g->G : 1];
-    const size_t wpf = packed_floats(g->Og, g->Kg);
-    float *gw = work + fwd_weights_floats(g);
+    /* The bias rides as one more depth step: weights get a bias column, B a row of ones, so
+     * the output is written once (no fill, no beta = 1 pass). */
+    const int Kd = g->Kg + (bias != NULL);
+    const size_t wpf = packed_floats(g->Og, g->Kg + 1);
+    float *wb = work + (size_t)g->G * wpf, *gw = work + fwd_weights_floats(g);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && g->G > 1)
     for (int gi = 0; gi < g->G; gi++) {
-        const ac_gemm_matrix m = {w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1};
-        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, g->Kg, kr);
+        const float *wg = w + (size_t)gi * g->Og * g->Kg;
+        ac_gemm_matrix m = {wg, (size_t)g->Kg, 1};
+        if (bias) {
+            float *t = wb + (size_t)gi * g->Og * Kd;
+            for (int o = 0; o < g->Og; o++) {
+                memcpy(t + (size_t)o * Kd, wg + (size_t)o * g->Kg, (size_t)g->Kg * sizeof(float));
+                t[(size_t)o * Kd + g->Kg] = bias[gi * g->Og + o];
+            }
+            m = (ac_gemm_matrix){t, (size_t)Kd, 1};
+        }
+        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr);
     }
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int nfull = nt > 1 ? g->N / nt * nt : 0;
