@@ -270,7 +270,7 @@ static void make_phases(float *xp, const float *x, const geom *g)
 }
 
 typedef struct {
-    const float *xp;  /* phase planes of the group (make_phases) */
+    const float *xp;  /* phase planes of the group (make_phases), image after image */
     const geom *g;
     int ones;         /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
 } phase_src;
@@ -278,7 +278,7 @@ typedef struct {
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
  * to panel offset d (panel q*kc*R plus lane). */
 #define MAX_RUNS 128
-typedef struct { int so, len; size_t d; } run;
+typedef struct { size_t so, d; int len; } run;
 
 #define CONV_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
@@ -324,21 +324,23 @@ static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int k
 }
 
 /* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
- * are listed once, then copied for every depth k. */
+ * are listed once, then copied for every depth k. Pixel x0 + j is pixel (x0 + j) % S of
+ * the chunk's image (x0 + j) / S. */
 static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                        const ac_gemm_kernel *kr)
 {
     const phase_src *ps = (const phase_src *)src;
     const geom *g = ps->g;
-    const int OW = g->OW, Wp = phase_wp(g);
+    const int OW = g->OW, Wp = phase_wp(g), S = (int)g->S;
+    const size_t pf = phase_floats(g);
     const int avx512 = kr->isa == AC_ISA_AVX512 && R <= 32;
     const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
     run rs[MAX_RUNS];
     int nr = 0;
     for (int j = 0; j < nx;) {
-        const int px = x0 + j, oh = px / OW, ow = px % OW;
+        const int img = (x0 + j) / S, px = (x0 + j) % S, oh = px / OW, ow = px % OW;
         const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
-        rs[nr++] = (run){oh * Wp + ow, len, (size_t)(j / R) * kc * R + j % R};
+        rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)(j / R) * kc * R + j % R, len};
         j += len;
         if (nr == MAX_RUNS || j == nx) {
             if (avx512)
@@ -364,26 +366,63 @@ static size_t fwd_weights_floats(const geom *g)
     return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
 }
 
-static void forward_image(float *out, const float *x, const prepacked *wp, const float *bias,
-                          const geom *g, const ac_gemm_kernel *kr, float *xp, int nt)
+/* Images per gemm: small outputs (3x3 layers: 169 pixels) are put side by side along N so
+ * the gemm's column panels are nearly full; the phase planes of a chunk stay modest. */
+#define CHUNK_PIXELS 512
+#define CHUNK_PHASE_FLOATS (1 << 20)
+static int fwd_chunk(const geom *g)
 {
-    const size_t S = g->S;
-    float *gw = xp + phase_floats(g);
+    int c = (int)AC_MAX((size_t)1, CHUNK_PIXELS / AC_MAX(g->S, (size_t)1));
+    c = (int)AC_MIN((size_t)c, AC_MAX((size_t)1, CHUNK_PHASE_FLOATS / phase_floats(g)));
+    return AC_MAX(1, AC_MIN(c, g->N));
+}
+
+/* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
+ * (output staged in ybuf when nimg > 1). */
+static void forward_chunk(float *out, const float *x, int nimg, const prepacked *wp,
+                          const float *bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
+                          int nt)
+{
+    const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
+    const size_t xs = (size_t)g->C * HW, ys = (size_t)g->O * S, ld = (size_t)nimg * S;
+    const int ch = fwd_chunk(g);
+    float *ybuf = xp + (size_t)ch * pf;
+    float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
-        float *y = out + (size_t)gi * g->Og * S;
-        make_phases(xp, x + (size_t)gi * g->Cg * g->H * g->W, g);
+        float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
+        for (int i = 0; i < nimg; i++)
+            make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
         const phase_src ps = {xp, g, bias != NULL};
         const ac_gemm_operand A = {NULL, prepacked_at, &wp[gi]};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)S, g->Kg + (bias != NULL), 1.f, &A, &B, 0.f, y, (int)S, gw,
-                    nt);
+        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &A, &B, 0.f, y, (int)ld,
+                    gw, nt);
+        if (nimg > 1)
+            for (int i = 0; i < nimg; i++)
+                for (int o = 0; o < g->Og; o++)
+                    memcpy(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
+                           S * sizeof(float));
     }
 }
 
-/* Work: packed weights of every group, then per thread: phase planes, gemm scratch. */
+/* Images [n0, n1) in chunks. */
+static void forward_images(float *out, const float *x, int n0, int n1, const prepacked *wp,
+                           const float *bias, const geom *g, const ac_gemm_kernel *kr,
+                           float *tw, int nt)
+{
+    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
+    const int ch = fwd_chunk(g);
+    for (int n = n0; n < n1; n += ch)
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wp, bias, g, kr, tw, nt);
+}
+
+/* Work: packed weights of every group, then per thread: phase planes and output staging of
+ * a chunk, gemm scratch. */
 static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
-    return phase_floats(g) + pad16(ac_sgemm_work_floats(gemm_nt));
+    const int ch = fwd_chunk(g);
+    return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
+           pad16(ac_sgemm_work_floats(gemm_nt));
 }
 static size_t forward_floats(const geom *g, int nt)
 {
@@ -416,20 +455,17 @@ static void forward(float *out, const float *x, const float *w, const float *bia
         }
         wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr);
     }
-    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int nfull = nt > 1 ? g->N / nt * nt : 0;
     if (nfull > 0) {
         const size_t per = fwd_thread_floats(g, 1);
         #pragma omp parallel num_threads(nt)
         {
-            float *tw = gw + (size_t)omp_get_thread_num() * per;
-            #pragma omp for schedule(static)
-            for (int n = 0; n < nfull; n++)
-                forward_image(out + n * ys, x + n * xs, wp, bias, g, kr, tw, 1);
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
+                           wp, bias, g, kr, gw + (size_t)t * per, 1);
         }
     }
-    for (int n = nfull; n < g->N; n++)
-        forward_image(out + n * ys, x + n * xs, wp, bias, g, kr, gw, nt);
+    forward_images(out, x, nfull, g->N, wp, bias, g, kr, gw, nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
