@@ -187,53 +187,6 @@ static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
 /* Staging buffer of the column packers (on the stack: small, in L1). */
 #define TMP_FLOATS 4096
 
-/* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
-typedef struct {
-    const float *dy;  /* dY of the group's first channel in image n0 */
-    const float *x;   /* x of the group's first channel in image n0 */
-    size_t ys, xs;    /* image strides */
-    const geom *g;
-} slot_src;
-
-/* A = dY_g: rows o, depth (image, pixel). */
-static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                    const ac_gemm_kernel *kr)
-{
-    const slot_src *ss = (const slot_src *)src;
-    const int S = (int)ss->g->S;
-    for (int off = 0; off < kc;) {
-        const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(kc - off, S - s);
-        const ac_gemm_matrix m = {ss->dy + n * ss->ys + s, (size_t)S, 1};
-        for (int q = 0; q * R < nx; q++)
-            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, x0 + q * R,
-                                AC_MIN(R, nx - q * R), 0, kp, R, kr);
-        off += kp;
-    }
-}
-
-/* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); im2col of
- * up to R rows into a staging buffer, then the plain packer transposes it into the panel. */
-static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                        const ac_gemm_kernel *kr)
-{
-    const slot_src *ss = (const slot_src *)src;
-    const geom *g = ss->g;
-    const int S = (int)g->S, L = TMP_FLOATS / R;
-    float tmp[TMP_FLOATS];
-    for (int q = 0; q * R < nx; q++) {
-        const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
-        float *dq = dst + (size_t)q * kc * R;
-        for (int off = 0; off < kc;) {
-            const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(L, AC_MIN(kc - off, S - s));
-            ac_im2col(tmp, (size_t)kp, ss->x + n * ss->xs, g->H, g->W, g->KH, g->KW, g->stride,
-                      g->pad, r0, r0 + r, (size_t)s, (size_t)(s + kp));
-            const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
-            ac_gemm_pack_matrix(&m, dq + (size_t)off * R, 0, r, 0, kp, R, kr);
-            off += kp;
-        }
-    }
-}
-
 /* Zero-padded input of one group split into stride x stride phase planes of Hp x Wp:
  * plane (c, a, b) at (i, j) holds padded x[c][i*stride + a][j*stride + b], so column entry
  * (c, kh, kw) at pixel (oh, ow) is plane (c, kh%stride, kw%stride) at (oh + kh/stride,
@@ -355,6 +308,74 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
     if (nx % R) {  /* zero the lanes past nx in the last panel */
         float *d = dst + (size_t)(nx / R) * kc * R;
         for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);
+    }
+}
+
+/* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
+typedef struct {
+    const float *dy;  /* dY of the group's first channel in image n0 */
+    const float *xp;  /* phase planes of the group in images n0.. (make_phases) */
+    size_t ys;        /* image stride of dY */
+    const geom *g;
+} slot_src;
+
+/* A = dY_g: rows o, depth (image, pixel). */
+static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                    const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const int S = (int)ss->g->S;
+    for (int off = 0; off < kc;) {
+        const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(kc - off, S - s);
+        const ac_gemm_matrix m = {ss->dy + n * ss->ys + s, (size_t)S, 1};
+        for (int q = 0; q * R < nx; q++)
+            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, x0 + q * R,
+                                AC_MIN(R, nx - q * R), 0, kp, R, kr);
+        off += kp;
+    }
+}
+
+/* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); up to R
+ * rows copied run by run from the phase planes into a staging buffer, which the plain
+ * packer then transposes into the panel. */
+#define CT_MAX_PIXELS 256
+static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                        const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const geom *g = ss->g;
+    const int S = (int)g->S, OW = g->OW, s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
+    const int KK = g->KH * g->KW, L = AC_MIN(TMP_FLOATS / R, CT_MAX_PIXELS);
+    const size_t pf = phase_floats(g);
+    float tmp[TMP_FLOATS];
+    run rs[CT_MAX_PIXELS];
+    for (int off = 0; off < kc;) {
+        const int kp = AC_MIN(L, kc - off);
+        int nr = 0;
+        for (int j = 0; j < kp;) {  /* pixels k0+off+j, cut at output rows */
+            const int img = (k0 + off + j) / S, px = (k0 + off + j) % S;
+            const int oh = px / OW, ow = px % OW, len = AC_MIN(OW - ow, kp - j);
+            rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)j, len};
+            j += len;
+        }
+        for (int q = 0; q * R < nx; q++) {
+            const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
+            for (int i = 0; i < r; i++) {
+                const int k = r0 + i, c = k / KK, kh = (k / g->KW) % g->KH, kw = k % g->KW;
+                const float *base = ss->xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                                    (size_t)(kh / s) * Wp + kw / s;
+                float *t = tmp + (size_t)i * kp;
+                for (int u = 0; u < nr; u++) {
+                    const float *sp = base + rs[u].so;
+                    float *dp = t + rs[u].d;
+                    for (int v = 0; v < rs[u].len; v++) dp[v] = sp[v];
+                }
+            }
+            const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
+            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, 0, r, 0, kp, R,
+                                kr);
+        }
+        off += kp;
     }
 }
 
@@ -614,28 +635,47 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
  * N only, never on the thread count or timing. */
 static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
 
+/* Images per weight-gradient gemm: as many of the slot's as have phase planes in about
+ * CHUNK_PHASE_FLOATS (depends on the geometry only). */
+static int wgrad_chunk(const geom *g)
+{
+    return (int)AC_MAX((size_t)1, AC_MIN((size_t)AC_MAX(g->N, 1),
+                                         CHUNK_PHASE_FLOATS / phase_floats(g)));
+}
+
 /* dw (+)= the weight gradient of slot s of P (beta_w 0: dw is overwritten). */
 static void wgrad_slot(float *dw, float beta_w, int s, int P, const float *dout,
-                       const float *x, const geom *g, const ac_gemm_kernel *kr, float *gw,
+                       const float *x, const geom *g, const ac_gemm_kernel *kr, float *xp,
                        int nt)
 {
-    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
+    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
+    const size_t pf = phase_floats(g);
     const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
-    const long K = (long)(n1 - n0) * (long)g->S;
-    for (int gi = 0; gi < g->G; gi++) {
-        const slot_src ss = {dout + n0 * ys + (size_t)gi * g->Og * g->S,
-                             x + n0 * xs + (size_t)gi * g->Cg * g->H * g->W, ys, xs, g};
-        const ac_gemm_operand A = {pack_dy, NULL, &ss};
-        const ac_gemm_operand B = {pack_cols_t, NULL, &ss};
-        ac_gemm_run(kr, g->Og, g->Kg, (int)K, 1.f, &A, &B, beta_w, dw + (size_t)gi * g->Og * g->Kg,
-                    g->Kg, gw, nt);
-    }
+    const int ch = wgrad_chunk(g);
+    float *gw = xp + (size_t)ch * pf;
+    for (int gi = 0; gi < g->G; gi++)
+        for (int n = n0; n < n1; n += ch) {
+            const int cn = AC_MIN(ch, n1 - n);
+            for (int i = 0; i < cn; i++)
+                make_phases(xp + i * pf, x + (n + i) * xs + (size_t)gi * g->Cg * HW, g);
+            const slot_src ss = {dout + n * ys + (size_t)gi * g->Og * g->S, xp, ys, g};
+            const ac_gemm_operand A = {pack_dy, NULL, &ss};
+            const ac_gemm_operand B = {pack_cols_t, NULL, &ss};
+            ac_gemm_run(kr, g->Og, g->Kg, cn * (int)g->S, 1.f, &A, &B, n == n0 ? beta_w : 1.f,
+                        dw + (size_t)gi * g->Og * g->Kg, g->Kg, gw, nt);
+        }
+}
+
+/* Per-thread scratch of the weight gradient: phase planes of a chunk, gemm scratch. */
+static size_t wgrad_thread_floats(const geom *g, int gemm_nt)
+{
+    return (size_t)wgrad_chunk(g) * phase_floats(g) + pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 static size_t wgrad_floats(const geom *g, int nt)
 {
     const int P = wgrad_slots(g->N);
-    size_t f = AC_MAX(pad16(ac_sgemm_work_floats(nt)), (size_t)nt * pad16(ac_sgemm_work_floats(1)));
+    size_t f = AC_MAX(wgrad_thread_floats(g, nt), (size_t)nt * wgrad_thread_floats(g, 1));
     if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
     return f;
 }
@@ -650,7 +690,7 @@ static void weight_grad(float *dweight, const float *dout, const float *x, const
     float *tw = P > 1 ? work + (size_t)P * wstride : work;
     const int pfull = nt > 1 ? P / nt * nt : 0;
     if (pfull > 0) {
-        const size_t per = pad16(ac_sgemm_work_floats(1));
+        const size_t per = wgrad_thread_floats(g, 1);
         #pragma omp parallel num_threads(nt)
         {
             float *gw = tw + (size_t)omp_get_thread_num() * per;

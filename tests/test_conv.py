@@ -258,3 +258,25 @@ def test_matches_torch(case, rng):
     assert_close(dx, tx.grad.numpy(), what="dx")
     assert_close(dw, tw.grad.numpy(), what="dweight")
     assert_close(db, tb.grad.numpy(), what="dbias")
+
+
+def test_large_input_planes_split_into_chunks(rng):
+    """Phase planes over half of CHUNK_PHASE_FLOATS (2**20): each weight-gradient gemm takes one image of a
+    two-image slot, and the forward runs image by image."""
+    import alexnet_cpu as ac
+    case = (9, 1, 730, 730, 2, 3, 3, 4, 1, 1)
+    x, w, b, dout, hp = _make(rng, case)
+    rdx, rdw, rdb = conv_ref_backward(dout, x, w, *hp)
+    old = ac.get_num_threads()
+    got = []
+    try:
+        for nt in (1, 2):
+            ac.set_num_threads(nt)
+            got.append((_forward(x, w, b, hp),) + _backward(dout, x, w, hp))
+    finally:
+        ac.set_num_threads(old)
+    assert_close(got[0][0], conv_ref(x, w, b, *hp), what="out")
+    assert_close(got[0][1], rdx, what="dx")
+    assert_close(got[0][2], rdw, what="dweight")
+    for name, a1, a2 in zip(("out", "dx", "dweight", "dbias"), *got):
+        np.testing.assert_array_equal(a1, a2, err_msg=name)
