@@ -717,6 +717,17 @@ static void weight_grad(float *dweight, const float *dout, const float *x, const
     }
 }
 
+/* acc[j] += p[i + j] over whole groups of 8 (the bias-gradient lanes, same order as the
+ * scalar loop); returns how many floats it took. */
+static CONV_AVX512_FN size_t sum8_avx512(double acc[8], const float *p, size_t S)
+{
+    __m512d a = _mm512_loadu_pd(acc);
+    size_t i = 0;
+    for (; i + 8 <= S; i += 8) a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm256_loadu_ps(p + i)));
+    _mm512_storeu_pd(acc, a);
+    return i;
+}
+
 size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                       int stride, int pad, int groups, int nthreads)
 {
@@ -736,12 +747,13 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
 
     if (dbias) {
         /* One thread per channel, eight fixed lanes: the sum order depends on nothing else. */
+        const int avx512 = ac_get_isa() == AC_ISA_AVX512;
         #pragma omp parallel for num_threads(nt) schedule(static)
         for (int o = 0; o < O; o++) {
             double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int n = 0; n < N; n++) {
                 const float *p = dout + ((size_t)n * O + o) * S;
-                size_t i = 0;
+                size_t i = avx512 ? sum8_avx512(acc, p, S) : 0;
                 for (; i + 8 <= S; i += 8)
                     for (int j = 0; j < 8; j++) acc[j] += p[i + j];
                 for (; i < S; i++) acc[i & 7] += p[i];
