@@ -174,13 +174,18 @@ static const float *prepacked_at(const void *src, int x0, int k0, int kc,
 }
 
 /* Pack the M x K matrix m as A operand (R = MR) into dst, all K blocks; returns the view. */
+#define PREPACK_PANELS 8  /* row panels per packing task */
 static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
-                           const ac_gemm_kernel *kr)
+                           const ac_gemm_kernel *kr, int nt)
 {
-    const int KC = ac_gemm_kc(kr, K), xpad = (M + kr->mr - 1) / kr->mr * kr->mr;
-    for (int k0 = 0; k0 < K; k0 += KC)
-        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad, 0, M, k0, AC_MIN(KC, K - k0), kr->mr,
-                            kr);
+    const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
+    const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + PREPACK_PANELS - 1) / PREPACK_PANELS;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+    for (int t = 0; t < nkb * nrc; t++) {
+        const int k0 = t / nrc * KC, x0 = t % nrc * PREPACK_PANELS * MR, kc = AC_MIN(KC, K - k0);
+        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
+                            AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
+    }
     return (prepacked){dst, xpad};
 }
 
@@ -387,6 +392,27 @@ static size_t fwd_weights_floats(const geom *g)
     return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
 }
 
+/* Weights of a group with the bias as column Kg (when bias), packed by the gemm. */
+typedef struct {
+    ac_gemm_matrix m;   /* Og x Kg */
+    const float *bias;  /* the group's, or NULL */
+    int Kg, Og;
+} wbias_src;
+
+static void pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                       const ac_gemm_kernel *kr)
+{
+    const wbias_src *ws = (const wbias_src *)src;
+    const int kx = AC_MIN(kc, ws->Kg - k0);
+    for (int q = 0; q * R < nx; q++) {
+        float *d = dst + (size_t)q * kc * R;
+        const int r = AC_MIN(R, nx - q * R);
+        if (kx > 0) ac_gemm_pack_matrix(&ws->m, d, x0 + q * R, r, k0, kx, R, kr);
+        if (kx < kc)  /* the bias row */
+            for (int i = 0; i < R; i++) d[(size_t)kx * R + i] = i < r ? ws->bias[x0 + q * R + i] : 0.f;
+    }
+}
+
 /* Images per gemm: small outputs (3x3 layers: 169 pixels) are put side by side along N so
  * the gemm's column panels are nearly full; the phase planes of a chunk stay modest. */
 #define CHUNK_PIXELS 512
@@ -400,7 +426,7 @@ static int fwd_chunk(const geom *g)
 
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
  * (output staged in ybuf when nimg > 1). */
-static void forward_chunk(float *out, const float *x, int nimg, const prepacked *wp,
+static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
                           const float *bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
                           int nt)
 {
@@ -414,9 +440,8 @@ static void forward_chunk(float *out, const float *x, int nimg, const prepacked 
         for (int i = 0; i < nimg; i++)
             make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
         const phase_src ps = {xp, g, bias != NULL};
-        const ac_gemm_operand A = {NULL, prepacked_at, &wp[gi]};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &A, &B, 0.f, y, (int)ld,
+        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &wa[gi], &B, 0.f, y, (int)ld,
                     gw, nt);
         if (nimg > 1)
             for (int i = 0; i < nimg; i++)
@@ -427,14 +452,14 @@ static void forward_chunk(float *out, const float *x, int nimg, const prepacked 
 }
 
 /* Images [n0, n1) in chunks. */
-static void forward_images(float *out, const float *x, int n0, int n1, const prepacked *wp,
+static void forward_images(float *out, const float *x, int n0, int n1, const ac_gemm_operand *wa,
                            const float *bias, const geom *g, const ac_gemm_kernel *kr,
                            float *tw, int nt)
 {
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int ch = fwd_chunk(g);
     for (int n = n0; n < n1; n += ch)
-        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wp, bias, g, kr, tw, nt);
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, bias, g, kr, tw, nt);
 }
 
 /* Work: packed weights of every group, then per thread: phase planes and output staging of
@@ -456,16 +481,26 @@ static void forward(float *out, const float *x, const float *w, const float *bia
                     const geom *g, float *work, int nt)
 {
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
-    prepacked wp[g->G > 0 ? g->G : 1];
+    const int G1 = g->G > 0 ? g->G : 1;
+    prepacked wp[G1];
+    wbias_src ws[G1];
+    ac_gemm_operand wa[G1];
     /* The bias rides as one more depth step: weights get a bias column, B a row of ones, so
-     * the output is written once (no fill, no beta = 1 pass). */
-    const int Kd = g->Kg + (bias != NULL);
+     * the output is written once (no fill, no beta = 1 pass). Weights are packed once here
+     * when several gemms use them, else by the gemm itself (each thread its own rows). */
+    const int Kd = g->Kg + (bias != NULL), ch = fwd_chunk(g);
+    const int direct = (g->N + ch - 1) / ch <= 2;
     const size_t wpf = packed_floats(g->Og, g->Kg + 1);
     float *wb = work + (size_t)g->G * wpf, *gw = work + fwd_weights_floats(g);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && g->G > 1)
     for (int gi = 0; gi < g->G; gi++) {
         const float *wg = w + (size_t)gi * g->Og * g->Kg;
-        ac_gemm_matrix m = {wg, (size_t)g->Kg, 1};
+        ws[gi] = (wbias_src){{wg, (size_t)g->Kg, 1}, bias ? bias + gi * g->Og : NULL, g->Kg,
+                             g->Og};
+        if (direct) {
+            wa[gi] = (ac_gemm_operand){pack_wbias, NULL, &ws[gi]};
+            continue;
+        }
+        ac_gemm_matrix m = ws[gi].m;
         if (bias) {
             float *t = wb + (size_t)gi * g->Og * Kd;
             for (int o = 0; o < g->Og; o++) {
@@ -474,7 +509,8 @@ static void forward(float *out, const float *x, const float *w, const float *bia
             }
             m = (ac_gemm_matrix){t, (size_t)Kd, 1};
         }
-        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr);
+        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr, nt);
+        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
     }
     const int nfull = nt > 1 ? g->N / nt * nt : 0;
     if (nfull > 0) {
@@ -483,10 +519,10 @@ static void forward(float *out, const float *x, const float *w, const float *bia
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
-                           wp, bias, g, kr, gw + (size_t)t * per, 1);
+                           wa, bias, g, kr, gw + (size_t)t * per, 1);
         }
     }
-    forward_images(out, x, nfull, g->N, wp, bias, g, kr, gw, nt);
+    forward_images(out, x, nfull, g->N, wa, bias, g, kr, gw, nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -610,7 +646,7 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
     const size_t wpf = packed_floats(g->Kg, g->Og);
     for (int gi = 0; gi < g->G; gi++) {  /* A = W_g^T: rows (c, kh, kw), depth o */
         const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};
-        wt[gi] = prepack_a(work + gi * wpf, &m, g->Kg, g->Og, kr);
+        wt[gi] = prepack_a(work + gi * wpf, &m, g->Kg, g->Og, kr, nt);
     }
     float *tw = work + (size_t)g->G * wpf;
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;

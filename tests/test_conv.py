@@ -33,6 +33,7 @@ CASES = [
     (2, 6, 10, 11, 9, 3, 3, 3, 2, 3),       # stride 3, groups 3, padding past a phase
     (2, 3, 6, 6, 4, 3, 3, 1, 2, 1),         # stride 1, pad = K-1: flipped conv has pad 0
     (2, 3, 8, 9, 4, 3, 5, 1, 1, 1),         # stride 1, non-square kernel: col2im path
+    (5, 3, 12, 22, 4, 3, 3, 1, 0, 1),       # 200 pixels: 2-image gemms, weights packed once
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
 
@@ -141,9 +142,10 @@ def test_backward_matches_finite_differences(case, isa, rng):
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[5], CASES[10], CASES[12],
-                                  CASES[15], CASES[18], CASES[20], (1, 3, 9, 9, 4, 3, 3, 1, 1, 1)],
+                                  CASES[15], CASES[18], CASES[20], CASES[23],
+                                  (1, 3, 9, 9, 4, 3, 3, 1, 1, 1)],
                          ids=[IDS[1], IDS[2], IDS[5], IDS[10], IDS[12], IDS[15], IDS[18],
-                              IDS[20], "N1"])
+                              IDS[20], IDS[23], "N1"])
 def test_results_do_not_depend_on_thread_count(case, isa, rng):
     import alexnet_cpu as ac
     x, w, b, dout, hp = _make(rng, case)
