@@ -570,36 +570,67 @@ static size_t col_block(const geom *g)
     return AC_MIN(pad16((g->S + nb - 1) / nb), g->S);
 }
 
-/* col2im of columns [s0, s1) of one group of one image, whole channel planes per thread;
- * the planes are zeroed first when s0 == 0. */
-static void col2im_group(float *dxg, const float *cols, const geom *g, size_t s0, size_t s1,
-                         int nt)
+/* col2im of columns [s0, s1) of one group of one image into its phase planes xp (the
+ * adjoint of reading B panels from them: contiguous adds, no bounds checks), whole channels
+ * per thread. */
+static void col2phase_group(float *xp, const float *cols, const geom *g, size_t s0, size_t s1,
+                            int nt)
 {
-    const size_t ld = s1 - s0, HW = (size_t)g->H * g->W, kk = (size_t)g->KH * g->KW;
-    #pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int c0 = (int)((long)g->Cg * t / T), c1 = (int)((long)g->Cg * (t + 1) / T);
-        if (s0 == 0) memset(dxg + c0 * HW, 0, (size_t)(c1 - c0) * HW * sizeof(float));
-        ac_col2im_add(dxg, cols + c0 * kk * ld, ld, g->H, g->W, g->KH, g->KW, g->stride,
-                      g->pad, c0, c1, s0, s1);
-    }
+    const size_t ld = s1 - s0;
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), OW = g->OW;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < g->Cg; c++)
+        for (int kh = 0; kh < g->KH; kh++)
+            for (int kw = 0; kw < g->KW; kw++) {
+                const float *d = cols + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
+                float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                              (size_t)(kh / s) * Wp + kw / s;
+                for (size_t p = s0; p < s1;) {
+                    const int oh = (int)(p / OW), ow = (int)(p % OW);
+                    const int len = (int)AC_MIN((size_t)(OW - ow), s1 - p);
+                    float *t = base + (size_t)oh * Wp + ow;
+                    const float *u = d + (p - s0);
+                    for (int i = 0; i < len; i++) t[i] += u[i];
+                    p += (size_t)len;
+                }
+            }
 }
 
-/* Per-thread scratch of the strided input gradient: a column block, the gemm's scratch. */
+/* dx of a group = the phase planes without the padding (the adjoint of make_phases). */
+static void unphase_group(float *dxg, const float *xp, const geom *g, int nt)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < g->Cg; c++)
+        for (int ih = 0; ih < g->H; ih++) {
+            const int a = (ih + g->pad) % s, i = (ih + g->pad) / s;
+            float *row = dxg + ((size_t)c * g->H + ih) * g->W;
+            for (int b = 0; b < s; b++) {  /* columns iw = j*s + b - pad */
+                const float *pr = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+                int jlo, jhi;
+                valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+                for (int j = jlo; j < jhi; j++) row[(size_t)j * s + b - g->pad] = pr[j];
+            }
+        }
+}
+
+/* Per-thread scratch of the strided input gradient: phase planes, a column block, the
+ * gemm's scratch. */
 static size_t dxcol_thread_floats(const geom *g, int gemm_nt)
 {
-    return pad16((size_t)g->Kg * col_block(g)) + pad16(ac_sgemm_work_floats(gemm_nt));
+    return phase_floats(g) + pad16((size_t)g->Kg * col_block(g)) +
+           pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 /* dx of one image = col2im(W^T . dY), W_g^T packed once (wt). */
 static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, const geom *g,
-                          const ac_gemm_kernel *kr, float *cols, int nt)
+                          const ac_gemm_kernel *kr, float *xp, int nt)
 {
-    const size_t S = g->S, sb = col_block(g);
-    float *gw = cols + pad16((size_t)g->Kg * sb);
+    const size_t S = g->S, sb = col_block(g), pf = phase_floats(g);
+    float *cols = xp + pf, *gw = cols + pad16((size_t)g->Kg * sb);
     for (int gi = 0; gi < g->G; gi++) {
         const float *dy = dout + (size_t)gi * g->Og * S;
+        memset(xp, 0, pf * sizeof(float));
         for (size_t s0 = 0; s0 < S; s0 += sb) {
             const size_t s1 = AC_MIN(s0 + sb, S);
             const int w = (int)(s1 - s0);
@@ -607,8 +638,9 @@ static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, con
             const ac_gemm_operand A = {NULL, prepacked_at, &wt[gi]};
             const ac_gemm_operand B = {ac_gemm_pack_matrix, NULL, &bm};
             ac_gemm_run(kr, g->Kg, w, g->Og, 1.f, &A, &B, 0.f, cols, w, gw, nt);
-            col2im_group(dx + (size_t)gi * g->Cg * g->H * g->W, cols, g, s0, s1, nt);
+            col2phase_group(xp, cols, g, s0, s1, nt);
         }
+        unphase_group(dx + (size_t)gi * g->Cg * g->H * g->W, xp, g, nt);
     }
 }
 
