@@ -1,12 +1,16 @@
 /* Convolution forward and backward (API in ac_conv.h) on the packed GEMM driver
- * (ac_gemm_run), with im2col fused into its packing callbacks: the column matrix is never
- * materialised except for the strided input gradient.
- *   forward      out_g = W_g . cols_g per image; W_g packed once per call, B panels of
- *                NR output pixels gathered straight from x (zero padding on the fly).
- *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of all
- *                images of a slot: A panels from dY, B panels from x (im2col + transpose).
- *   input grad   stride 1: the forward of dY (padded by K-1-pad) with flipped, transposed
- *                weights; otherwise W_g^T . dY_g into column blocks, then col2im.
+ * (ac_gemm_run), with im2col fused into its packing callbacks. Each image's input (per
+ * group) is first copied into zero-padded stride-phase planes (make_phases), from which
+ * every column-matrix row is a set of contiguous runs.
+ *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
+ *                are small; B panels copied from the phase planes, the bias one more depth
+ *                step; W_g packed once per call (or by the gemm for one or two gemms).
+ *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
+ *                chunk of images of a slot: A panels from dY, B panels from the planes
+ *                (staged rows, transposed by the plain packer).
+ *   input grad   stride 1 (square kernel, pad < K): the forward of dY, padded by K-1-pad,
+ *                with flipped, transposed weights; otherwise W_g^T . dY_g into column
+ *                blocks, added back into phase planes, then un-phased into dx.
  *
  * Letters: N images, C input channels, H x W input, O output channels, KH x KW kernel,
  * G groups, Cg = C/G, Og = O/G, Kg = Cg*KH*KW (rows of a group's column matrix, the GEMM
@@ -698,9 +702,9 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
 }
 
 /* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
- * one gemm per group whose depth runs over the slot's pixels, into its own buffer; the
+ * into its own buffer by gemms whose depth runs over the pixels of several images; the
  * buffers are then added in slot order: the partition and the order of every sum depend on
- * N only, never on the thread count or timing. */
+ * N and the geometry only, never on the thread count or timing. */
 static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
 
 /* Images per weight-gradient gemm: as many of the slot's as have phase planes in about
