@@ -344,6 +344,51 @@ static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc,
     }
 }
 
+/* Column-matrix rows [r0, r0 + r) over the pixels the runs rs list, from phase planes xp,
+ * into tmp (row i at tmp + i*ld). */
+static inline __attribute__((always_inline)) const float *
+row_base(const float *xp, const geom *g, int k)
+{
+    const int s = g->stride, KK = g->KH * g->KW;
+    const int c = k / KK, kh = (k / g->KW) % g->KH, kw = k % g->KW;
+    return xp + ((size_t)(c * s + kh % s) * s + kw % s) * phase_hp(g) * phase_wp(g) +
+           (size_t)(kh / s) * phase_wp(g) + kw / s;
+}
+
+static void stage_rows(float *tmp, int ld, const float *xp, const geom *g, int r0, int r,
+                       const run *rs, int nr)
+{
+    for (int i = 0; i < r; i++) {
+        const float *base = row_base(xp, g, r0 + i);
+        float *t = tmp + (size_t)i * ld;
+        for (int u = 0; u < nr; u++) {
+            const float *sp = base + rs[u].so;
+            float *dp = t + rs[u].d;
+            for (int v = 0; v < rs[u].len; v++) dp[v] = sp[v];
+        }
+    }
+}
+
+static CONV_AVX512_FN void stage_rows_avx512(float *tmp, int ld, const float *xp,
+                                             const geom *g, int r0, int r, const run *rs,
+                                             int nr)
+{
+    for (int i = 0; i < r; i++) {
+        const float *base = row_base(xp, g, r0 + i);
+        float *t = tmp + (size_t)i * ld;
+        for (int u = 0; u < nr; u++) {
+            const float *sp = base + rs[u].so;
+            float *dp = t + rs[u].d;
+            int v = 0;
+            for (; v + 16 <= rs[u].len; v += 16) _mm512_storeu_ps(dp + v, _mm512_loadu_ps(sp + v));
+            if (v < rs[u].len) {
+                const __mmask16 m = (__mmask16)((1u << (rs[u].len - v)) - 1);
+                _mm512_mask_storeu_ps(dp + v, m, _mm512_maskz_loadu_ps(m, sp + v));
+            }
+        }
+    }
+}
+
 /* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); up to R
  * rows copied run by run from the phase planes into a staging buffer, which the plain
  * packer then transposes into the panel. */
@@ -353,8 +398,8 @@ static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int
 {
     const slot_src *ss = (const slot_src *)src;
     const geom *g = ss->g;
-    const int S = (int)g->S, OW = g->OW, s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
-    const int KK = g->KH * g->KW, L = AC_MIN(TMP_FLOATS / R, CT_MAX_PIXELS);
+    const int S = (int)g->S, OW = g->OW, Wp = phase_wp(g);
+    const int L = AC_MIN(TMP_FLOATS / R, CT_MAX_PIXELS);
     const size_t pf = phase_floats(g);
     float tmp[TMP_FLOATS];
     run rs[CT_MAX_PIXELS];
@@ -369,17 +414,10 @@ static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int
         }
         for (int q = 0; q * R < nx; q++) {
             const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
-            for (int i = 0; i < r; i++) {
-                const int k = r0 + i, c = k / KK, kh = (k / g->KW) % g->KH, kw = k % g->KW;
-                const float *base = ss->xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
-                                    (size_t)(kh / s) * Wp + kw / s;
-                float *t = tmp + (size_t)i * kp;
-                for (int u = 0; u < nr; u++) {
-                    const float *sp = base + rs[u].so;
-                    float *dp = t + rs[u].d;
-                    for (int v = 0; v < rs[u].len; v++) dp[v] = sp[v];
-                }
-            }
+            if (kr->isa == AC_ISA_AVX512)
+                stage_rows_avx512(tmp, kp, ss->xp, g, r0, r, rs, nr);
+            else
+                stage_rows(tmp, kp, ss->xp, g, r0, r, rs, nr);
             const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
             ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, 0, r, 0, kp, R,
                                 kr);
