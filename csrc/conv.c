@@ -1,24 +1,33 @@
-/* Convolution forward and backward (API in ac_conv.h): im2col into scratch, then ac_sgemm
- * per image, group and block of output pixels (large column matrices are cut into column
- * blocks that stay in L2). Not here: im2col fused into GEMM packing, 1x1 / stride-1 shortcuts.
+/* Convolution forward and backward (API in ac_conv.h) on the packed GEMM driver
+ * (ac_gemm_run), with im2col fused into its packing callbacks. Each image's input (per
+ * group) is first copied into zero-padded stride-phase planes (make_phases), from which
+ * every column-matrix row is a set of contiguous runs.
+ *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
+ *                are small; B panels copied from the phase planes, the bias one more depth
+ *                step; W_g packed once per call (or by the gemm for one or two gemms).
+ *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
+ *                chunk of images of a slot: A panels from dY, B panels from the planes
+ *                (staged rows, transposed by the plain packer).
+ *   input grad   stride 1 (square kernel, pad < K): the forward of dY, padded by K-1-pad,
+ *                with flipped, transposed weights; otherwise W_g^T . dY_g into column
+ *                blocks, added back into phase planes, then un-phased into dx.
  *
  * Letters: N images, C input channels, H x W input, O output channels, KH x KW kernel,
  * G groups, Cg = C/G, Og = O/G, Kg = Cg*KH*KW (rows of a group's column matrix, the GEMM
  * depth), OH x OW output, S = OH*OW output pixels.
  *
- * Threads (nt): the first floor(N/nt)*nt images (forward) or weight-gradient slots
- * (backward) are shared out whole, each thread with its own column buffer and a
- * one-thread gemm; the rest run one at a time with threaded im2col and gemm (batch-1).
+ * Threads (nt): the first floor(N/nt)*nt images (forward, input gradient) or weight-gradient
+ * slots are shared out whole, each thread running one-thread gemms with its own scratch;
+ * the rest run one at a time with threaded gemms (batch-1).
  */
+#include <immintrin.h>
 #include <string.h>
 
 #include "ac_conv.h"
+#include "ac_cpu.h"
 #include "ac_gemm.h"
 
-/* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
- * in its own buffer, then added in slot order: the partition and the order of every sum
- * depend on N only, never on the thread count or timing. */
-#define WGRAD_SLOTS 8
+#define WGRAD_SLOTS 8  /* weight-gradient slots (see weight_grad) */
 
 typedef struct {
     int N, C, H, W, O, KH, KW, stride, pad, G;
@@ -141,9 +150,455 @@ void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH,
     }
 }
 
-/* Columns per block of the column matrix: the whole S when it is small, else blocks of about
- * COLS_BLOCK_FLOATS (so the block is still in L2 when the gemm packs it), at least
- * MIN_BLOCK_COLS wide (so the gemm's B panels stay long), all of nearly equal width. */
+/* ------------------------------------------------------------ packing callbacks */
+
+/* Largest kernel tile over the paths, to size packed weights for any ISA chosen later. */
+static size_t packed_floats(int M, int K)
+{
+    size_t f = 0;
+    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) {
+        const int mr = ac_gemm_kernel_for(isa)->mr;
+        f = AC_MAX(f, (size_t)K * ((M + mr - 1) / mr * mr));
+    }
+    return pad16(f);
+}
+
+/* An operand packed once, block after block (the layout ac_gemm_packed_fn describes). */
+typedef struct {
+    const float *p;
+    int xpad;  /* rows rounded up to R */
+} prepacked;
+
+static const float *prepacked_at(const void *src, int x0, int k0, int kc,
+                                 const ac_gemm_kernel *kr)
+{
+    const prepacked *pp = (const prepacked *)src;
+    (void)kr;
+    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
+}
+
+/* Pack the M x K matrix m as A operand (R = MR) into dst, all K blocks; returns the view. */
+#define PREPACK_PANELS 8  /* row panels per packing task */
+static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
+                           const ac_gemm_kernel *kr, int nt)
+{
+    const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
+    const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + PREPACK_PANELS - 1) / PREPACK_PANELS;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+    for (int t = 0; t < nkb * nrc; t++) {
+        const int k0 = t / nrc * KC, x0 = t % nrc * PREPACK_PANELS * MR, kc = AC_MIN(KC, K - k0);
+        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
+                            AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
+    }
+    return (prepacked){dst, xpad};
+}
+
+/* Staging buffer of the column packers (on the stack: small, in L1). */
+#define TMP_FLOATS 4096
+
+/* Zero-padded input of one group split into stride x stride phase planes of Hp x Wp:
+ * plane (c, a, b) at (i, j) holds padded x[c][i*stride + a][j*stride + b], so column entry
+ * (c, kh, kw) at pixel (oh, ow) is plane (c, kh%stride, kw%stride) at (oh + kh/stride,
+ * ow + kw/stride): the forward's B panels are then plain copies of row runs, with no
+ * bounds checks and no strided loads. */
+static int phase_hp(const geom *g) { return (g->H + 2 * g->pad + g->stride - 1) / g->stride; }
+static int phase_wp(const geom *g) { return (g->W + 2 * g->pad + g->stride - 1) / g->stride; }
+static size_t phase_floats(const geom *g)
+{
+    return pad16((size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g));
+}
+
+static void make_phases(float *xp, const float *x, const geom *g)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
+    for (int c = 0; c < g->Cg; c++)
+        for (int a = 0; a < s; a++)
+            for (int i = 0; i < Hp; i++) {  /* one input row to its s planes while in L1 */
+                const int ih = i * s + a - g->pad;
+                for (int b = 0; b < s; b++) {
+                    float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+                    if (ih < 0 || ih >= g->H) {
+                        zero(row, Wp);
+                        continue;
+                    }
+                    int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
+                    valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+                    zero(row, jlo);
+                    gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
+                           jhi - jlo, s);
+                    zero(row + jhi, Wp - jhi);
+                }
+            }
+}
+
+typedef struct {
+    const float *xp;  /* phase planes of the group (make_phases), image after image */
+    const geom *g;
+    int ones;         /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
+} phase_src;
+
+/* A run of pixels inside one output row and one panel: len floats from src offset so go
+ * to panel offset d (panel q*kc*R plus lane). */
+#define MAX_RUNS 128
+typedef struct { size_t so, d; int len; } run;
+
+#define CONV_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+
+static CONV_AVX512_FN void apply_runs_avx512(float *dst, const float *xp, const geom *g,
+                                             int k0, int kc, int R, const run *rs, int nr)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
+    for (int k = 0; k < kc; k++) {
+        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
+        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                            (size_t)(kh / s) * Wp + kw / s;
+        float *dk = dst + (size_t)k * R;
+        for (int i = 0; i < nr; i++) {
+            const float *sp = base + rs[i].so;
+            float *dp = dk + rs[i].d;
+            const int n = rs[i].len;
+            if (n >= 16) {
+                _mm512_storeu_ps(dp, _mm512_loadu_ps(sp));
+                if (n > 16) {
+                    const __mmask16 m = (__mmask16)((1u << (n - 16)) - 1);
+                    _mm512_mask_storeu_ps(dp + 16, m, _mm512_maskz_loadu_ps(m, sp + 16));
+                }
+            } else {
+                const __mmask16 m = (__mmask16)((1u << n) - 1);
+                _mm512_mask_storeu_ps(dp, m, _mm512_maskz_loadu_ps(m, sp));
+            }
+        }
+    }
+}
+
+static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int kc, int R,
+                       const run *rs, int nr)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
+    for (int k = 0; k < kc; k++) {
+        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
+        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                            (size_t)(kh / s) * Wp + kw / s;
+        float *dk = dst + (size_t)k * R;
+        for (int i = 0; i < nr; i++)
+            for (int j = 0; j < rs[i].len; j++) dk[rs[i].d + j] = base[rs[i].so + j];
+    }
+}
+
+/* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
+ * are listed once, then copied for every depth k. Pixel x0 + j is pixel (x0 + j) % S of
+ * the chunk's image (x0 + j) / S. */
+static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                       const ac_gemm_kernel *kr)
+{
+    const phase_src *ps = (const phase_src *)src;
+    const geom *g = ps->g;
+    const int OW = g->OW, Wp = phase_wp(g), S = (int)g->S;
+    const size_t pf = phase_floats(g);
+    const int avx512 = kr->isa == AC_ISA_AVX512 && R <= 32;
+    const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
+    run rs[MAX_RUNS];
+    int nr = 0;
+    for (int j = 0; j < nx;) {
+        const int img = (x0 + j) / S, px = (x0 + j) % S, oh = px / OW, ow = px % OW;
+        const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
+        rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)(j / R) * kc * R + j % R, len};
+        j += len;
+        if (nr == MAX_RUNS || j == nx) {
+            if (avx512)
+                apply_runs_avx512(dst, ps->xp, g, k0, kx, R, rs, nr);
+            else
+                apply_runs(dst, ps->xp, g, k0, kx, R, rs, nr);
+            nr = 0;
+        }
+    }
+    if (ps->ones && kx < kc)
+        for (int j = 0; j < nx; j++) dst[(size_t)(j / R) * kc * R + (size_t)kx * R + j % R] = 1.f;
+    if (nx % R) {  /* zero the lanes past nx in the last panel */
+        float *d = dst + (size_t)(nx / R) * kc * R;
+        for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);
+    }
+}
+
+/* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
+typedef struct {
+    const float *dy;  /* dY of the group's first channel in image n0 */
+    const float *xp;  /* phase planes of the group in images n0.. (make_phases) */
+    size_t ys;        /* image stride of dY */
+    const geom *g;
+} slot_src;
+
+/* A = dY_g: rows o, depth (image, pixel). */
+static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                    const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const int S = (int)ss->g->S;
+    for (int off = 0; off < kc;) {
+        const int k = k0 + off, n = k / S, s = k % S, kp = AC_MIN(kc - off, S - s);
+        const ac_gemm_matrix m = {ss->dy + n * ss->ys + s, (size_t)S, 1};
+        for (int q = 0; q * R < nx; q++)
+            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, x0 + q * R,
+                                AC_MIN(R, nx - q * R), 0, kp, R, kr);
+        off += kp;
+    }
+}
+
+/* Column-matrix rows [r0, r0 + r) over the pixels the runs rs list, from phase planes xp,
+ * into tmp (row i at tmp + i*ld). */
+static inline __attribute__((always_inline)) const float *
+row_base(const float *xp, const geom *g, int k)
+{
+    const int s = g->stride, KK = g->KH * g->KW;
+    const int c = k / KK, kh = (k / g->KW) % g->KH, kw = k % g->KW;
+    return xp + ((size_t)(c * s + kh % s) * s + kw % s) * phase_hp(g) * phase_wp(g) +
+           (size_t)(kh / s) * phase_wp(g) + kw / s;
+}
+
+static void stage_rows(float *tmp, int ld, const float *xp, const geom *g, int r0, int r,
+                       const run *rs, int nr)
+{
+    for (int i = 0; i < r; i++) {
+        const float *base = row_base(xp, g, r0 + i);
+        float *t = tmp + (size_t)i * ld;
+        for (int u = 0; u < nr; u++) {
+            const float *sp = base + rs[u].so;
+            float *dp = t + rs[u].d;
+            for (int v = 0; v < rs[u].len; v++) dp[v] = sp[v];
+        }
+    }
+}
+
+static CONV_AVX512_FN void stage_rows_avx512(float *tmp, int ld, const float *xp,
+                                             const geom *g, int r0, int r, const run *rs,
+                                             int nr)
+{
+    for (int i = 0; i < r; i++) {
+        const float *base = row_base(xp, g, r0 + i);
+        float *t = tmp + (size_t)i * ld;
+        for (int u = 0; u < nr; u++) {
+            const float *sp = base + rs[u].so;
+            float *dp = t + rs[u].d;
+            int v = 0;
+            for (; v + 16 <= rs[u].len; v += 16) _mm512_storeu_ps(dp + v, _mm512_loadu_ps(sp + v));
+            if (v < rs[u].len) {
+                const __mmask16 m = (__mmask16)((1u << (rs[u].len - v)) - 1);
+                _mm512_mask_storeu_ps(dp + v, m, _mm512_maskz_loadu_ps(m, sp + v));
+            }
+        }
+    }
+}
+
+/* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); up to R
+ * rows copied run by run from the phase planes into a staging buffer, which the plain
+ * packer then transposes into the panel. */
+#define CT_MAX_PIXELS 256
+static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                        const ac_gemm_kernel *kr)
+{
+    const slot_src *ss = (const slot_src *)src;
+    const geom *g = ss->g;
+    const int S = (int)g->S, OW = g->OW, Wp = phase_wp(g);
+    const int L = AC_MIN(TMP_FLOATS / R, CT_MAX_PIXELS);
+    const size_t pf = phase_floats(g);
+    float tmp[TMP_FLOATS];
+    run rs[CT_MAX_PIXELS];
+    for (int off = 0; off < kc;) {
+        const int kp = AC_MIN(L, kc - off);
+        int nr = 0;
+        for (int j = 0; j < kp;) {  /* pixels k0+off+j, cut at output rows */
+            const int img = (k0 + off + j) / S, px = (k0 + off + j) % S;
+            const int oh = px / OW, ow = px % OW, len = AC_MIN(OW - ow, kp - j);
+            rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)j, len};
+            j += len;
+        }
+        for (int q = 0; q * R < nx; q++) {
+            const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
+            if (kr->isa == AC_ISA_AVX512)
+                stage_rows_avx512(tmp, kp, ss->xp, g, r0, r, rs, nr);
+            else
+                stage_rows(tmp, kp, ss->xp, g, r0, r, rs, nr);
+            const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
+            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, 0, r, 0, kp, R,
+                                kr);
+        }
+        off += kp;
+    }
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* Packed weights of every group with a bias column (depth Kg + 1), and its staging copy. */
+static size_t fwd_weights_floats(const geom *g)
+{
+    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
+}
+
+/* Weights of a group with the bias as column Kg (when bias), packed by the gemm. */
+typedef struct {
+    ac_gemm_matrix m;   /* Og x Kg */
+    const float *bias;  /* the group's, or NULL */
+    int Kg, Og;
+} wbias_src;
+
+static void pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                       const ac_gemm_kernel *kr)
+{
+    const wbias_src *ws = (const wbias_src *)src;
+    const int kx = AC_MIN(kc, ws->Kg - k0);
+    for (int q = 0; q * R < nx; q++) {
+        float *d = dst + (size_t)q * kc * R;
+        const int r = AC_MIN(R, nx - q * R);
+        if (kx > 0) ac_gemm_pack_matrix(&ws->m, d, x0 + q * R, r, k0, kx, R, kr);
+        if (kx < kc)  /* the bias row */
+            for (int i = 0; i < R; i++) d[(size_t)kx * R + i] = i < r ? ws->bias[x0 + q * R + i] : 0.f;
+    }
+}
+
+/* Images per gemm: small outputs (3x3 layers: 169 pixels) are put side by side along N so
+ * the gemm's column panels are nearly full; the phase planes of a chunk stay modest. */
+#define CHUNK_PIXELS 512
+#define CHUNK_PHASE_FLOATS (1 << 20)
+static int fwd_chunk(const geom *g)
+{
+    int c = (int)AC_MAX((size_t)1, CHUNK_PIXELS / AC_MAX(g->S, (size_t)1));
+    c = (int)AC_MIN((size_t)c, AC_MAX((size_t)1, CHUNK_PHASE_FLOATS / phase_floats(g)));
+    return AC_MAX(1, AC_MIN(c, g->N));
+}
+
+/* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
+ * (output staged in ybuf when nimg > 1). */
+static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
+                          const float *bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
+                          int nt)
+{
+    const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
+    const size_t xs = (size_t)g->C * HW, ys = (size_t)g->O * S, ld = (size_t)nimg * S;
+    const int ch = fwd_chunk(g);
+    float *ybuf = xp + (size_t)ch * pf;
+    float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
+    for (int gi = 0; gi < g->G; gi++) {
+        float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
+        for (int i = 0; i < nimg; i++)
+            make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
+        const phase_src ps = {xp, g, bias != NULL};
+        const ac_gemm_operand B = {pack_phase, NULL, &ps};
+        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &wa[gi], &B, 0.f, y, (int)ld,
+                    gw, nt);
+        if (nimg > 1)
+            for (int i = 0; i < nimg; i++)
+                for (int o = 0; o < g->Og; o++)
+                    memcpy(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
+                           S * sizeof(float));
+    }
+}
+
+/* Images [n0, n1) in chunks. */
+static void forward_images(float *out, const float *x, int n0, int n1, const ac_gemm_operand *wa,
+                           const float *bias, const geom *g, const ac_gemm_kernel *kr,
+                           float *tw, int nt)
+{
+    const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
+    const int ch = fwd_chunk(g);
+    for (int n = n0; n < n1; n += ch)
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, bias, g, kr, tw, nt);
+}
+
+/* Work: packed weights of every group, then per thread: phase planes and output staging of
+ * a chunk, gemm scratch. */
+static size_t fwd_thread_floats(const geom *g, int gemm_nt)
+{
+    const int ch = fwd_chunk(g);
+    return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
+           pad16(ac_sgemm_work_floats(gemm_nt));
+}
+static size_t forward_floats(const geom *g, int nt)
+{
+    return fwd_weights_floats(g) + AC_MAX(fwd_thread_floats(g, nt),
+                                          (size_t)nt * fwd_thread_floats(g, 1));
+}
+
+/* The forward with weights w (O, Cg, KH, KW), on geometry g. */
+static void forward(float *out, const float *x, const float *w, const float *bias,
+                    const geom *g, float *work, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const int G1 = g->G > 0 ? g->G : 1;
+    prepacked wp[G1];
+    wbias_src ws[G1];
+    ac_gemm_operand wa[G1];
+    /* The bias rides as one more depth step: weights get a bias column, B a row of ones, so
+     * the output is written once (no fill, no beta = 1 pass). Weights are packed once here
+     * when several gemms use them, else by the gemm itself (each thread its own rows). */
+    const int Kd = g->Kg + (bias != NULL), ch = fwd_chunk(g);
+    const int direct = (g->N + ch - 1) / ch <= 2;
+    const size_t wpf = packed_floats(g->Og, g->Kg + 1);
+    float *wb = work + (size_t)g->G * wpf, *gw = work + fwd_weights_floats(g);
+    for (int gi = 0; gi < g->G; gi++) {
+        const float *wg = w + (size_t)gi * g->Og * g->Kg;
+        ws[gi] = (wbias_src){{wg, (size_t)g->Kg, 1}, bias ? bias + gi * g->Og : NULL, g->Kg,
+                             g->Og};
+        if (direct) {
+            wa[gi] = (ac_gemm_operand){pack_wbias, NULL, &ws[gi]};
+            continue;
+        }
+        ac_gemm_matrix m = ws[gi].m;
+        if (bias) {
+            float *t = wb + (size_t)gi * g->Og * Kd;
+            for (int o = 0; o < g->Og; o++) {
+                memcpy(t + (size_t)o * Kd, wg + (size_t)o * g->Kg, (size_t)g->Kg * sizeof(float));
+                t[(size_t)o * Kd + g->Kg] = bias[gi * g->Og + o];
+            }
+            m = (ac_gemm_matrix){t, (size_t)Kd, 1};
+        }
+        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr, nt);
+        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
+    }
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = fwd_thread_floats(g, 1);
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
+                           wa, bias, g, kr, gw + (size_t)t * per, 1);
+        }
+    }
+    forward_images(out, x, nfull, g->N, wa, bias, g, kr, gw, nt);
+}
+
+size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                     int stride, int pad, int groups, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    return forward_floats(&g, AC_MAX(nthreads, 1));
+}
+
+void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
+                       int N, int C, int H, int W, int O, int KH, int KW,
+                       int stride, int pad, int groups, float *work, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    if (N <= 0) return;
+    forward(out, x, weight, bias, &g, work, AC_MAX(nthreads, 1));
+}
+
+/* ----------------------------------------------------------------- backward */
+
+/* Input gradient of a stride-1 convolution as a forward convolution: dx = conv(dY, Wf) with
+ * Wf (C, Og, KH, KW) the flipped, per-group transposed weights and padding K-1-pad. */
+static int dx_as_forward(const geom *g)
+{
+    return g->stride == 1 && g->KH == g->KW && g->pad <= g->KH - 1;
+}
+
+static geom dx_geom(const geom *g)
+{
+    return make_geom(g->N, g->O, g->OH, g->OW, g->C, g->KH, g->KW, 1, g->KH - 1 - g->pad, g->G);
+}
+
+/* Columns per block of the column matrix (strided input gradient only): the whole S when
+ * small, else blocks of about COLS_BLOCK_FLOATS (in L2 for col2im), at least MIN_BLOCK_COLS. */
 #ifndef AC_CONV_COLS_BLOCK_FLOATS
 #define AC_CONV_COLS_BLOCK_FLOATS (1 << 18)
 #endif
@@ -157,212 +612,208 @@ static size_t col_block(const geom *g)
     return AC_MIN(pad16((g->S + nb - 1) / nb), g->S);
 }
 
-/* im2col of columns [s0, s1) of one group of one image, rows shared among nt threads. */
-static void im2col_group(float *cols, const float *xg, const geom *g, size_t s0, size_t s1,
-                         int nt)
+/* col2im of columns [s0, s1) of one group of one image into its phase planes xp (the
+ * adjoint of reading B panels from them: contiguous adds, no bounds checks), whole channels
+ * per thread. */
+static void col2phase_group(float *xp, const float *cols, const geom *g, size_t s0, size_t s1,
+                            int nt)
 {
     const size_t ld = s1 - s0;
-    if (nt <= 1) {
-        ac_im2col(cols, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad, 0, g->Kg, s0, s1);
-        return;
-    }
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int r0 = (int)((long)g->Kg * t / T), r1 = (int)((long)g->Kg * (t + 1) / T);
-        ac_im2col(cols + (size_t)r0 * ld, ld, xg, g->H, g->W, g->KH, g->KW, g->stride, g->pad,
-                  r0, r1, s0, s1);
-    }
-}
-
-/* col2im of columns [s0, s1) of one group of one image, whole channel planes per thread;
- * the planes are zeroed first when s0 == 0. */
-static void col2im_group(float *dxg, const float *cols, const geom *g, size_t s0, size_t s1,
-                         int nt)
-{
-    const size_t ld = s1 - s0, HW = (size_t)g->H * g->W, kk = (size_t)g->KH * g->KW;
-    #pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int c0 = (int)((long)g->Cg * t / T), c1 = (int)((long)g->Cg * (t + 1) / T);
-        if (s0 == 0) memset(dxg + c0 * HW, 0, (size_t)(c1 - c0) * HW * sizeof(float));
-        ac_col2im_add(dxg, cols + c0 * kk * ld, ld, g->H, g->W, g->KH, g->KW, g->stride,
-                      g->pad, c0, c1, s0, s1);
-    }
-}
-
-/* Per-thread scratch: a column block buffer then the gemm's own scratch. */
-static size_t thread_floats(const geom *g, int gemm_nt)
-{
-    return pad16((size_t)g->Kg * col_block(g)) + pad16(ac_sgemm_work_floats(gemm_nt));
-}
-
-/* ------------------------------------------------------------------ forward */
-
-static void forward_image(float *out, const float *x, const float *weight, const float *bias,
-                          const geom *g, float *cols, int nt)
-{
-    const size_t S = g->S, sb = col_block(g);
-    float *gw = cols + pad16((size_t)g->Kg * sb);
-    for (int gi = 0; gi < g->G; gi++) {
-        float *y = out + (size_t)gi * g->Og * S;
-        const float *xg = x + (size_t)gi * g->Cg * g->H * g->W;
-        const float *wg = weight + (size_t)gi * g->Og * g->Kg;
-        for (size_t s0 = 0; s0 < S; s0 += sb) {
-            const size_t s1 = AC_MIN(s0 + sb, S);
-            im2col_group(cols, xg, g, s0, s1, nt);
-            if (bias) {
-                /* Bias written first, the gemm accumulates onto it (beta = 1). */
-                for (int o = 0; o < g->Og; o++) {
-                    const float b = bias[gi * g->Og + o];
-                    float *yo = y + (size_t)o * S;
-                    for (size_t s = s0; s < s1; s++) yo[s] = b;
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), OW = g->OW;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < g->Cg; c++)
+        for (int kh = 0; kh < g->KH; kh++)
+            for (int kw = 0; kw < g->KW; kw++) {
+                const float *d = cols + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
+                float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
+                              (size_t)(kh / s) * Wp + kw / s;
+                for (size_t p = s0; p < s1;) {
+                    const int oh = (int)(p / OW), ow = (int)(p % OW);
+                    const int len = (int)AC_MIN((size_t)(OW - ow), s1 - p);
+                    float *t = base + (size_t)oh * Wp + ow;
+                    const float *u = d + (p - s0);
+                    for (int i = 0; i < len; i++) t[i] += u[i];
+                    p += (size_t)len;
                 }
             }
-            ac_sgemm(0, 0, g->Og, (int)(s1 - s0), g->Kg, 1.f, wg, g->Kg, cols, (int)(s1 - s0),
-                     bias ? 1.f : 0.f, y + s0, (int)S, gw, nt);
+}
+
+/* dx of a group = the phase planes without the padding (the adjoint of make_phases). */
+static void unphase_group(float *dxg, const float *xp, const geom *g, int nt)
+{
+    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < g->Cg; c++)
+        for (int ih = 0; ih < g->H; ih++) {
+            const int a = (ih + g->pad) % s, i = (ih + g->pad) / s;
+            float *row = dxg + ((size_t)c * g->H + ih) * g->W;
+            for (int b = 0; b < s; b++) {  /* columns iw = j*s + b - pad */
+                const float *pr = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+                int jlo, jhi;
+                valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+                for (int j = jlo; j < jhi; j++) row[(size_t)j * s + b - g->pad] = pr[j];
+            }
         }
-    }
 }
 
-size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                     int stride, int pad, int groups, int nthreads)
+/* Per-thread scratch of the strided input gradient: phase planes, a column block, the
+ * gemm's scratch. */
+static size_t dxcol_thread_floats(const geom *g, int gemm_nt)
 {
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1);
-    size_t f = thread_floats(&g, nt);
-    if (nt > 1 && N >= nt) f = AC_MAX(f, (size_t)nt * thread_floats(&g, 1));
-    return f;
+    return phase_floats(g) + pad16((size_t)g->Kg * col_block(g)) +
+           pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
-void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int KH, int KW,
-                       int stride, int pad, int groups, float *work, int nthreads)
+/* dx of one image = col2im(W^T . dY), W_g^T packed once (wt). */
+static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, const geom *g,
+                          const ac_gemm_kernel *kr, float *xp, int nt)
 {
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1);
-    const size_t xs = (size_t)C * H * W, ys = (size_t)O * g.S;
-    const int nfull = nt > 1 ? N / nt * nt : 0;
-    if (nfull > 0) {
-        const size_t per = thread_floats(&g, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            float *cols = work + (size_t)omp_get_thread_num() * per;
-            #pragma omp for schedule(static)
-            for (int n = 0; n < nfull; n++)
-                forward_image(out + n * ys, x + n * xs, weight, bias, &g, cols, 1);
-        }
-    }
-    for (int n = nfull; n < N; n++)
-        forward_image(out + n * ys, x + n * xs, weight, bias, &g, work, nt);
-}
-
-/* ----------------------------------------------------------------- backward */
-
-/* One image: dw (+)= dY . cols^T (beta_w 0 starts a slot buffer), dx = col2im(W^T . dY). */
-static void backward_image(float *dx, float *dw, float beta_w, const float *dout,
-                           const float *x, const float *weight, const geom *g, float *cols,
-                           int nt)
-{
-    const size_t S = g->S, sb = col_block(g);
-    float *gw = cols + pad16((size_t)g->Kg * sb);
-    const size_t xg = (size_t)g->Cg * g->H * g->W, wg = (size_t)g->Og * g->Kg;
+    const size_t S = g->S, sb = col_block(g), pf = phase_floats(g);
+    float *cols = xp + pf, *gw = cols + pad16((size_t)g->Kg * sb);
     for (int gi = 0; gi < g->G; gi++) {
         const float *dy = dout + (size_t)gi * g->Og * S;
+        memset(xp, 0, pf * sizeof(float));
         for (size_t s0 = 0; s0 < S; s0 += sb) {
             const size_t s1 = AC_MIN(s0 + sb, S);
             const int w = (int)(s1 - s0);
-            if (dw) {
-                im2col_group(cols, x + gi * xg, g, s0, s1, nt);
-                ac_sgemm(0, 1, g->Og, g->Kg, w, 1.f, dy + s0, (int)S, cols, w,
-                         s0 == 0 ? beta_w : 1.f, dw + gi * wg, g->Kg, gw, nt);
-            }
-            if (dx) {
-                /* cols now holds the block of dcols = W_g^T . dY_g. */
-                ac_sgemm(1, 0, g->Kg, w, g->Og, 1.f, weight + gi * wg, g->Kg, dy + s0, (int)S,
-                         0.f, cols, w, gw, nt);
-                col2im_group(dx + gi * xg, cols, g, s0, s1, nt);
-            }
+            const ac_gemm_matrix bm = {dy + s0, 1, S};
+            const ac_gemm_operand A = {NULL, prepacked_at, &wt[gi]};
+            const ac_gemm_operand B = {ac_gemm_pack_matrix, NULL, &bm};
+            ac_gemm_run(kr, g->Kg, w, g->Og, 1.f, &A, &B, 0.f, cols, w, gw, nt);
+            col2phase_group(xp, cols, g, s0, s1, nt);
         }
+        unphase_group(dx + (size_t)gi * g->Cg * g->H * g->W, xp, g, nt);
     }
 }
 
-/* All images of slot s: [s*N/P, (s+1)*N/P). */
-static void backward_slot(float *dx, float *dw, int first_overwrites, int s, int P,
-                          const float *dout, const float *x, const float *weight,
-                          const geom *g, float *cols, int nt)
+static size_t dx_floats(const geom *g, int nt)
 {
+    if (dx_as_forward(g)) {
+        const geom d = dx_geom(g);
+        return pad16((size_t)g->O * g->Kg) + forward_floats(&d, nt);
+    }
+    return (size_t)g->G * packed_floats(g->Kg, g->Og) +
+           AC_MAX(dxcol_thread_floats(g, nt), (size_t)nt * dxcol_thread_floats(g, 1));
+}
+
+static void input_grad(float *dx, const float *dout, const float *weight, const geom *g,
+                       float *work, int nt)
+{
+    const int KK = g->KH * g->KW;
+    if (dx_as_forward(g)) {
+        const geom d = dx_geom(g);
+        float *wf = work;  /* wf[gi*Cg + c][o][kh][kw] = w[gi*Og + o][c][KH-1-kh][KW-1-kw] */
+        #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int gc = 0; gc < g->C; gc++) {
+            const int gi = gc / g->Cg, c = gc % g->Cg;
+            for (int o = 0; o < g->Og; o++) {
+                const float *s = weight + ((size_t)(gi * g->Og + o) * g->Cg + c) * KK;
+                float *t = wf + ((size_t)gc * g->Og + o) * KK;
+                for (int i = 0; i < KK; i++) t[i] = s[KK - 1 - i];
+            }
+        }
+        forward(dx, dout, wf, NULL, &d, work + pad16((size_t)g->O * g->Kg), nt);
+        return;
+    }
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    prepacked wt[g->G > 0 ? g->G : 1];
+    const size_t wpf = packed_floats(g->Kg, g->Og);
+    for (int gi = 0; gi < g->G; gi++) {  /* A = W_g^T: rows (c, kh, kw), depth o */
+        const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};
+        wt[gi] = prepack_a(work + gi * wpf, &m, g->Kg, g->Og, kr, nt);
+    }
+    float *tw = work + (size_t)g->G * wpf;
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
-    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
-    for (int n = n0; n < n1; n++)
-        backward_image(dx ? dx + n * xs : NULL, dw, (first_overwrites && n == n0) ? 0.f : 1.f,
-                       dout + n * ys, x + n * xs, weight, g, cols, nt);
-}
-
-static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
-
-size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                      int stride, int pad, int groups, int nthreads)
-{
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1), P = wgrad_slots(N);
-    size_t f = thread_floats(&g, nt);
-    if (nt > 1 && P >= nt) f = AC_MAX(f, (size_t)nt * thread_floats(&g, 1));
-    if (P > 1) f += (size_t)P * pad16((size_t)O * g.Kg);
-    return f;
-}
-
-void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
-                        const float *x, const float *weight,
-                        int N, int C, int H, int W, int O, int KH, int KW,
-                        int stride, int pad, int groups, float *work, int nthreads)
-{
-    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    const int nt = AC_MAX(nthreads, 1), P = wgrad_slots(N);
-    const size_t S = g.S;
-
-    if (dbias) {
-        /* One thread per channel, eight fixed lanes: the sum order depends on nothing else. */
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int o = 0; o < O; o++) {
-            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int n = 0; n < N; n++) {
-                const float *p = dout + ((size_t)n * O + o) * S;
-                size_t i = 0;
-                for (; i + 8 <= S; i += 8)
-                    for (int j = 0; j < 8; j++) acc[j] += p[i + j];
-                for (; i < S; i++) acc[i & 7] += p[i];
-            }
-            dbias[o] += (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                                ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-        }
-    }
-    if ((!dx && !dweight) || N == 0) return;
-
-    /* Slot buffers first (only when several slots), then per-thread scratch. */
-    const size_t wstride = pad16((size_t)O * g.Kg);
-    float *parts = P > 1 ? work : NULL;
-    float *tw = P > 1 ? work + (size_t)P * wstride : work;
-    const int dw_split = dweight && P > 1;
-    const int pfull = nt > 1 ? P / nt * nt : 0;
-
-    if (pfull > 0) {
-        const size_t per = thread_floats(&g, 1);
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = dxcol_thread_floats(g, 1);
         #pragma omp parallel num_threads(nt)
         {
             float *cols = tw + (size_t)omp_get_thread_num() * per;
             #pragma omp for schedule(static)
+            for (int n = 0; n < nfull; n++)
+                dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, cols, 1);
+        }
+    }
+    for (int n = nfull; n < g->N; n++)
+        dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, tw, nt);
+}
+
+/* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
+ * into its own buffer by gemms whose depth runs over the pixels of several images; the
+ * buffers are then added in slot order: the partition and the order of every sum depend on
+ * N and the geometry only, never on the thread count or timing. */
+static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
+
+/* Images per weight-gradient gemm: as many of the slot's as have phase planes in about
+ * CHUNK_PHASE_FLOATS (depends on the geometry only). */
+static int wgrad_chunk(const geom *g)
+{
+    return (int)AC_MAX((size_t)1, AC_MIN((size_t)AC_MAX(g->N, 1),
+                                         CHUNK_PHASE_FLOATS / phase_floats(g)));
+}
+
+/* dw (+)= the weight gradient of slot s of P (beta_w 0: dw is overwritten). */
+static void wgrad_slot(float *dw, float beta_w, int s, int P, const float *dout,
+                       const float *x, const geom *g, const ac_gemm_kernel *kr, float *xp,
+                       int nt)
+{
+    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
+    const size_t pf = phase_floats(g);
+    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
+    const int ch = wgrad_chunk(g);
+    float *gw = xp + (size_t)ch * pf;
+    for (int gi = 0; gi < g->G; gi++)
+        for (int n = n0; n < n1; n += ch) {
+            const int cn = AC_MIN(ch, n1 - n);
+            for (int i = 0; i < cn; i++)
+                make_phases(xp + i * pf, x + (n + i) * xs + (size_t)gi * g->Cg * HW, g);
+            const slot_src ss = {dout + n * ys + (size_t)gi * g->Og * g->S, xp, ys, g};
+            const ac_gemm_operand A = {pack_dy, NULL, &ss};
+            const ac_gemm_operand B = {pack_cols_t, NULL, &ss};
+            ac_gemm_run(kr, g->Og, g->Kg, cn * (int)g->S, 1.f, &A, &B, n == n0 ? beta_w : 1.f,
+                        dw + (size_t)gi * g->Og * g->Kg, g->Kg, gw, nt);
+        }
+}
+
+/* Per-thread scratch of the weight gradient: phase planes of a chunk, gemm scratch. */
+static size_t wgrad_thread_floats(const geom *g, int gemm_nt)
+{
+    return (size_t)wgrad_chunk(g) * phase_floats(g) + pad16(ac_sgemm_work_floats(gemm_nt));
+}
+
+static size_t wgrad_floats(const geom *g, int nt)
+{
+    const int P = wgrad_slots(g->N);
+    size_t f = AC_MAX(wgrad_thread_floats(g, nt), (size_t)nt * wgrad_thread_floats(g, 1));
+    if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
+    return f;
+}
+
+static void weight_grad(float *dweight, const float *dout, const float *x, const geom *g,
+                        float *work, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const int P = wgrad_slots(g->N);
+    const size_t wstride = pad16((size_t)g->O * g->Kg);
+    float *parts = P > 1 ? work : NULL;
+    float *tw = P > 1 ? work + (size_t)P * wstride : work;
+    const int pfull = nt > 1 ? P / nt * nt : 0;
+    if (pfull > 0) {
+        const size_t per = wgrad_thread_floats(g, 1);
+        #pragma omp parallel num_threads(nt)
+        {
+            float *gw = tw + (size_t)omp_get_thread_num() * per;
+            #pragma omp for schedule(static)
             for (int s = 0; s < pfull; s++)
-                backward_slot(dx, dw_split ? parts + s * wstride : dweight, dw_split, s, P,
-                              dout, x, weight, &g, cols, 1);
+                wgrad_slot(parts + s * wstride, 0.f, s, P, dout, x, g, kr, gw, 1);
         }
     }
     for (int s = pfull; s < P; s++)
-        backward_slot(dx, dw_split ? parts + s * wstride : dweight, dw_split, s, P,
-                      dout, x, weight, &g, tw, nt);
-
-    if (dw_split) {
-        const long wsz = (long)O * g.Kg, B = 4096;
+        wgrad_slot(P > 1 ? parts + s * wstride : dweight, P > 1 ? 0.f : 1.f, s, P, dout, x, g,
+                   kr, tw, nt);
+    if (P > 1) {
+        const long wsz = (long)g->O * g->Kg, B = 4096;
         #pragma omp parallel for num_threads(nt) schedule(static)
         for (long b = 0; b < wsz; b += B) {
             const long e = AC_MIN(b + B, wsz);
@@ -374,4 +825,54 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
             for (long i = 0; i < e - b; i++) dweight[b + i] += p0[i];
         }
     }
+}
+
+/* acc[j] += p[i + j] over whole groups of 8 (the bias-gradient lanes, same order as the
+ * scalar loop); returns how many floats it took. */
+static CONV_AVX512_FN size_t sum8_avx512(double acc[8], const float *p, size_t S)
+{
+    __m512d a = _mm512_loadu_pd(acc);
+    size_t i = 0;
+    for (; i + 8 <= S; i += 8) a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm256_loadu_ps(p + i)));
+    _mm512_storeu_pd(acc, a);
+    return i;
+}
+
+size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                      int stride, int pad, int groups, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    const int nt = AC_MAX(nthreads, 1);
+    return AC_MAX(wgrad_floats(&g, nt), dx_floats(&g, nt));
+}
+
+void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
+                        const float *x, const float *weight,
+                        int N, int C, int H, int W, int O, int KH, int KW,
+                        int stride, int pad, int groups, float *work, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    const int nt = AC_MAX(nthreads, 1);
+    const size_t S = g.S;
+
+    if (dbias) {
+        /* One thread per channel, eight fixed lanes: the sum order depends on nothing else. */
+        const int avx512 = ac_get_isa() == AC_ISA_AVX512;
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int o = 0; o < O; o++) {
+            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int n = 0; n < N; n++) {
+                const float *p = dout + ((size_t)n * O + o) * S;
+                size_t i = avx512 ? sum8_avx512(acc, p, S) : 0;
+                for (; i + 8 <= S; i += 8)
+                    for (int j = 0; j < 8; j++) acc[j] += p[i + j];
+                for (; i < S; i++) acc[i & 7] += p[i];
+            }
+            dbias[o] += (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+        }
+    }
+    if (N <= 0) return;
+    if (dweight) weight_grad(dweight, dout, x, &g, work, nt);
+    if (dx) input_grad(dx, dout, weight, &g, work, nt);
 }

@@ -24,6 +24,16 @@ CASES = [
     (2, 3, 127, 127, 4, 11, 11, 4, 2, 1),   # conv1-like, blocks end mid-row
     (1, 1, 171, 173, 2, 3, 3, 1, 1, 1),     # stride 1, long blocks
     (1, 128, 27, 27, 6, 5, 5, 1, 2, 2),     # conv2-like, minimum-width blocks
+    # Fused packing: micro-tile tails, many row runs, depth blocks, stride phases:
+    (2, 2, 3, 11, 13, 1, 1, 1, 0, 1),       # 33 pixels: one past a 32-wide panel; 13 rows
+    (1, 1, 300, 1, 25, 1, 1, 1, 0, 1),      # 1-pixel output rows: more runs than one flush
+    (1, 64, 6, 6, 13, 2, 2, 1, 0, 1),       # depth 256 + bias row: the ones cross a K block
+    (3, 2, 30, 20, 5, 3, 3, 1, 1, 1),       # 600 pixels: weight-gradient depth across images
+    (2, 3, 31, 29, 5, 11, 11, 4, 2, 1),     # stride 4, padded sizes not multiples of 4
+    (2, 6, 10, 11, 9, 3, 3, 3, 2, 3),       # stride 3, groups 3, padding past a phase
+    (2, 3, 6, 6, 4, 3, 3, 1, 2, 1),         # stride 1, pad = K-1: flipped conv has pad 0
+    (2, 3, 8, 9, 4, 3, 5, 1, 1, 1),         # stride 1, non-square kernel: col2im path
+    (5, 3, 12, 22, 4, 3, 3, 1, 0, 1),       # 200 pixels: 2-image gemms, weights packed once
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
 
@@ -132,8 +142,10 @@ def test_backward_matches_finite_differences(case, isa, rng):
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[5], CASES[10], CASES[12],
+                                  CASES[15], CASES[18], CASES[20], CASES[23],
                                   (1, 3, 9, 9, 4, 3, 3, 1, 1, 1)],
-                         ids=[IDS[1], IDS[2], IDS[5], IDS[10], IDS[12], "N1"])
+                         ids=[IDS[1], IDS[2], IDS[5], IDS[10], IDS[12], IDS[15], IDS[18],
+                              IDS[20], IDS[23], "N1"])
 def test_results_do_not_depend_on_thread_count(case, isa, rng):
     import alexnet_cpu as ac
     x, w, b, dout, hp = _make(rng, case)
@@ -229,6 +241,7 @@ TORCH_CASES = [
     (2, 4, 9, 9, 6, 5, 5, 1, 2, 2),
     (3, 6, 7, 7, 4, 3, 3, 1, 1, 2),
     (1, 5, 13, 11, 3, 3, 3, 2, 0, 1),
+    (3, 4, 13, 13, 34, 3, 3, 1, 1, 2),      # 169 pixels, 17 outputs per group: tile tails
 ]
 
 
@@ -247,3 +260,25 @@ def test_matches_torch(case, rng):
     assert_close(dx, tx.grad.numpy(), what="dx")
     assert_close(dw, tw.grad.numpy(), what="dweight")
     assert_close(db, tb.grad.numpy(), what="dbias")
+
+
+def test_large_input_planes_split_into_chunks(rng):
+    """Phase planes over half of CHUNK_PHASE_FLOATS (2**20): each weight-gradient gemm takes one image of a
+    two-image slot, and the forward runs image by image."""
+    import alexnet_cpu as ac
+    case = (9, 1, 730, 730, 2, 3, 3, 4, 1, 1)
+    x, w, b, dout, hp = _make(rng, case)
+    rdx, rdw, rdb = conv_ref_backward(dout, x, w, *hp)
+    old = ac.get_num_threads()
+    got = []
+    try:
+        for nt in (1, 2):
+            ac.set_num_threads(nt)
+            got.append((_forward(x, w, b, hp),) + _backward(dout, x, w, hp))
+    finally:
+        ac.set_num_threads(old)
+    assert_close(got[0][0], conv_ref(x, w, b, *hp), what="out")
+    assert_close(got[0][1], rdx, what="dx")
+    assert_close(got[0][2], rdw, what="dweight")
+    for name, a1, a2 in zip(("out", "dx", "dweight", "dbias"), *got):
+        np.testing.assert_array_equal(a1, a2, err_msg=name)

@@ -1,12 +1,13 @@
-/* 2-D convolution, NCHW activations, OIHW weights, by im2col + ac_sgemm.
+/* 2-D convolution, NCHW activations, OIHW weights, on the packed GEMM driver with im2col
+ * fused into its operand packing (see csrc/conv.c).
  *
  *   x (N, C, H, W)   weight (O, C/G, KH, KW)   bias (O,)   out (N, O, OH, OW)
  *   OH = (H + 2*pad - KH)/stride + 1, OW = (W + 2*pad - KW)/stride + 1
  *
  * Zero padding and stride are the same in both dimensions; G groups split C and O
  * evenly (group g maps input channels [g*C/G, (g+1)*C/G) to outputs [g*O/G, (g+1)*O/G)).
- * Results do not depend on the thread count (given an ac_sgemm whose result per
- * element does not) nor on timing.
+ * Results do not depend on the thread count (given a gemm driver whose result per element
+ * does not) nor on timing.
  */
 #ifndef AC_CONV_H
 #define AC_CONV_H
