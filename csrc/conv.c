@@ -88,67 +88,6 @@ static inline void zero(float *d, int n)
     for (int i = 0; i < n; i++) d[i] = 0.f;
 }
 
-void ac_im2col(float *cols, size_t ld, const float *x, int H, int W, int KH, int KW,
-               int stride, int pad, int r0, int r1, size_t s0, size_t s1)
-{
-    const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
-    const int oh0 = (int)(s0 / OW), a0 = (int)(s0 % OW);
-    for (int r = r0; r < r1; r++) {
-        const int kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
-        const float *xc = x + (size_t)c * H * W;
-        float *d = cols + (size_t)(r - r0) * ld;
-        int ohlo, ohhi, owlo, owhi;
-        valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
-        valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
-        /* One output row at a time: columns [a, b) of row oh go to dr[0, b - a). */
-        int oh = oh0, a = a0;
-        for (size_t s = s0; s < s1; oh++, a = 0) {
-            const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
-            float *dr = d + (s - s0);
-            if (oh < ohlo || oh >= ohhi) {
-                zero(dr, b - a);
-            } else {
-                const float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
-                const int lo = AC_MIN(AC_MAX(owlo, a), b), hi = AC_MAX(AC_MIN(owhi, b), lo);
-                zero(dr, lo - a);
-                gather(dr + (lo - a), xr + (lo * stride - pad + kw), hi - lo, stride);
-                zero(dr + (hi - a), b - hi);
-            }
-            s += (size_t)(b - a);
-        }
-    }
-}
-
-void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH, int KW,
-                   int stride, int pad, int c0, int c1, size_t s0, size_t s1)
-{
-    const int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
-    const int oh0 = (int)(s0 / OW), a0 = (int)(s0 % OW);
-    for (int c = c0; c < c1; c++) {
-        float *xc = x + (size_t)c * H * W;
-        for (int kh = 0; kh < KH; kh++) {
-            int ohlo, ohhi;
-            valid_range(kh, H, stride, pad, OH, &ohlo, &ohhi);
-            for (int kw = 0; kw < KW; kw++) {
-                int owlo, owhi;
-                valid_range(kw, W, stride, pad, OW, &owlo, &owhi);
-                const float *d = cols + ((size_t)((c - c0) * KH + kh) * KW + kw) * ld;
-                int oh = oh0, a = a0;
-                for (size_t s = s0; s < s1; oh++, a = 0) {
-                    const int b = (int)AC_MIN((size_t)OW, a + (s1 - s));
-                    if (oh >= ohlo && oh < ohhi) {
-                        const float *dr = d + (s - s0);
-                        float *xr = xc + (size_t)(oh * stride - pad + kh) * W;
-                        const int lo = AC_MIN(AC_MAX(owlo, a), b), hi = AC_MAX(AC_MIN(owhi, b), lo);
-                        for (int ow = lo, iw = lo * stride - pad + kw; ow < hi; ow++, iw += stride)
-                            xr[iw] += dr[ow - a];
-                    }
-                    s += (size_t)(b - a);
-                }
-            }
-        }
-    }
-}
 
 /* ------------------------------------------------------------ packing callbacks */
 

@@ -33,16 +33,4 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
                         int N, int C, int H, int W, int O, int KH, int KW,
                         int stride, int pad, int groups, float *work, int nthreads);
 
-/* Column matrix of one image x (C, H, W): row r = (c*KH + kh)*KW + kw, column s = oh*OW + ow,
- * zero where the window hangs over the padding. Writes the block of rows [r0, r1) and
- * columns [s0, s1) to cols[(r - r0)*ld + (s - s0)]. */
-void ac_im2col(float *cols, size_t ld, const float *x, int H, int W, int KH, int KW,
-               int stride, int pad, int r0, int r1, size_t s0, size_t s1);
-
-/* Adjoint of ac_im2col for channels [c0, c1): adds the block of columns [s0, s1) of their
- * rows, cols[(r - c0*KH*KW)*ld + (s - s0)], back onto the pixels they were copied from
- * (padding entries are dropped). x is accumulated into, not overwritten. */
-void ac_col2im_add(float *x, const float *cols, size_t ld, int H, int W, int KH, int KW,
-                   int stride, int pad, int c0, int c1, size_t s0, size_t s1);
-
 #endif
