@@ -12,11 +12,23 @@
 #include "gemm_internal.h"
 
 /* Floats of scratch per thread for the axpy accumulators (s x W, in L1/L2). */
+#ifndef ACC_FLOATS
 #define ACC_FLOATS 8192
+#endif
+/* Largest s = M for the axpy kernel (measured: M = 5..8 no faster than the packed path). */
+#define AXPY_MAX 4
+/* Widest axpy column chunk: KG rows of G and one accumulator row of it fit L1. */
+#ifndef AXPY_W
+#define AXPY_W 1536
+#endif
 /* Below this many multiply-adds one thread is faster than waking a team. */
 #define SERIAL_MACS (1 << 17)
 /* Threads split X in units of this many columns (whole cache lines of C or G rows). */
 #define XUNIT 64
+/* Software prefetch distance (floats) along the rows of G in the dot kernel, 0: none. */
+#ifndef DOT_PF
+#define DOT_PF 0
+#endif
 
 /* ---- portable path: "vectors" of one lane ---- */
 #define SFX(n) n##_generic
@@ -31,6 +43,7 @@
 #define V_FMA(a, b, c) fmaf_(a, b, c)
 #define V_SUM(v) (v)
 #define DOT_R(s) ((s) == 1 ? 4 : 2)
+#define V_PREFETCH(p) ((void)(p))
 static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #include "small_body.h"
 #undef SFX
@@ -45,6 +58,8 @@ static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #undef V_FMA
 #undef V_SUM
 #undef DOT_R
+#undef V_PREFETCH
+#define V_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
 /* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
 static inline __attribute__((always_inline)) AC_AVX2_FN __m256 loadn_avx2(const float *p, int n)
@@ -117,7 +132,7 @@ static void axpy_part(int isa, int s, int x0, int x1, int K, const float *S, siz
                       size_t sk, const float *G, size_t ldg, float alpha, float beta, float *C,
                       size_t ci, size_t cx, float *acc)
 {
-    const int W = ACC_FLOATS / s / XUNIT * XUNIT;
+    const int W = AC_MIN(AXPY_W, (ACC_FLOATS / s - 16) / XUNIT * XUNIT);
     if (isa == AC_ISA_AVX512)
         axpy_part_avx512(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
     else if (isa == AC_ISA_AVX2)
@@ -145,6 +160,9 @@ int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float
     } else {
         return 0;
     }
+    /* Past a few rows of C the axpy kernel's accumulators (in L2) cost more than packing
+     * (few columns, s = N, waste most of the packed path's micro-tile: keep it then). */
+    if (gk != 1 && s > AXPY_MAX && ci != 1) return 0;
     /* Scratch: a k-contiguous copy of S (dot kernel) and per-thread accumulators (axpy).
      * The test depends on shapes only, so the path taken does not depend on nthreads. */
     const size_t per_thread = ac_sgemm_work_floats(1) - AC_ALIGN / sizeof(float);

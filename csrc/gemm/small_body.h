@@ -26,6 +26,11 @@ SFX(dot_tile)(const int R, const int s, int K, const float *restrict S, size_t l
         VT g[8];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) g[r] = V_LOAD(G + r * ldg + k);
+#if DOT_PF
+        if (VW >= 16 || k % 16 == 0)  /* a cache line per row */
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) V_PREFETCH(G + r * ldg + k + DOT_PF);
+#endif
 #pragma GCC unroll 8
         for (int i = 0; i < s; i++) {
             VT a = V_LOAD(S + i * lds + k);
@@ -88,52 +93,50 @@ static FN void SFX(dot_part)(int s, int x0, int x1, int K, const float *S, size_
 }
 
 /* Axpy kernel (G stored K x X, x-contiguous, row stride ldg; S(i, k) = S[i*si + k*sk]):
- * columns in chunks of W whose s x W accumulators (acc, in L1/L2) take KG rows of G at a
- * time, the rows read as contiguous streams. */
-#define KG 4
+ * columns in chunks of W whose s x W accumulators (acc, in L2) take KG rows of G at a
+ * time, the rows read as contiguous streams. acc: s x (W + 16) floats. */
+#ifndef KG
+#define KG 8
+#endif
 static FN void SFX(axpy_part)(int s, int x0, int x1, int K, const float *S, size_t si,
                               size_t sk, const float *G, size_t ldg, float alpha, float beta,
                               float *C, size_t ci, size_t cx, float *acc, int W)
 {
     for (int xc = x0; xc < x1; xc += W) {
-        const int w = AC_MIN(W, x1 - xc), wf = w / VW * VW, wp = (w + VW - 1) / VW * VW;
+        const int w = AC_MIN(W, x1 - xc), wf = w / VW * VW;
+        /* accumulator rows one cache line off 4 KiB multiples (no load/store aliasing) */
+        const int wv = (w + VW - 1) / VW * VW, wp = ((w + 15) / 16 * 16 + 31) / 32 * 32 + 16;
         for (int i = 0; i < s; i++)
-            for (int v = 0; v < wp; v += VW) V_STORE(acc + (size_t)i * wp + v, V_ZERO());
+            for (int v = 0; v < wv; v += VW) V_STORE(acc + (size_t)i * wp + v, V_ZERO());
         const float *g = G + xc;
         int k = 0;
         for (; k + KG <= K; k += KG) {
             const float *g0 = g + (size_t)k * ldg;
-            int v = 0;
-            for (; v < wf; v += VW) {
-                VT b[KG];
+            /* row by row of acc: the KG x w block of G stays in L1 for the s rows */
+            for (int i = 0; i < s; i++) {
+                float *restrict a = acc + (size_t)i * wp;
+                VT sv[KG];
 #pragma GCC unroll 8
-                for (int j = 0; j < KG; j++) b[j] = V_LOAD(g0 + j * ldg + v);
-                for (int i = 0; i < s; i++) {
-                    float *a = acc + (size_t)i * wp + v;
-                    const float *sp = S + i * si + k * sk;
-                    VT c = V_LOAD(a);
+                for (int j = 0; j < KG; j++) sv[j] = V_SET1(S[i * si + (size_t)(k + j) * sk]);
+                int v = 0;
+                for (; v < wf; v += VW) {
+                    VT c = V_LOAD(a + v);
 #pragma GCC unroll 8
-                    for (int j = 0; j < KG; j++) c = V_FMA(V_SET1(sp[j * sk]), b[j], c);
-                    V_STORE(a, c);
+                    for (int j = 0; j < KG; j++) c = V_FMA(sv[j], V_LOAD(g0 + j * ldg + v), c);
+                    V_STORE(a + v, c);
                 }
-            }
-            if (v < w) {
-                VT b[KG];
+                if (v < w) {
+                    VT c = V_LOAD(a + v);
 #pragma GCC unroll 8
-                for (int j = 0; j < KG; j++) b[j] = V_LOADN(g0 + j * ldg + v, w - v);
-                for (int i = 0; i < s; i++) {
-                    float *a = acc + (size_t)i * wp + v;
-                    const float *sp = S + i * si + k * sk;
-                    VT c = V_LOAD(a);
-#pragma GCC unroll 8
-                    for (int j = 0; j < KG; j++) c = V_FMA(V_SET1(sp[j * sk]), b[j], c);
-                    V_STORE(a, c);
+                    for (int j = 0; j < KG; j++)
+                        c = V_FMA(sv[j], V_LOADN(g0 + j * ldg + v, w - v), c);
+                    V_STORE(a + v, c);
                 }
             }
         }
         for (; k < K; k++) {
             const float *g0 = g + (size_t)k * ldg;
-            for (int v = 0; v < wp; v += VW) {
+            for (int v = 0; v < wv; v += VW) {
                 VT b = v < wf ? V_LOAD(g0 + v) : V_LOADN(g0 + v, w - v);
                 for (int i = 0; i < s; i++) {
                     float *a = acc + (size_t)i * wp + v;
