@@ -25,10 +25,6 @@
 #define SERIAL_MACS (1 << 17)
 /* Threads split X in units of this many columns (whole cache lines of C or G rows). */
 #define XUNIT 64
-/* Software prefetch distance (floats) along the rows of G in the dot kernel, 0: none. */
-#ifndef DOT_PF
-#define DOT_PF 0
-#endif
 
 /* ---- portable path: "vectors" of one lane ---- */
 #define SFX(n) n##_generic
@@ -43,7 +39,6 @@
 #define V_FMA(a, b, c) fmaf_(a, b, c)
 #define V_SUM(v) (v)
 #define DOT_R(s) ((s) == 1 ? 4 : 2)
-#define V_PREFETCH(p) ((void)(p))
 static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #include "small_body.h"
 #undef SFX
@@ -58,8 +53,6 @@ static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #undef V_FMA
 #undef V_SUM
 #undef DOT_R
-#undef V_PREFETCH
-#define V_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
 /* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
 static inline __attribute__((always_inline)) AC_AVX2_FN __m256 loadn_avx2(const float *p, int n)
@@ -179,8 +172,14 @@ int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float
 
     const int units = (X + XUNIT - 1) / XUNIT;
     int nt = (double)s * X * K < SERIAL_MACS ? 1 : AC_MIN(nthreads, units);
-    if (nt < 1) nt = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    if (nt <= 1) {  /* on the caller's thread (no nested team inside an OpenMP region) */
+        if (gk == 1)
+            dot_part(isa, s, 0, X, K, S, lds, G, gx, alpha, beta, C, ci, cx);
+        else
+            axpy_part(isa, s, 0, X, K, S, si, sk, G, gk, alpha, beta, C, ci, cx, accs);
+        return 1;
+    }
+#pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
         const int x0 = AC_MIN(X, units * t / n * XUNIT);

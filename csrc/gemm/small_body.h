@@ -26,11 +26,6 @@ SFX(dot_tile)(const int R, const int s, int K, const float *restrict S, size_t l
         VT g[8];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) g[r] = V_LOAD(G + r * ldg + k);
-#if DOT_PF
-        if (VW >= 16 || k % 16 == 0)  /* a cache line per row */
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) V_PREFETCH(G + r * ldg + k + DOT_PF);
-#endif
 #pragma GCC unroll 8
         for (int i = 0; i < s; i++) {
             VT a = V_LOAD(S + i * lds + k);
