@@ -1,5 +1,6 @@
 """GEMM section: our sgemm vs numpy's BLAS (at its best kernel) on 2048^3 and AlexNet shapes,
-as GFLOP/s, % of our measured FMA peak and the ratio ours / numpy."""
+as GFLOP/s, % of our measured FMA peak and the ratio ours / numpy; then the fully connected
+layers at batch 1 and 8 (small-output path, memory-bound) as GB/s of weights streamed."""
 import json
 import os
 import subprocess
@@ -15,6 +16,13 @@ from common import best_and_median, env_without, md_table
 from gemm_shapes import QUICK, SHAPES, operands
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Linear layers at small batch b: (name, M, N, K, trans_a, trans_b) like SHAPES.
+SMALL = [(f"{fc} {op} b={b}", *shape)
+         for b in (1, 8)
+         for fc, o, i in (("fc6", 4096, 9216), ("fc7", 4096, 4096), ("fc8", 1000, 4096))
+         for op, shape in (("X.W^T", (b, o, i, False, True)), ("dY.W", (b, i, o, False, False)))
+         if b == 1 or op == "X.W^T"]
 
 
 def check(rng, M, N, K, ta, tb, a, b, c):
@@ -52,6 +60,29 @@ def ours_side(names, repeats, min_time):
         times[name] = best_and_median(
             lambda: ac.sgemm(a, b, out=c, trans_a=ta, trans_b=tb), repeats, min_time)
     return times
+
+
+def small_side(repeats, min_time):
+    """Ours and numpy (in this process, BLAS threads = ours) on SMALL: rows for md_table."""
+    rng = np.random.default_rng(0)
+    rows, table = [], []
+    nt = ac.get_num_threads()
+    for name, M, N, K, ta, tb in SMALL:
+        a, b = operands(rng, M, N, K, ta, tb, np)
+        c = ac.sgemm(a, b, trans_a=ta, trans_b=tb)
+        check(rng, M, N, K, ta, tb, a, b, c)
+        ours = best_and_median(lambda: ac.sgemm(a, b, out=c, trans_a=ta, trans_b=tb),
+                               repeats, min_time)[0]
+        opa, opb = (a.T if ta else a), (b.T if tb else b)
+        with threadpoolctl.threadpool_limits(limits=nt, user_api="blas"):
+            theirs = best_and_median(lambda: np.matmul(opa, opb, out=c), repeats, min_time)[0]
+        gb = 4.0 * (M * K + K * N + M * N) / 1e9
+        rows.append({"name": name, "M": M, "N": N, "K": K, "trans_a": ta, "trans_b": tb,
+                     "ours_ms": ours * 1e3, "numpy_ms": theirs * 1e3,
+                     "ours_gbps": gb / ours, "numpy_gbps": gb / theirs})
+        table.append((name, f"{M}x{N}x{K}", ("T" if ta else "N") + ("T" if tb else "N"),
+                      ours * 1e3, gb / ours, theirs * 1e3, gb / theirs, theirs / ours))
+    return rows, table
 
 
 def run(quick=False, peak_gflops=None):
@@ -95,4 +126,11 @@ def run(quick=False, peak_gflops=None):
                     "ours/numpy"], table)]
     worst = min(r["ratio"] for r in rows)
     md += ["", f"Lowest ratio ours/numpy: {worst:.2f}."]
+    small_rows, small_table = small_side(repeats, min_time)
+    result["small"] = small_rows
+    md += ["", "### Fully connected layers at batch 1 and 8 (small-output path)", "",
+           "Best time; GB/s = bytes of A, B and C / time (weights dominate: memory-bound); "
+           "numpy in this process with as many BLAS threads.", "",
+           md_table(["shape", "MxNxK", "op", "ours ms", "ours GB/s", "numpy ms", "numpy GB/s",
+                     "ours/numpy"], small_table)]
     return result, "\n".join(md)

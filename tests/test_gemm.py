@@ -203,3 +203,76 @@ def test_concurrent_calls_from_python_threads(rng):
     for t in threads:
         t.join()
     assert not errors
+
+
+# ---- small-output path (M or N <= 8: no packing, the big operand streamed once) ----
+
+SMALL_MAX = 8
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_small_m_and_small_n(isa, nthreads, rng, ta, tb):
+    """s = 1..9 (9 takes the packed path) against odd big dimensions and vector/K tails."""
+    for s in range(1, SMALL_MAX + 2):
+        for big, K in [(1, 7), (37, 1), (131, 45), (67, 300)]:
+            for M, N in ((s, big), (big, s)):
+                a, b = operands(rng, M, N, K, ta, tb)
+                c = ac.sgemm(a, b, trans_a=ta, trans_b=tb)
+                assert_gemm_close(c, reference(a, b, ta, tb), K)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0)])
+def test_small_alpha_beta_and_nan_out(isa, nthreads, rng, alpha, beta):
+    for M, N, K, ta, tb in [(1, 70, 33, False, True), (3, 130, 17, False, False),
+                            (90, 5, 41, False, False), (77, 2, 19, True, True)]:
+        a, b = operands(rng, M, N, K, ta, tb)
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        ref = reference(a, b, ta, tb, alpha, beta, c0)
+        if beta == 0.0:
+            c0[:] = np.nan  # write-only
+        c = ac.sgemm(a, b, out=c0, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta)
+        assert_gemm_close(c, ref, K)
+
+
+def test_small_bitwise_identical_across_thread_counts(isa, rng):
+    """Shapes big enough to run threaded on the small path, every transpose."""
+    old = ac.get_num_threads()
+    try:
+        for M, N, K in [(1, 1000, 300), (5, 777, 260), (700, 3, 301), (8, 2000, 97)]:
+            for ta in (False, True):
+                for tb in (False, True):
+                    a, b = operands(rng, M, N, K, ta, tb)
+                    c0 = rng.standard_normal((M, N)).astype(np.float32)
+                    results = []
+                    for n in (1, 2, 3):
+                        ac.set_num_threads(n)
+                        results.append(ac.sgemm(a, b, out=c0.copy(), trans_a=ta, trans_b=tb,
+                                                alpha=0.7, beta=0.3))
+                    assert_gemm_close(results[0], reference(a, b, ta, tb, 0.7, 0.3, c0), K)
+                    for r in results[1:]:
+                        assert np.array_equal(r, results[0]), (M, N, K, ta, tb)
+    finally:
+        ac.set_num_threads(old)
+
+
+def test_small_linear_shapes(isa, nthreads, rng):
+    """Linear layer at batch 1..3: forward X.W^T, dX = dY.W, dW += dY^T.X (and W.X^T)."""
+    B, I, O = 3, 1100, 517
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    w = rng.standard_normal((O, I)).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    for b in (1, B):
+        assert_gemm_close(ac.sgemm(x[:b], w, trans_b=True), reference(x[:b], w, 0, 1), I)
+        assert_gemm_close(ac.sgemm(w, x[:b], trans_b=True), reference(w, x[:b], 0, 1), I)
+        assert_gemm_close(ac.sgemm(dy[:b], w), reference(dy[:b], w, 0, 0), O)
+        g0 = rng.standard_normal((O, I)).astype(np.float32)
+        g = ac.sgemm(dy[:b], x[:b], out=g0.copy(), trans_a=True, beta=1.0)
+        assert_gemm_close(g, reference(dy[:b], x[:b], 1, 0, 1.0, 1.0, g0), b)
+
+
+def test_small_long_k_falls_back(isa, rng):
+    """K too long for the small path's scratch copy of a transposed small operand."""
+    M, N, K = 8, 20, 90001
+    a, b = operands(rng, M, N, K, True, True)
+    assert_gemm_close(ac.sgemm(a, b, trans_a=True, trans_b=True), reference(a, b, 1, 1), K)

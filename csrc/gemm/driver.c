@@ -207,11 +207,15 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc, float *work, int nthreads)
 {
+    const int isa = ac_get_isa();
+    if (ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                       work, nthreads))
+        return;
     /* op(A): row x, depth k;  op(B): column x, depth k. */
     const ac_gemm_matrix am = {A, trans_a ? 1 : (size_t)lda, trans_a ? (size_t)lda : 1};
     const ac_gemm_matrix bm = {B, trans_b ? (size_t)ldb : 1, trans_b ? 1 : (size_t)ldb};
     const ac_gemm_operand ao = {ac_gemm_pack_matrix, NULL, &am};
     const ac_gemm_operand bo = {ac_gemm_pack_matrix, NULL, &bm};
-    ac_gemm_run(ac_gemm_kernel_for(ac_get_isa()), M, N, K, alpha, &ao, &bo, beta, C, ldc, work,
+    ac_gemm_run(ac_gemm_kernel_for(isa), M, N, K, alpha, &ao, &bo, beta, C, ldc, work,
                 nthreads);
 }

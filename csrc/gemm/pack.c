@@ -77,53 +77,53 @@ AC_AVX512_FN void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t s
         pack_body(dst, p, sx, sk, nx, kc, R);
         return;
     }
-    if (sx == 1 && R % 16 == 0) {  /* source rows are k: read each along x, deal to panels */
-        const int full = nx / R * R;
-        const __mmask16 all = 0xffff;
-        for (int k = 0; k < kc; k++) {
-            const float *sp = p + (size_t)k * sk;
-            float *d = dst + (size_t)k * R;
-            int x0 = 0;
-            for (; x0 < full; x0 += R, d += (size_t)kc * R)
-                for (int i = 0; i < R; i += 16)
-                    _mm512_storeu_ps(d + i, _mm512_loadu_ps(sp + x0 + i));
-            if (x0 < nx)
-                for (int i = 0; i < R; i += 16) {
-                    int v = AC_MAX(0, AC_MIN(16, nx - x0 - i));
-                    __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << v) - 1), sp + x0 + i);
-                    _mm512_mask_storeu_ps(d + i, all, x);
+    if (sx == 1) {  /* source rows are k: copy R floats per row and panel, PG panels at a
+                     * time (all panels at once would write kc*R-strided lines: L1 conflicts) */
+        enum { PG = 16 };
+        for (int g0 = 0; g0 < nx; g0 += PG * R) {
+            const int gn = AC_MIN(PG * R, nx - g0), full = gn / R * R;
+            for (int k = 0; k < kc; k++) {
+                const float *sp = p + (size_t)k * sk + g0;
+                float *d = dst + (size_t)g0 * kc + (size_t)k * R;
+                int x0 = 0;
+                if (R % 16 == 0) {
+                    for (; x0 < full; x0 += R, d += (size_t)kc * R)
+                        for (int i = 0; i < R; i += 16)
+                            _mm512_storeu_ps(d + i, _mm512_loadu_ps(sp + x0 + i));
+                } else {
+                    for (; x0 < full; x0 += R, d += (size_t)kc * R)
+                        for (int i = 0; i < R; i += 16) {
+                            const __mmask16 m = (__mmask16)((1u << AC_MIN(16, R - i)) - 1);
+                            _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, sp + x0 + i));
+                        }
                 }
+                if (x0 < gn)
+                    for (int i = 0; i < R; i += 16) {
+                        int n = AC_MIN(16, R - i), v = AC_MAX(0, AC_MIN(n, gn - x0 - i));
+                        __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << v) - 1), sp + x0 + i);
+                        _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << n) - 1), x);
+                    }
+            }
         }
         return;
     }
+    /* sk == 1: rows of the source are k-contiguous; transpose 16 x 16 blocks */
     for (int x0 = 0; x0 < nx; x0 += R, dst += (size_t)kc * R) {
         int r = AC_MIN(R, nx - x0);
         const float *s = p + (size_t)x0 * sx;
-        if (sx == 1) {
-            for (int k = 0; k < kc; k++) {
-                float *d = dst + (size_t)k * R;
-                const float *sp = s + (size_t)k * sk;
-                for (int i = 0; i < R; i += 16) {
-                    int n = AC_MIN(16, R - i), v = AC_MAX(0, AC_MIN(n, r - i));
-                    __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << v) - 1), sp + i);
-                    _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << n) - 1), x);
-                }
-            }
-        } else {  /* sk == 1: rows of the source are k-contiguous; transpose 16 x 16 blocks */
-            for (int i0 = 0; i0 < R; i0 += 16) {
-                int n = AC_MIN(16, R - i0), v = AC_MAX(0, AC_MIN(n, r - i0));
-                __mmask16 sm = (__mmask16)((1u << n) - 1);
-                for (int k0 = 0; k0 < kc; k0 += 16) {
-                    int kn = AC_MIN(16, kc - k0);
-                    __mmask16 km = (__mmask16)((1u << kn) - 1);
-                    __m512 t[16];
-                    for (int i = 0; i < 16; i++)
-                        t[i] = i < v ? _mm512_maskz_loadu_ps(km, s + (size_t)(i0 + i) * sx + k0)
-                                     : _mm512_setzero_ps();
-                    tr16(t);
-                    for (int k = 0; k < kn; k++)
-                        _mm512_mask_storeu_ps(dst + (size_t)(k0 + k) * R + i0, sm, t[k]);
-                }
+        for (int i0 = 0; i0 < R; i0 += 16) {
+            int n = AC_MIN(16, R - i0), v = AC_MAX(0, AC_MIN(n, r - i0));
+            __mmask16 sm = (__mmask16)((1u << n) - 1);
+            for (int k0 = 0; k0 < kc; k0 += 16) {
+                int kn = AC_MIN(16, kc - k0);
+                __mmask16 km = (__mmask16)((1u << kn) - 1);
+                __m512 t[16];
+                for (int i = 0; i < 16; i++)
+                    t[i] = i < v ? _mm512_maskz_loadu_ps(km, s + (size_t)(i0 + i) * sx + k0)
+                                 : _mm512_setzero_ps();
+                tr16(t);
+                for (int k = 0; k < kn; k++)
+                    _mm512_mask_storeu_ps(dst + (size_t)(k0 + k) * R + i0, sm, t[k]);
             }
         }
     }

@@ -7,6 +7,9 @@
  * work: scratch of at least ac_sgemm_work_floats(nthreads) floats, any alignment.
  * nthreads: threads to use; 1 runs on the caller's thread (safe inside an OpenMP region).
  * Results are bitwise identical for every nthreads (same ISA path).
+ * When M or N is at most 8 (a Linear layer at batch 1..8) the big operand is streamed once
+ * as stored, without packing (csrc/gemm/small.c: dot products when it is k-contiguous, axpys
+ * otherwise, the latter for M <= 4 only); other shapes take the blocked driver below.
  *
  * Below the plain front, the blocked driver itself: packing callbacks for each operand
  * (so a convolution can pack im2col columns straight into B panels, and inference can

@@ -1,0 +1,196 @@
+/* Small-output GEMM path: when M or N is at most AC_SMALL_MAX (a Linear layer at batch
+ * 1..8), C is a few rows of dot products (or axpys) over one big operand. Packing that
+ * operand for the blocked driver costs more than the product, so it is streamed once, as
+ * stored, by threads splitting its big dimension; the product is memory-bound.
+ *
+ * Shape letters: s = the small output dimension, X = the big one, K = depth.
+ * Y[s, X] = S[s, K] . G[K, X]: for small M, S = op(A), G = op(B), C(i, x) = C[i*ldc + x];
+ * for small N, the transposed problem (S = op(B)^T, G = op(A)^T, C(i, x) = C[x*ldc + i]).
+ * G k-contiguous (stored X x K) takes the dot kernel, x-contiguous (K x X) the axpy kernel. */
+#include <immintrin.h>
+#include "ac_cpu.h"
+#include "gemm_internal.h"
+
+/* Floats of scratch per thread for the axpy accumulators (s x W, in L1/L2). */
+#ifndef ACC_FLOATS
+#define ACC_FLOATS 8192
+#endif
+/* Largest s = M for the axpy kernel (measured: M = 5..8 no faster than the packed path). */
+#define AXPY_MAX 4
+/* Widest axpy column chunk: KG rows of G and one accumulator row of it fit L1. */
+#ifndef AXPY_W
+#define AXPY_W 1536
+#endif
+/* Below this many multiply-adds one thread is faster than waking a team. */
+#define SERIAL_MACS (1 << 17)
+/* Threads split X in units of this many columns (whole cache lines of C or G rows). */
+#define XUNIT 64
+
+/* ---- portable path: "vectors" of one lane ---- */
+#define SFX(n) n##_generic
+#define FN
+#define VW 1
+#define VT float
+#define V_ZERO() 0.f
+#define V_LOAD(p) (*(p))
+#define V_LOADN(p, n) ((void)(n), *(p))
+#define V_STORE(p, v) (*(p) = (v))
+#define V_SET1(f) (f)
+#define V_FMA(a, b, c) fmaf_(a, b, c)
+#define V_SUM(v) (v)
+#define DOT_R(s) ((s) == 1 ? 4 : 2)
+static inline float fmaf_(float a, float b, float c) { return a * b + c; }
+#include "small_body.h"
+#undef SFX
+#undef FN
+#undef VW
+#undef VT
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADN
+#undef V_STORE
+#undef V_SET1
+#undef V_FMA
+#undef V_SUM
+#undef DOT_R
+
+/* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
+static inline __attribute__((always_inline)) AC_AVX2_FN __m256 loadn_avx2(const float *p, int n)
+{
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, m);
+}
+static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+#define SFX(n) n##_avx2
+#define FN AC_AVX2_FN
+#define VW 8
+#define VT __m256
+#define V_ZERO() _mm256_setzero_ps()
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_LOADN(p, n) loadn_avx2(p, n)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_SET1(f) _mm256_set1_ps(f)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_SUM(v) sum_avx2(v)
+#define DOT_R(s) ((s) == 1 ? 6 : (s) == 2 ? 4 : (s) <= 4 ? 2 : 1)
+#include "small_body.h"
+#undef SFX
+#undef FN
+#undef VW
+#undef VT
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADN
+#undef V_STORE
+#undef V_SET1
+#undef V_FMA
+#undef V_SUM
+#undef DOT_R
+
+/* ---- AVX-512: 16 lanes, 32 registers ---- */
+#define SFX(n) n##_avx512
+#define FN AC_AVX512_FN
+#define VW 16
+#define VT __m512
+#define V_ZERO() _mm512_setzero_ps()
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_LOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_SET1(f) _mm512_set1_ps(f)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_SUM(v) _mm512_reduce_add_ps(v)
+#define DOT_R(s) ((s) == 1 ? 8 : (s) == 2 ? 8 : (s) <= 4 ? 4 : 3)
+#include "small_body.h"
+
+static void dot_part(int isa, int s, int x0, int x1, int K, const float *S, size_t lds,
+                     const float *G, size_t ldg, float alpha, float beta, float *C, size_t ci,
+                     size_t cx)
+{
+    if (isa == AC_ISA_AVX512)
+        dot_part_avx512(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
+    else if (isa == AC_ISA_AVX2)
+        dot_part_avx2(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
+    else
+        dot_part_generic(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
+}
+
+static void axpy_part(int isa, int s, int x0, int x1, int K, const float *S, size_t si,
+                      size_t sk, const float *G, size_t ldg, float alpha, float beta, float *C,
+                      size_t ci, size_t cx, float *acc)
+{
+    const int W = AC_MIN(AXPY_W, (ACC_FLOATS / s - 16) / XUNIT * XUNIT);
+    if (isa == AC_ISA_AVX512)
+        axpy_part_avx512(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
+    else if (isa == AC_ISA_AVX2)
+        axpy_part_avx2(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
+    else
+        axpy_part_generic(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
+}
+
+int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                   int ldc, float *work, int nthreads)
+{
+    if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.f) return 0;
+    int s, X;
+    const float *S, *G;
+    size_t si, sk, gx, gk, ci, cx;
+    if (M <= AC_SMALL_MAX && M <= N) {
+        s = M, X = N, S = A, G = B, ci = (size_t)ldc, cx = 1;
+        si = trans_a ? 1 : (size_t)lda, sk = trans_a ? (size_t)lda : 1;
+        gx = trans_b ? (size_t)ldb : 1, gk = trans_b ? 1 : (size_t)ldb;
+    } else if (N <= AC_SMALL_MAX) {
+        s = N, X = M, S = B, G = A, ci = 1, cx = (size_t)ldc;
+        si = trans_b ? (size_t)ldb : 1, sk = trans_b ? 1 : (size_t)ldb;
+        gx = trans_a ? 1 : (size_t)lda, gk = trans_a ? (size_t)lda : 1;
+    } else {
+        return 0;
+    }
+    /* Past a few rows of C the axpy kernel's accumulators (in L2) cost more than packing
+     * (few columns, s = N, waste most of the packed path's micro-tile: keep it then). */
+    if (gk != 1 && s > AXPY_MAX && ci != 1) return 0;
+    /* Scratch: a k-contiguous copy of S (dot kernel) and per-thread accumulators (axpy).
+     * The test depends on shapes only, so the path taken does not depend on nthreads. */
+    const size_t per_thread = ac_sgemm_work_floats(1) - AC_ALIGN / sizeof(float);
+    const size_t scopy = (gk == 1 && sk != 1) ? ((size_t)s * K + 15) / 16 * 16 : 0;
+    if (scopy + ACC_FLOATS > per_thread) return 0;
+    float *w = (float *)(((size_t)work + AC_ALIGN - 1) / AC_ALIGN * AC_ALIGN);
+    size_t lds = sk == 1 ? si : (size_t)K;
+    if (scopy) {
+        for (int i = 0; i < s; i++)
+            for (int k = 0; k < K; k++) w[(size_t)i * K + k] = S[i * si + k * sk];
+        S = w;
+    }
+    float *accs = w + scopy;
+
+    const int units = (X + XUNIT - 1) / XUNIT;
+    int nt = (double)s * X * K < SERIAL_MACS ? 1 : AC_MIN(nthreads, units);
+    if (nt <= 1) {  /* on the caller's thread (no nested team inside an OpenMP region) */
+        if (gk == 1)
+            dot_part(isa, s, 0, X, K, S, lds, G, gx, alpha, beta, C, ci, cx);
+        else
+            axpy_part(isa, s, 0, X, K, S, si, sk, G, gk, alpha, beta, C, ci, cx, accs);
+        return 1;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int x0 = AC_MIN(X, units * t / n * XUNIT);
+        const int x1 = AC_MIN(X, units * (t + 1) / n * XUNIT);
+        if (x1 > x0) {
+            if (gk == 1)
+                dot_part(isa, s, x0, x1, K, S, lds, G, gx, alpha, beta, C, ci, cx);
+            else
+                axpy_part(isa, s, x0, x1, K, S, si, sk, G, gk, alpha, beta, C, ci, cx,
+                          accs + (size_t)t * ACC_FLOATS);
+        }
+    }
+    return 1;
+}
