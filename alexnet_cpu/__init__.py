@@ -1,5 +1,12 @@
 """alexnet-cpu: train and run AlexNet on CPUs with our own SIMD kernels."""
-from ._C import sgemm
+import os
+
+# Idle OpenMP threads sleep instead of spinning: under any other load (our own image
+# decoding threads included) spinning made parallel regions up to 8x slower, while on a
+# quiet machine the two policies measured within noise. Set before the runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from ._C import sgemm  # noqa: E402
 from ._threads import cpu_info, get_num_threads, set_num_threads
 from .checkpoint import load, save
 from .loss import softmax, softmax_cross_entropy
