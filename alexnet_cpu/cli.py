@@ -7,7 +7,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
 
 from . import _threads
 

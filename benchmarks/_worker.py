@@ -261,7 +261,6 @@ def run_check(spec):
     """Ours vs torch on the same weights: eval-mode logits at batch 2 and, from the same
     cross-entropy loss, every parameter gradient (relative to the tensor's max)."""
     torch = _import_torch()
-    import numpy as np
     o = _import_ours()
     o["ac"].set_num_threads(spec["threads"])
     torch.set_num_threads(spec["threads"])
@@ -299,7 +298,6 @@ def run_layers(spec):
     reverse, each call timed; median over iters after warmup. FLOPs from layer.flops per
     image; backward of conv/linear ~2x forward (1x where the input gradient is skipped)."""
     o = _import_ours()
-    import numpy as np
     ac = o["ac"]
     ac.set_num_threads(spec["threads"])
     batch = spec["batch"]

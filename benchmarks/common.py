@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark sections: timing, machine facts, Markdown tables."""
+import os
 import statistics
 import time
 

@@ -1,5 +1,4 @@
 """The alexnet-cpu command, run as a user would (subprocess)."""
-import os
 import subprocess
 import sys
 
