@@ -13,27 +13,9 @@
 #define AC_AVX2_NR 16
 #ifndef AC_AVX512_MR
 #define AC_AVX512_MR 12
-/* Small-output path (small.c): M or N at most AC_SMALL_MAX, no packing. Returns 0 (nothing
- * done) when the shape or the scratch size does not suit it. */
-#ifndef AC_SMALL_MAX
-#define AC_SMALL_MAX 8
-#endif
-int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                   const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                   int ldc, float *work, int nthreads);
-
 #endif
 #ifndef AC_AVX512_NR
 #define AC_AVX512_NR 32
-/* Small-output path (small.c): M or N at most AC_SMALL_MAX, no packing. Returns 0 (nothing
- * done) when the shape or the scratch size does not suit it. */
-#ifndef AC_SMALL_MAX
-#define AC_SMALL_MAX 8
-#endif
-int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                   const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                   int ldc, float *work, int nthreads);
-
 #endif
 
 void ac_ukernel_generic(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
