@@ -1,9 +1,11 @@
 /* Max and adaptive-average pooling, forward and backward (API and shapes in ac_pool.h).
  * Letters: N images, C channels, H x W input plane, OH x OW output plane, k window,
  * P = N*C planes (the unit of parallel work). */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
+#include "ac_cpu.h"
 #include "ac_pool.h"
 
 /* One plane. Window positions outer, output columns inner, so the select vectorises over ow;
@@ -37,17 +39,69 @@ static inline void maxpool_plane(float *restrict op, int32_t *restrict ap,
     }
 }
 
+/* AlexNet's 3/2 window with AVX-512, 16 output columns per step: the stride-2 taps of a row
+ * are the even/odd lanes of two loads, de-interleaved by one permute each (the scalar loop
+ * cannot vectorise them). Same visiting order, tie and NaN rules as maxpool_plane. */
+static inline __mmask16 first_lanes(int n)
+{
+    return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+}
+
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+static void maxpool3s2_plane_avx512(float *restrict op, int32_t *restrict ap,
+                                    const float *restrict xp, int W, int OH, int OW)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow0 = 0; ow0 < OW; ow0 += 16) {
+            const int n = AC_MIN(16, OW - ow0), need = 2 * n + 1;   /* row taps used */
+            const __mmask16 ma = first_lanes(need), mb = first_lanes(need - 16);
+            const __mmask16 mc = first_lanes(need - 2), md = first_lanes(need - 18);
+            __m512 best = _mm512_set1_ps(-INFINITY);
+            __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(2 * oh * W + 2 * ow0), even);
+            for (int i = 0; i < 3; i++) {
+                const int ih = 2 * oh + i;
+                const float *row = xp + (size_t)ih * W + 2 * ow0;
+                const __m512 a = _mm512_maskz_loadu_ps(ma, row);
+                const __m512 b = _mm512_maskz_loadu_ps(mb, row + 16);
+                const __m512 c = _mm512_maskz_loadu_ps(mc, row + 2);
+                const __m512 d = _mm512_maskz_loadu_ps(md, row + 18);
+                const __m512 taps[3] = {_mm512_permutex2var_ps(a, even, b),
+                                        _mm512_permutex2var_ps(a, odd, b),
+                                        _mm512_permutex2var_ps(c, even, d)};
+                for (int j = 0; j < 3; j++) {
+                    const __m512 v = taps[j];
+                    const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
+                                           _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    best = _mm512_mask_mov_ps(best, take, v);
+                    idx = _mm512_mask_mov_epi32(
+                        idx, take, _mm512_add_epi32(_mm512_set1_epi32(ih * W + j + 2 * ow0),
+                                                    even));
+                }
+            }
+            const __mmask16 mn = first_lanes(n);
+            _mm512_mask_storeu_ps(op + (size_t)oh * OW + ow0, mn, best);
+            if (ap) _mm512_mask_storeu_epi32(ap + (size_t)oh * OW + ow0, mn, idx);
+        }
+    }
+}
+
 void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
                           int N, int C, int H, int W, int k, int stride, int nthreads)
 {
     const int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
     const long P = (long)N * C;
+    const int simd = k == 3 && stride == 2 && ac_get_isa() == AC_ISA_AVX512;
     #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;
         float *op = out + (size_t)p * OH * OW;
         int32_t *ap = argmax ? argmax + (size_t)p * OH * OW : NULL;
-        if (k == 3 && stride == 2)
+        if (simd)
+            maxpool3s2_plane_avx512(op, ap, xp, W, OH, OW);
+        else if (k == 3 && stride == 2)
             maxpool_plane(op, ap, xp, W, OH, OW, 3, 2);
         else
             maxpool_plane(op, ap, xp, W, OH, OW, k, stride);

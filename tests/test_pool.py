@@ -97,7 +97,7 @@ AVG_IDS = ["N{}C{}H{}W{}->{}x{}".format(*c) for c in AVG_CASES]
 # ------------------------------------------------------------------ max pool
 
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
-def test_maxpool_matches_reference(case, nthreads, rng):
+def test_maxpool_matches_reference(case, isa, nthreads, rng):
     N, C, H, W, k, s = case
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     out, argmax = _maxpool(x, k, s)
@@ -109,7 +109,7 @@ def test_maxpool_matches_reference(case, nthreads, rng):
                  what="dx")
 
 
-def test_maxpool_ties_take_first_max_and_nan_wins(nthreads):
+def test_maxpool_ties_take_first_max_and_nan_wins(isa, nthreads):
     x = np.zeros((1, 1, 5, 5), np.float32)      # every window all ties
     out, argmax = _maxpool(x, 3, 2)
     np.testing.assert_array_equal(argmax[0, 0], [[0, 2], [10, 12]])
@@ -120,6 +120,18 @@ def test_maxpool_ties_take_first_max_and_nan_wins(nthreads):
     assert np.isnan(out.item()) and argmax.item() == 7
     x = np.full((1, 1, 2, 2), -np.inf, np.float32)
     assert _maxpool(x, 2, 1)[1].item() == 0
+
+
+@pytest.mark.parametrize("W", [3, 5, 33, 34, 35, 55, 67])
+def test_maxpool_3s2_ties_and_nans_on_wide_rows(isa, W, rng):
+    """AlexNet's 3/2 window across the SIMD path's 16-column chunks and their tails:
+    quantised values make ties common; NaNs must win as in the reference."""
+    x = rng.integers(0, 3, (2, 3, 7, W)).astype(np.float32)
+    x[:, :, 1::5, 3::7] = np.nan                 # at most one NaN per window
+    out, argmax = _maxpool(x, 3, 2)
+    rout, rarg = maxpool_ref(x, 3, 2)
+    np.testing.assert_array_equal(out, rout.astype(np.float32))
+    np.testing.assert_array_equal(argmax, rarg)
 
 
 def test_maxpool_overlapping_windows_accumulate_and_dx_overwrites():
