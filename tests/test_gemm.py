@@ -107,6 +107,16 @@ def test_zero_sized(isa):
     assert (c == 0.0).all()
 
 
+def _per_thread_count(a, b, c0, ta, tb):
+    """sgemm(alpha=0.7, beta=0.3) on a copy of c0 with 1, 2 and 3 threads."""
+    results = []
+    for n in (1, 2, 3):
+        ac.set_num_threads(n)
+        results.append(ac.sgemm(a, b, out=c0.copy(), trans_a=ta, trans_b=tb,
+                                alpha=0.7, beta=0.3))
+    return results
+
+
 def test_bitwise_identical_across_thread_counts(isa, rng):
     old = ac.get_num_threads()
     shapes = [(96, 363, 300, False, True), (200, 150, 531, True, False),
@@ -115,11 +125,7 @@ def test_bitwise_identical_across_thread_counts(isa, rng):
         for M, N, K, ta, tb in shapes:
             a, b = operands(rng, M, N, K, ta, tb)
             c0 = rng.standard_normal((M, N)).astype(np.float32)
-            results = []
-            for n in (1, 2, 3):
-                ac.set_num_threads(n)
-                results.append(ac.sgemm(a, b, out=c0.copy(), trans_a=ta, trans_b=tb,
-                                        alpha=0.7, beta=0.3))
+            results = _per_thread_count(a, b, c0, ta, tb)
             for r in results[1:]:
                 assert np.array_equal(r, results[0]), (M, N, K, ta, tb)
     finally:
@@ -244,11 +250,7 @@ def test_small_bitwise_identical_across_thread_counts(isa, rng):
                 for tb in (False, True):
                     a, b = operands(rng, M, N, K, ta, tb)
                     c0 = rng.standard_normal((M, N)).astype(np.float32)
-                    results = []
-                    for n in (1, 2, 3):
-                        ac.set_num_threads(n)
-                        results.append(ac.sgemm(a, b, out=c0.copy(), trans_a=ta, trans_b=tb,
-                                                alpha=0.7, beta=0.3))
+                    results = _per_thread_count(a, b, c0, ta, tb)
                     assert_gemm_close(results[0], reference(a, b, ta, tb, 0.7, 0.3, c0), K)
                     for r in results[1:]:
                         assert np.array_equal(r, results[0]), (M, N, K, ta, tb)

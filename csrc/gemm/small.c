@@ -41,18 +41,6 @@
 #define DOT_R(s) ((s) == 1 ? 4 : 2)
 static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #include "small_body.h"
-#undef SFX
-#undef FN
-#undef VW
-#undef VT
-#undef V_ZERO
-#undef V_LOAD
-#undef V_LOADN
-#undef V_STORE
-#undef V_SET1
-#undef V_FMA
-#undef V_SUM
-#undef DOT_R
 
 /* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
 static inline __attribute__((always_inline)) AC_AVX2_FN __m256 loadn_avx2(const float *p, int n)
@@ -81,18 +69,6 @@ static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
 #define V_SUM(v) sum_avx2(v)
 #define DOT_R(s) ((s) == 1 ? 6 : (s) == 2 ? 4 : (s) <= 4 ? 2 : 1)
 #include "small_body.h"
-#undef SFX
-#undef FN
-#undef VW
-#undef VT
-#undef V_ZERO
-#undef V_LOAD
-#undef V_LOADN
-#undef V_STORE
-#undef V_SET1
-#undef V_FMA
-#undef V_SUM
-#undef DOT_R
 
 /* ---- AVX-512: 16 lanes, 32 registers ---- */
 #define SFX(n) n##_avx512

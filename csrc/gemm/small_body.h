@@ -148,3 +148,16 @@ static FN void SFX(axpy_part)(int s, int x0, int x1, int K, const float *S, size
     }
 }
 #undef KG
+/* The instantiation's parameters, so the next ISA can define its own. */
+#undef SFX
+#undef FN
+#undef VW
+#undef VT
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADN
+#undef V_STORE
+#undef V_SET1
+#undef V_FMA
+#undef V_SUM
+#undef DOT_R
