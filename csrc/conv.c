@@ -196,15 +196,11 @@ static CONV_AVX512_FN void apply_runs_avx512(float *dst, const float *xp, const 
             const float *sp = base + rs[i].so;
             float *dp = dk + rs[i].d;
             const int n = rs[i].len;
-            if (n >= 16) {
-                _mm512_storeu_ps(dp, _mm512_loadu_ps(sp));
-                if (n > 16) {
-                    const __mmask16 m = (__mmask16)((1u << (n - 16)) - 1);
-                    _mm512_mask_storeu_ps(dp + 16, m, _mm512_maskz_loadu_ps(m, sp + 16));
-                }
-            } else {
-                const __mmask16 m = (__mmask16)((1u << n) - 1);
-                _mm512_mask_storeu_ps(dp, m, _mm512_maskz_loadu_ps(m, sp));
+            int v = 0;
+            for (; v + 16 <= n; v += 16) _mm512_storeu_ps(dp + v, _mm512_loadu_ps(sp + v));
+            if (v < n) {
+                const __mmask16 m = (__mmask16)((1u << (n - v)) - 1);
+                _mm512_mask_storeu_ps(dp + v, m, _mm512_maskz_loadu_ps(m, sp + v));
             }
         }
     }
@@ -234,7 +230,7 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
     const geom *g = ps->g;
     const int OW = g->OW, Wp = phase_wp(g), S = (int)g->S;
     const size_t pf = phase_floats(g);
-    const int avx512 = kr->isa == AC_ISA_AVX512 && R <= 32;
+    const int avx512 = kr->isa == AC_ISA_AVX512;
     const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
     run rs[MAX_RUNS];
     int nr = 0;

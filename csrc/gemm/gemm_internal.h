@@ -12,10 +12,10 @@
 #define AC_AVX2_MR 6
 #define AC_AVX2_NR 16
 #ifndef AC_AVX512_MR
-#define AC_AVX512_MR 12
+#define AC_AVX512_MR 6
 #endif
 #ifndef AC_AVX512_NR
-#define AC_AVX512_NR 32
+#define AC_AVX512_NR 64
 #endif
 
 void ac_ukernel_generic(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,

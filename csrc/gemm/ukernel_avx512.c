@@ -1,4 +1,4 @@
-/* AVX-512 micro-kernel: an MR x NR tile of C (12 x 32 by default) in MR*NR/16 zmm
+/* AVX-512 micro-kernel: an MR x NR tile of C (6 x 64 by default) in MR*NR/16 zmm
  * accumulators; each k step loads NR/16 vectors of the B micro-panel and broadcasts MR
  * values of the A micro-panel. Edge tiles run a variant with only the rows and vectors
  * they need (masked on the last vector), so every element of C sees the same arithmetic
@@ -39,9 +39,9 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, _MM_HINT_T1);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T1);
-        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T1);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T1);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T1);  /* a row not line-aligned */
     }
 
     /* ... and to L1 a little before the end (PF_CK steps, ~600 cycles). */
@@ -55,9 +55,9 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, _MM_HINT_T0);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
-        if (nv > 1) _mm_prefetch(cr + 64, _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T0);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);  /* a row not line-aligned */
     }
 #pragma GCC unroll 4
     for (; k < kc; k++) {
