@@ -7,7 +7,9 @@
  *                step; W_g packed once per call (or by the gemm for one or two gemms).
  *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
  *                chunk of images of a slot: A panels from dY, B panels from the planes
- *                (staged rows, transposed by the plain packer).
+ *                (staged rows, transposed by the plain packer); strided convolutions
+ *                instead by dot products over pixels in vector lanes, the column rows read
+ *                in place from the planes (with the bias gradient).
  *   input grad   stride 1 (square kernel, pad < K): the forward of dY, padded by K-1-pad,
  *                with flipped, transposed weights; otherwise W_g^T . dY_g into column
  *                blocks, added back into phase planes, then un-phased into dx.
@@ -21,7 +23,6 @@
  * the rest run one at a time with threaded gemms (batch-1).
  */
 #include <immintrin.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ac_conv.h"
@@ -688,8 +689,10 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
  * tile of up to 8 o x DOT_NR r accumulating whole vectors of pixels, reduced once per block.
  * Pixels are counted in phase-plane rows of Wp > OW columns: column-matrix row r of a block
  * of output rows is then one contiguous run of its phase plane, read in place, and the
- * block of dY is copied out with zeros in the Wp - OW extra columns (whose plane values,
- * finite, are thus multiplied by zero). The dY block stays in L1, the planes in L2. */
+ * block of dY is copied out with zeros in the Wp - OW extra columns (whose plane values are
+ * thus multiplied by zero: an infinite x can make a few more dW entries NaN than the exact
+ * sum would). The dY block stays in L1, the planes in L2. The bias gradient is summed
+ * (in double) while dY is copied. Sums run in an order fixed by the geometry. */
 #define DOT_NR 3           /* r per register tile */
 #define DOT_PIXELS 800     /* (padded) pixels per block, at most */
 
@@ -880,29 +883,32 @@ static CONV_AVX512_FN void gather4_avx512(float *d, const float *s, int n)
     }
 }
 
-/* make_phases with the stride-4 gathers in registers (its plain loops are scalar). */
+/* make_phases with the stride-4 gathers in registers (its plain loops are scalar), reading
+ * x row after row (the hardware prefetchers follow that, not rows 4 apart). */
 static CONV_AVX512_FN void make_phases4_avx512(float *xp, const float *x, const geom *g)
 {
     const int s = 4, Hp = phase_hp(g), Wp = phase_wp(g);
-    for (int c = 0; c < g->Cg; c++)
+    for (int c = 0; c < g->Cg; c++) {
         for (int a = 0; a < s; a++)
             for (int i = 0; i < Hp; i++) {
                 const int ih = i * s + a - g->pad;
-                for (int b = 0; b < s; b++) {
-                    float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
-                    if (ih < 0 || ih >= g->H) {
-                        zero(row, Wp);
-                        continue;
-                    }
-                    int jlo, jhi;
-                    valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
-                    zero(row, jlo);
-                    gather4_avx512(row + jlo,
-                                   x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
-                                   jhi - jlo);
-                    zero(row + jhi, Wp - jhi);
-                }
+                if (ih < 0 || ih >= g->H)
+                    for (int b = 0; b < s; b++)
+                        zero(xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp, Wp);
             }
+        for (int ih = 0; ih < g->H; ih++) {
+            const int a = (ih + g->pad) % s, i = (ih + g->pad) / s;
+            const float *xr = x + ((size_t)c * g->H + ih) * g->W;
+            for (int b = 0; b < s; b++) {
+                float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+                int jlo, jhi;
+                valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+                zero(row, jlo);
+                gather4_avx512(row + jlo, xr + (jlo * s + b - g->pad), jhi - jlo);
+                zero(row + jhi, Wp - jhi);
+            }
+        }
+    }
 }
 
 /* Output rows per block: OH in equal blocks of at most DOT_PIXELS padded pixels. */
@@ -912,12 +918,17 @@ static int dot_rows(const geom *g)
     return AC_MAX(1, (g->OH + nb - 1) / nb);
 }
 
-/* Per-thread scratch: a dY block and one image's phase planes (with slack for the last
- * block's extra columns), 64-byte aligned. */
+/* Per-thread scratch, 64-byte aligned: a dY block, the row pointers of a column block, one
+ * image's phase planes and zeros after them (read as extra columns of the last rows). */
+static size_t dot_planes_floats(const geom *g)
+{
+    return (size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g);
+}
 static size_t dot_thread_floats(const geom *g)
 {
-    return pad16((size_t)g->Og * pad16((size_t)dot_rows(g) * phase_wp(g))) + phase_floats(g) +
-           32;
+    return pad16((size_t)g->Og * pad16((size_t)dot_rows(g) * phase_wp(g))) +
+           pad16((size_t)g->Kg * sizeof(float *) / sizeof(float)) + dot_planes_floats(g) +
+           (size_t)phase_wp(g) + 32;
 }
 
 /* Slot buffers of the dot-product path: dWt, then the bias-gradient lanes. */
@@ -928,13 +939,9 @@ static size_t dot_slot_floats(const geom *g)
 
 static float *align64(float *p) { return (float *)(((size_t)p + 63) & ~(size_t)63); }
 
-/* Does the weight gradient take the dot-product path? */
-static int wgrad_dot(const geom *g)
-{
-    const char *e = getenv("AC_DOT"); int force = e ? atoi(e) : -1;
-    if (force >= 0) return force;
-    return g->stride > 1;
-}
+/* Does the weight gradient take the dot-product path? Strided convolutions (conv1): their
+ * column matrices are the costliest to pack and their weight gradients small. */
+static int wgrad_dot(const geom *g) { return g->stride > 1; }
 
 /* dst = src (n floats) and lanes[i % 8] += src[i], in double. */
 static inline __attribute__((always_inline)) void
@@ -984,11 +991,12 @@ static void wgrad_dot_slot(float *ct, double *bl, int s, int P, const float *dou
     const int ld = (int)pad16((size_t)rpb * Wp), KK = g->KH * g->KW, st = g->stride;
     const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
     const int isa = ac_get_isa(), ntile = (g->Kg + DOT_NR - 1) / DOT_NR;
-    float *ab = align64(tw), *xp = ab + pad16((size_t)g->Og * ld);
-    const float *bp[g->Kg];
+    float *ab = align64(tw), *bpf = ab + pad16((size_t)g->Og * ld);
+    const float **bp = (const float **)bpf;
+    float *xp = bpf + pad16((size_t)g->Kg * sizeof(float *) / sizeof(float));
     memset(ct, 0, (size_t)g->O * g->Kg * sizeof(float));
     if (bl) memset(bl, 0, (size_t)g->O * 8 * sizeof(double));
-    zero(xp + phase_floats(g), 16);  /* slack read as extra columns of the last rows */
+    zero(xp + dot_planes_floats(g), Wp + 16);  /* read as extra columns of the last rows */
     for (int gi = 0; gi < g->G; gi++)
         for (int n = n0; n < n1; n++) {
             const float *xg = x + n * xs + (size_t)gi * g->Cg * HW;
@@ -999,7 +1007,10 @@ static void wgrad_dot_slot(float *ct, double *bl, int s, int P, const float *dou
             for (int oh0 = 0; oh0 < g->OH; oh0 += rpb) {
                 const int rows = AC_MIN(rpb, g->OH - oh0), pl = rows * Wp;
                 const float *dy = dout + n * ys + (size_t)gi * g->Og * S + (size_t)oh0 * OW;
-                for (int o = 0; o < g->Og; o++)
+                for (int o = 0; o < g->Og; o++) {
+                    if (o + 1 < g->Og)  /* rows of the next channel: another page */
+                        for (int q = 0; q < rows * OW; q += 16)
+                            _mm_prefetch((const char *)(dy + (size_t)(o + 1) * S + q), _MM_HINT_T0);
                     for (int i = 0; i < rows; i++) {
                         float *d = ab + (size_t)o * ld + (size_t)i * Wp;
                         const float *y = dy + (size_t)o * S + (size_t)i * OW;
@@ -1011,6 +1022,7 @@ static void wgrad_dot_slot(float *ct, double *bl, int s, int P, const float *dou
                             copy_sum(d, y, OW, bl + (size_t)(gi * g->Og + o) * 8);
                         zero(d + OW, Wp - OW);
                     }
+                }
                 for (int r = 0; r < g->Kg; r++) {
                     const int c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
                     bp[r] = xp + ((size_t)(c * st + kh % st) * st + kw % st) * Hp * Wp +
