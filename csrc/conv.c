@@ -942,6 +942,8 @@ static float *align64(float *p) { return (float *)(((size_t)p + 63) & ~(size_t)6
 /* Does the weight gradient take the dot-product path? Strided convolutions (conv1): their
  * column matrices are the costliest to pack and their weight gradients small. */
 static int wgrad_dot(const geom *g) { return g->stride > 1; }
+#include <stdlib.h>
+static int wgrad_hwc(const geom *g) { (void)g; const char *e = getenv("AC_HWC"); return e && atoi(e); }
 
 /* dst = src (n floats) and lanes[i % 8] += src[i], in double. */
 static inline __attribute__((always_inline)) void
@@ -1047,6 +1049,171 @@ static void wgrad_dot_slot(float *ct, double *bl, int s, int P, const float *dou
         }
 }
 
+/* ------------------------------ weight gradient from a channel-last padded input */
+
+/* dWt = cols' . dY^T on the gemm, with the column rows r' = (kh, kw, c) permuted from
+ * (c, kh, kw): for a fixed kh they are contiguous in the zero-padded input stored channel
+ * last, xh[ih][iw][c], so the A panels (MR rows r' at each pixel) are plain copies of
+ * row pieces and no transposing is needed; the B panels are dY^T (transposed by the plain
+ * packer, o being few). */
+typedef struct {
+    const float *xh;  /* (H + 2pad) x (W + 2pad) x Cg */
+    const geom *g;
+} hwc_src;
+
+static int hwc_wq(const geom *g) { return g->W + 2 * g->pad; }
+static size_t hwc_floats(const geom *g)
+{
+    return (size_t)(g->H + 2 * g->pad) * hwc_wq(g) * g->Cg;
+}
+
+/* The interior of xh from x of one image and group (the border stays zero). */
+static inline __attribute__((always_inline)) void
+make_hwc_body(float *restrict xh, const float *restrict x, const geom *g)
+{
+    const int Wq = hwc_wq(g), Cg = g->Cg, W = g->W;
+    for (int ih = 0; ih < g->H; ih++) {
+        float *d = xh + ((size_t)(ih + g->pad) * Wq + g->pad) * Cg;
+        const float *s = x + (size_t)ih * W;
+        const size_t cs = (size_t)g->H * W;
+        if (Cg == 3)  /* conv1: constant strides vectorise */
+            for (int iw = 0; iw < W; iw++) {
+                d[3 * iw] = s[iw];
+                d[3 * iw + 1] = s[cs + iw];
+                d[3 * iw + 2] = s[2 * cs + iw];
+            }
+        else
+            for (int c = 0; c < Cg; c++)
+                for (int iw = 0; iw < W; iw++) d[(size_t)iw * Cg + c] = s[c * cs + iw];
+    }
+}
+static void make_hwc(float *xh, const float *x, const geom *g) { make_hwc_body(xh, x, g); }
+static CONV_AVX512_FN void make_hwc_avx512(float *xh, const float *x, const geom *g)
+{
+    make_hwc_body(xh, x, g);
+}
+
+/* Pixel k0 + k's window corner in xh, k < kc. */
+static void hwc_offsets(size_t *off, const geom *g, int k0, int kc)
+{
+    const int OW = g->OW, sc = g->stride * g->Cg, Wq = hwc_wq(g);
+    for (int k = 0, oh = k0 / OW, ow = k0 % OW; k < kc; k++) {
+        off[k] = ((size_t)oh * Wq + ow) * sc;
+        if (++ow == OW) ow = 0, oh++;
+    }
+}
+
+/* A = cols': rows r' (x0..), depth = pixels (k0..): each panel is at most two pieces of
+ * one kh, each a plain copy per pixel. */
+#define HWC_PANELS(COPY)                                                                   \
+    const hwc_src *hs = (const hwc_src *)src;                                              \
+    const geom *g = hs->g;                                                                 \
+    const int Cg = g->Cg, Wq = hwc_wq(g), KWC = g->KW * Cg;                                \
+    size_t off[kc];                                                                        \
+    hwc_offsets(off, g, k0, kc);                                                           \
+    for (int q = 0; q * R < nx; q++) {                                                     \
+        float *d = dst + (size_t)q * kc * R;                                               \
+        const int rb = x0 + q * R, rn = AC_MIN(R, nx - q * R);                             \
+        for (int i = 0; i < rn;) {                                                         \
+            const int r = rb + i, kh = r / KWC, rem = r % KWC, len = AC_MIN(rn - i, KWC - rem); \
+            const float *base = hs->xh + (size_t)kh * Wq * Cg + rem;                       \
+            COPY;                                                                          \
+            i += len;                                                                      \
+        }                                                                                  \
+        if (rn < R)                                                                        \
+            for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + rn, R - rn);             \
+    }
+
+static CONV_AVX512_FN void pack_hwc_avx512(const void *src, float *dst, int x0, int nx,
+                                           int k0, int kc, int R)
+{
+    HWC_PANELS(
+        for (int j = 0; j < len; j += 16) {
+            const __mmask16 m = (__mmask16)((1u << AC_MIN(16, len - j)) - 1);
+            for (int k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(d + (size_t)k * R + i + j, m,
+                                      _mm512_maskz_loadu_ps(m, base + off[k] + j));
+        })
+}
+
+static void pack_hwc(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                     const ac_gemm_kernel *kr)
+{
+    if (kr->isa == AC_ISA_AVX512) {
+        pack_hwc_avx512(src, dst, x0, nx, k0, kc, R);
+        return;
+    }
+    HWC_PANELS(
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < len; j++) d[(size_t)k * R + i + j] = base[off[k] + j])
+}
+#undef HWC_PANELS
+
+/* lanes[i % 8] += s[i], in double. */
+static void sum_lanes(const float *s, int n, double *lanes)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) lanes[j] += s[i + j];
+    for (; i < n; i++) lanes[i & 7] += s[i];
+}
+static CONV_AVX512_FN void sum_lanes_avx512(const float *s, int n, double *lanes)
+{
+    __m512d a0 = _mm512_loadu_pd(lanes), a1 = _mm512_setzero_pd();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {  /* two chains, one for each half */
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(s + i + 8)));
+    }
+    a0 = _mm512_add_pd(a0, a1);
+    for (; i + 8 <= n; i += 8) a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
+    if (i < n) {
+        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1);
+        a0 = _mm512_mask_add_pd(a0, m, a0, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, s + i)));
+    }
+    _mm512_storeu_pd(lanes, a0);
+}
+
+static size_t hwc_thread_floats(const geom *g, int gemm_nt)
+{
+    return pad16(hwc_floats(g)) + pad16(ac_sgemm_work_floats(gemm_nt)) + 16;
+}
+
+/* ct = dWt' of slot s of P (per group Kg x Og, rows r'); bl as for the dot path. */
+static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dout,
+                           const float *x, const geom *g, float *tw, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
+    const int S = (int)g->S, avx512 = kr->isa == AC_ISA_AVX512;
+    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
+    float *xh = align64(tw), *gw = xh + pad16(hwc_floats(g));
+    memset(xh, 0, hwc_floats(g) * sizeof(float));
+    if (bl) memset(bl, 0, (size_t)g->O * 8 * sizeof(double));
+    const hwc_src hs = {xh, g};
+    const ac_gemm_operand A = {pack_hwc, NULL, &hs};
+    for (int gi = 0; gi < g->G; gi++)
+        for (int n = n0; n < n1; n++) {
+            const float *dy = dout + n * ys + (size_t)gi * g->Og * S;
+            if (avx512)
+                make_hwc_avx512(xh, x + n * xs + (size_t)gi * g->Cg * HW, g);
+            else
+                make_hwc(xh, x + n * xs + (size_t)gi * g->Cg * HW, g);
+            if (bl)
+                for (int o = 0; o < g->Og; o++) {
+                    double *l = bl + (size_t)(gi * g->Og + o) * 8;
+                    if (avx512)
+                        sum_lanes_avx512(dy + (size_t)o * S, S, l);
+                    else
+                        sum_lanes(dy + (size_t)o * S, S, l);
+                }
+            const ac_gemm_matrix bm = {dy, (size_t)S, 1};
+            const ac_gemm_operand B = {ac_gemm_pack_matrix, NULL, &bm};
+            ac_gemm_run(kr, g->Kg, g->Og, S, 1.f, &A, &B, n == n0 ? 0.f : 1.f,
+                        ct + (size_t)gi * g->Kg * g->Og, g->Og, gw, nt);
+        }
+}
+
 /* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
  * into its own buffer by gemms whose depth runs over the pixels of several images; the
  * buffers are then added in slot order: the partition and the order of every sum depend on
@@ -1094,7 +1261,7 @@ static size_t wgrad_floats(const geom *g, int nt)
 {
     const int P = wgrad_slots(g->N);
     if (wgrad_dot(g))
-        return (size_t)P * dot_slot_floats(g) + (size_t)nt * dot_thread_floats(g);
+        return (size_t)P * dot_slot_floats(g) + (size_t)nt * AC_MAX(dot_thread_floats(g), hwc_thread_floats(g, nt));
     size_t f = AC_MAX(wgrad_thread_floats(g, nt), (size_t)nt * wgrad_thread_floats(g, 1));
     if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
     return f;
@@ -1108,7 +1275,8 @@ static void weight_grad_dot(float *dweight, float *dbias, const float *dout, con
 {
     const int P = wgrad_slots(g->N), pfull = nt > 1 ? P / nt * nt : 0;
     const size_t wstride = dot_slot_floats(g), bo = pad16((size_t)g->O * g->Kg);
-    const size_t per = dot_thread_floats(g);
+    const int hwc = wgrad_hwc(g);
+    const size_t per = hwc ? hwc_thread_floats(g, 1) : dot_thread_floats(g);
     float *parts = work, *tw = work + (size_t)P * wstride;
 #define SLOT(s) parts + (s) * wstride, dbias ? (double *)(parts + (s) * wstride + bo) : NULL, s
     if (pfull > 0) {
@@ -1117,19 +1285,20 @@ static void weight_grad_dot(float *dweight, float *dbias, const float *dout, con
             float *xp = tw + (size_t)omp_get_thread_num() * per;
             #pragma omp for schedule(static)
             for (int s = 0; s < pfull; s++)
-                wgrad_dot_slot(SLOT(s), P, dout, x, g, xp, 1);
+                (hwc ? wgrad_hwc_slot : wgrad_dot_slot)(SLOT(s), P, dout, x, g, xp, 1);
         }
     }
     for (int s = pfull; s < P; s++)  /* threads share the tiles of one slot */
-        wgrad_dot_slot(SLOT(s), P, dout, x, g, tw, nt);
+        (hwc ? wgrad_hwc_slot : wgrad_dot_slot)(SLOT(s), P, dout, x, g, tw, nt);
 #undef SLOT
-    const int Og = g->Og, Kg = g->Kg;
+    const int Og = g->Og, Kg = g->Kg, KK = g->KH * g->KW;
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int go = 0; go < g->O; go++) {  /* dweight[gi*Og + o][r] += sum_s part_s[gi][r][o] */
         const size_t gb = (size_t)(go / Og) * Og * Kg;
         const int o = go % Og;
         for (int r = 0; r < Kg; r++) {
-            const size_t i = gb + (size_t)r * Og + o;
+            const int c = r / KK, khw = r % KK;  /* r' = (kh, kw, c) */
+            const size_t i = gb + (size_t)(hwc ? khw * g->Cg + c : r) * Og + o;
             float v = parts[i];
             for (int s = 1; s < P; s++) v += parts[s * wstride + i];
             dweight[(size_t)go * Kg + r] += v;
