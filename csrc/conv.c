@@ -8,8 +8,9 @@
  *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
  *                chunk of images of a slot: A panels from dY, B panels from the planes
  *                (staged rows, transposed by the plain packer); strided convolutions
- *                instead by dot products over pixels in vector lanes, the column rows read
- *                in place from the planes (with the bias gradient).
+ *                (conv1) instead dW_g^T with the column rows reordered (kh, kw, c), packed
+ *                from the input stored channel last (no transposing), with the bias
+ *                gradient.
  *   input grad   stride 1 (square kernel, pad < K): the forward of dY, padded by K-1-pad,
  *                with flipped, transposed weights; otherwise W_g^T . dY_g into column
  *                blocks, added back into phase planes, then un-phased into dx.
@@ -680,386 +681,26 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
         dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, tw, nt);
 }
 
-/* ------------------------------------------ weight gradient by dot products */
-
-/* For strided convolutions (conv1: dW 64 x 363, 3025 pixels an image) the packed gemm spends
- * about as long building and transposing its operands (dY and the column matrix both run
- * contiguous along the pixel depth) as multiplying. Here the depth runs in the vector lanes
- * instead: dWt[r][o] += sum over a block of pixels p of dY[o][p] * cols[r][p], a register
- * tile of up to 8 o x DOT_NR r accumulating whole vectors of pixels, reduced once per block.
- * Pixels are counted in phase-plane rows of Wp > OW columns: column-matrix row r of a block
- * of output rows is then one contiguous run of its phase plane, read in place, and the
- * block of dY is copied out with zeros in the Wp - OW extra columns (whose plane values are
- * thus multiplied by zero: an infinite x can make a few more dW entries NaN than the exact
- * sum would). The dY block stays in L1, the planes in L2. The bias gradient is summed
- * (in double) while dY is copied. Sums run in an order fixed by the geometry. */
-#define DOT_NR 3           /* r per register tile */
-#define DOT_PIXELS 800     /* (padded) pixels per block, at most */
-
-#define CONV_AVX2_FN __attribute__((target("avx2,fma")))
-
-/* Lane i = the sum of v[i]'s lanes: a transposing tree (16 shuffles, 8 adds). */
-static inline __attribute__((always_inline)) CONV_AVX512_FN __m256
-hsum8_avx512(const __m512 v[8])
-{
-    __m512 t[4], u[2];
-    for (int i = 0; i < 4; i++)  /* per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3) */
-        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    for (int i = 0; i < 2; i++)  /* per 128-bit lane: (a, b, c, d) */
-        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
-                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
-    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
-                                   _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
-    const __m512 z = _mm512_add_ps(w, _mm512_shuffle_f32x4(w, w, 0xB1));
-    return _mm512_castps512_ps256(_mm512_shuffle_f32x4(z, z, 0x08));
-}
-
-/* ct[j*ldc + i] += sum_p a[i*lda + p] * b[j][p] for i < mo, j < nr, p < P. */
-static inline __attribute__((always_inline)) CONV_AVX512_FN void
-dot_tile_avx512(float *ct, size_t ldc, const float *a, size_t lda, const float *const *b, int P,
-                const int mo, const int nr)
-{
-    __m512 acc[DOT_NR][8];
-    for (int j = 0; j < DOT_NR; j++)
-        for (int i = 0; i < 8; i++) acc[j][i] = _mm512_setzero_ps();
-    const float *b0 = b[0], *b1 = nr > 1 ? b[1] : b0, *b2 = nr > 2 ? b[2] : b0;
-    int p = 0;
-#pragma GCC unroll 2
-    for (; p + 16 <= P; p += 16) {
-        const __m512 bv[DOT_NR] = {_mm512_loadu_ps(b0 + p), _mm512_loadu_ps(b1 + p),
-                                   _mm512_loadu_ps(b2 + p)};
-        for (int i = 0; i < mo; i++) {
-            __m512 av = _mm512_loadu_ps(a + i * lda + p);
-            __asm__("" : "+v"(av));  /* one load per row (gcc would reload it for each j) */
-            for (int j = 0; j < nr; j++) acc[j][i] = _mm512_fmadd_ps(av, bv[j], acc[j][i]);
-        }
-    }
-    if (p < P) {
-        const __mmask16 m = (__mmask16)((1u << (P - p)) - 1);
-        const __m512 bv[DOT_NR] = {_mm512_maskz_loadu_ps(m, b0 + p), _mm512_maskz_loadu_ps(m, b1 + p),
-                                   _mm512_maskz_loadu_ps(m, b2 + p)};
-        for (int i = 0; i < mo; i++) {
-            const __m512 av = _mm512_maskz_loadu_ps(m, a + i * lda + p);
-            for (int j = 0; j < nr; j++) acc[j][i] = _mm512_fmadd_ps(av, bv[j], acc[j][i]);
-        }
-    }
-    const __mmask8 mm = (__mmask8)((1u << mo) - 1);
-    for (int j = 0; j < nr; j++) {
-        float *c = ct + j * ldc;
-        _mm256_mask_storeu_ps(c, mm, _mm256_add_ps(_mm256_maskz_loadu_ps(mm, c),
-                                                   hsum8_avx512(acc[j])));
-    }
-}
-
-/* Lane i = the sum of v[i]'s lanes. */
-static inline __attribute__((always_inline)) CONV_AVX2_FN __m128 hsum4_avx2(const __m256 v[4])
-{
-    const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
-}
-
-static inline __attribute__((always_inline)) CONV_AVX2_FN void
-dot_tile_avx2(float *ct, size_t ldc, const float *a, size_t lda, const float *const *b, int P,
-              const int mo, const int nr)
-{
-    __m256 acc[DOT_NR][4];
-    for (int j = 0; j < DOT_NR; j++)
-        for (int i = 0; i < 4; i++) acc[j][i] = _mm256_setzero_ps();
-    int p = 0;
-    for (; p + 8 <= P; p += 8) {
-        __m256 bv[DOT_NR];
-        for (int j = 0; j < nr; j++) bv[j] = _mm256_loadu_ps(b[j] + p);
-        for (int i = 0; i < mo; i++) {
-            __m256 av = _mm256_loadu_ps(a + i * lda + p);
-            __asm__("" : "+x"(av));
-            for (int j = 0; j < nr; j++) acc[j][i] = _mm256_fmadd_ps(av, bv[j], acc[j][i]);
-        }
-    }
-    if (p < P) {
-        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(P - p),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256 bv[DOT_NR];
-        for (int j = 0; j < nr; j++) bv[j] = _mm256_maskload_ps(b[j] + p, m);
-        for (int i = 0; i < mo; i++) {
-            const __m256 av = _mm256_maskload_ps(a + i * lda + p, m);
-            for (int j = 0; j < nr; j++) acc[j][i] = _mm256_fmadd_ps(av, bv[j], acc[j][i]);
-        }
-    }
-    for (int j = 0; j < nr; j++) {
-        float s[4], *c = ct + j * ldc;
-        _mm_storeu_ps(s, hsum4_avx2(acc[j]));
-        for (int i = 0; i < mo; i++) c[i] += s[i];
-    }
-}
-
-/* Portable: 8 lanes, a fixed pairwise reduction. */
-static void dot_tile_generic(float *ct, size_t ldc, const float *a, size_t lda,
-                             const float *const *b, int P, int mo, int nr)
-{
-    for (int i = 0; i < mo; i++)
-        for (int j = 0; j < nr; j++) {
-            const float *ai = a + i * lda, *bj = b[j];
-            float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int p = 0;
-            for (; p + 8 <= P; p += 8)
-                for (int q = 0; q < 8; q++) l[q] += ai[p + q] * bj[p + q];
-            for (int q = 0; p + q < P; q++) l[q] += ai[p + q] * bj[p + q];
-            ct[j * ldc + i] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        }
-}
-
-/* ct[r][o] (ld ldc) += sum_p a[o][p] b[r][p] for o < M, r in [r0, r1) (r0 a multiple of
- * DOT_NR), p < P; b[r] points at row r: o tiles outer so their rows of a stay in L1. */
-#define DOT_TILE(fn, MO, NR) fn(ct + (size_t)r * ldc + o0, ldc, a + (size_t)o0 * lda, lda, \
-                                b + r, P, MO, NR)
-#define DOT_ROW(fn, MO) do {                                                     \
-        for (int r = r0; r < r1; r += DOT_NR) switch (AC_MIN(DOT_NR, r1 - r)) {  \
-            case 3: DOT_TILE(fn, MO, 3); break;                                  \
-            case 2: DOT_TILE(fn, MO, 2); break;                                  \
-            default: DOT_TILE(fn, MO, 1);                                        \
-            }                                                                    \
-    } while (0)
-
-static CONV_AVX512_FN void dot_avx512(float *ct, size_t ldc, const float *a, size_t lda,
-                                      const float *const *b, int M, int P, int r0, int r1)
-{
-    for (int o0 = 0; o0 < M; o0 += 8)
-        switch (AC_MIN(8, M - o0)) {
-        case 8: DOT_ROW(dot_tile_avx512, 8); break;
-        case 7: DOT_ROW(dot_tile_avx512, 7); break;
-        case 6: DOT_ROW(dot_tile_avx512, 6); break;
-        case 5: DOT_ROW(dot_tile_avx512, 5); break;
-        case 4: DOT_ROW(dot_tile_avx512, 4); break;
-        case 3: DOT_ROW(dot_tile_avx512, 3); break;
-        case 2: DOT_ROW(dot_tile_avx512, 2); break;
-        default: DOT_ROW(dot_tile_avx512, 1);
-        }
-}
-
-static CONV_AVX2_FN void dot_avx2(float *ct, size_t ldc, const float *a, size_t lda,
-                                  const float *const *b, int M, int P, int r0, int r1)
-{
-    for (int o0 = 0; o0 < M; o0 += 4)
-        switch (AC_MIN(4, M - o0)) {
-        case 4: DOT_ROW(dot_tile_avx2, 4); break;
-        case 3: DOT_ROW(dot_tile_avx2, 3); break;
-        case 2: DOT_ROW(dot_tile_avx2, 2); break;
-        default: DOT_ROW(dot_tile_avx2, 1);
-        }
-}
-
-static void dot_generic(float *ct, size_t ldc, const float *a, size_t lda,
-                        const float *const *b, int M, int P, int r0, int r1)
-{
-    for (int o0 = 0; o0 < M; o0 += 4) {
-        const int mo = AC_MIN(4, M - o0);
-        DOT_ROW(dot_tile_generic, mo);
-    }
-}
-
-/* d[i] = s[i*4], i < n, reading no further than s[4(n-1)]: 16 at a time from 4 vectors. */
-static CONV_AVX512_FN void gather4_avx512(float *d, const float *s, int n)
-{
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-    int i = 0;
-    for (; i + 16 <= n; i += 16, s += 64) {
-        const __m512 lo = _mm512_permutex2var_ps(_mm512_loadu_ps(s), idx, _mm512_loadu_ps(s + 16));
-        const __m512 hi = _mm512_permutex2var_ps(_mm512_loadu_ps(s + 32), idx,
-                                                 _mm512_maskz_loadu_ps(0x1fff, s + 48));
-        _mm512_storeu_ps(d + i, _mm512_shuffle_f32x4(lo, hi, 0x44));
-    }
-    if (i < n) {
-        const int m = 4 * (n - i - 1) + 1;  /* input floats still needed */
-        __m512 v[4];
-        for (int q = 0; q < 4; q++) {
-            const int c = AC_MAX(0, AC_MIN(16, m - 16 * q));
-            v[q] = _mm512_maskz_loadu_ps((__mmask16)((1u << c) - 1), s + 16 * q);
-        }
-        const __m512 lo = _mm512_permutex2var_ps(v[0], idx, v[1]);
-        const __m512 hi = _mm512_permutex2var_ps(v[2], idx, v[3]);
-        _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << (n - i)) - 1),
-                              _mm512_shuffle_f32x4(lo, hi, 0x44));
-    }
-}
-
-/* make_phases with the stride-4 gathers in registers (its plain loops are scalar), reading
- * x row after row (the hardware prefetchers follow that, not rows 4 apart). */
-static CONV_AVX512_FN void make_phases4_avx512(float *xp, const float *x, const geom *g)
-{
-    const int s = 4, Hp = phase_hp(g), Wp = phase_wp(g);
-    for (int c = 0; c < g->Cg; c++) {
-        for (int a = 0; a < s; a++)
-            for (int i = 0; i < Hp; i++) {
-                const int ih = i * s + a - g->pad;
-                if (ih < 0 || ih >= g->H)
-                    for (int b = 0; b < s; b++)
-                        zero(xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp, Wp);
-            }
-        for (int ih = 0; ih < g->H; ih++) {
-            const int a = (ih + g->pad) % s, i = (ih + g->pad) / s;
-            const float *xr = x + ((size_t)c * g->H + ih) * g->W;
-            for (int b = 0; b < s; b++) {
-                float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
-                int jlo, jhi;
-                valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
-                zero(row, jlo);
-                gather4_avx512(row + jlo, xr + (jlo * s + b - g->pad), jhi - jlo);
-                zero(row + jhi, Wp - jhi);
-            }
-        }
-    }
-}
-
-/* Output rows per block: OH in equal blocks of at most DOT_PIXELS padded pixels. */
-static int dot_rows(const geom *g)
-{
-    const int r = AC_MAX(1, DOT_PIXELS / phase_wp(g)), nb = (g->OH + r - 1) / r;
-    return AC_MAX(1, (g->OH + nb - 1) / nb);
-}
-
-/* Per-thread scratch, 64-byte aligned: a dY block, the row pointers of a column block, one
- * image's phase planes and zeros after them (read as extra columns of the last rows). */
-static size_t dot_planes_floats(const geom *g)
-{
-    return (size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g);
-}
-static size_t dot_thread_floats(const geom *g)
-{
-    return pad16((size_t)g->Og * pad16((size_t)dot_rows(g) * phase_wp(g))) +
-           pad16((size_t)g->Kg * sizeof(float *) / sizeof(float)) + dot_planes_floats(g) +
-           (size_t)phase_wp(g) + 32;
-}
-
-/* Slot buffers of the dot-product path: dWt, then the bias-gradient lanes. */
-static size_t dot_slot_floats(const geom *g)
-{
-    return pad16((size_t)g->O * g->Kg) + (size_t)g->O * 16;
-}
-
-static float *align64(float *p) { return (float *)(((size_t)p + 63) & ~(size_t)63); }
-
-/* Does the weight gradient take the dot-product path? Strided convolutions (conv1): their
- * column matrices are the costliest to pack and their weight gradients small. */
-static int wgrad_dot(const geom *g) { return g->stride > 1; }
-#include <stdlib.h>
-static int wgrad_hwc(const geom *g) { (void)g; const char *e = getenv("AC_HWC"); return e && atoi(e); }
-
-/* dst = src (n floats) and lanes[i % 8] += src[i], in double. */
-static inline __attribute__((always_inline)) void
-copy_sum_body(float *restrict dst, const float *restrict src, int n, double *restrict lanes)
-{
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            dst[i + j] = src[i + j];
-            lanes[j] += src[i + j];
-        }
-    for (; i < n; i++) {
-        dst[i] = src[i];
-        lanes[i & 7] += src[i];
-    }
-}
-static void copy_sum(float *dst, const float *src, int n, double *lanes)
-{
-    copy_sum_body(dst, src, n, lanes);
-}
-static CONV_AVX512_FN void copy_sum_avx512(float *dst, const float *src, int n, double *lanes)
-{
-    __m512d acc = _mm512_loadu_pd(lanes);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(src + i);
-        _mm256_storeu_ps(dst + i, v);
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(v));
-    }
-    if (i < n) {  /* the tail in lanes 0..n-i-1, as lanes[i % 8] */
-        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1);
-        const __m256 v = _mm256_maskz_loadu_ps(m, src + i);
-        _mm256_mask_storeu_ps(dst + i, m, v);
-        acc = _mm512_mask_add_pd(acc, m, acc, _mm512_cvtps_pd(v));
-    }
-    _mm512_storeu_pd(lanes, acc);
-}
-
-/* ct = the transposed weight gradient of slot s of P (dWt, per group Kg x Og, group after
- * group); bl (when not NULL) = the slot's bias-gradient lanes (O x 8 doubles), summed while
- * dY is copied. */
-static void wgrad_dot_slot(float *ct, double *bl, int s, int P, const float *dout,
-                           const float *x, const geom *g, float *tw, int nt)
-{
-    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
-    const int S = (int)g->S, OW = g->OW, Wp = phase_wp(g), Hp = phase_hp(g), rpb = dot_rows(g);
-    const int ld = (int)pad16((size_t)rpb * Wp), KK = g->KH * g->KW, st = g->stride;
-    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
-    const int isa = ac_get_isa(), ntile = (g->Kg + DOT_NR - 1) / DOT_NR;
-    float *ab = align64(tw), *bpf = ab + pad16((size_t)g->Og * ld);
-    const float **bp = (const float **)bpf;
-    float *xp = bpf + pad16((size_t)g->Kg * sizeof(float *) / sizeof(float));
-    memset(ct, 0, (size_t)g->O * g->Kg * sizeof(float));
-    if (bl) memset(bl, 0, (size_t)g->O * 8 * sizeof(double));
-    zero(xp + dot_planes_floats(g), Wp + 16);  /* read as extra columns of the last rows */
-    for (int gi = 0; gi < g->G; gi++)
-        for (int n = n0; n < n1; n++) {
-            const float *xg = x + n * xs + (size_t)gi * g->Cg * HW;
-            if (isa == AC_ISA_AVX512 && st == 4)
-                make_phases4_avx512(xp, xg, g);
-            else
-                make_phases(xp, xg, g);
-            for (int oh0 = 0; oh0 < g->OH; oh0 += rpb) {
-                const int rows = AC_MIN(rpb, g->OH - oh0), pl = rows * Wp;
-                const float *dy = dout + n * ys + (size_t)gi * g->Og * S + (size_t)oh0 * OW;
-                for (int o = 0; o < g->Og; o++) {
-                    if (o + 1 < g->Og)  /* rows of the next channel: another page */
-                        for (int q = 0; q < rows * OW; q += 16)
-                            _mm_prefetch((const char *)(dy + (size_t)(o + 1) * S + q), _MM_HINT_T0);
-                    for (int i = 0; i < rows; i++) {
-                        float *d = ab + (size_t)o * ld + (size_t)i * Wp;
-                        const float *y = dy + (size_t)o * S + (size_t)i * OW;
-                        if (!bl)
-                            memcpy(d, y, (size_t)OW * sizeof(float));
-                        else if (isa == AC_ISA_AVX512)
-                            copy_sum_avx512(d, y, OW, bl + (size_t)(gi * g->Og + o) * 8);
-                        else
-                            copy_sum(d, y, OW, bl + (size_t)(gi * g->Og + o) * 8);
-                        zero(d + OW, Wp - OW);
-                    }
-                }
-                for (int r = 0; r < g->Kg; r++) {
-                    const int c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
-                    bp[r] = xp + ((size_t)(c * st + kh % st) * st + kw % st) * Hp * Wp +
-                            (size_t)(oh0 + kh / st) * Wp + kw / st;
-                }
-                float *c = ct + (size_t)gi * g->Og * g->Kg;
-                #pragma omp parallel num_threads(nt) if (nt > 1)
-                {
-                    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-                    const int r0 = ntile * t / T * DOT_NR;
-                    const int r1 = AC_MIN(g->Kg, ntile * (t + 1) / T * DOT_NR);
-                    if (r1 > r0) {
-                        if (isa == AC_ISA_AVX512)
-                            dot_avx512(c, g->Og, ab, ld, bp, g->Og, pl, r0, r1);
-                        else if (isa == AC_ISA_AVX2)
-                            dot_avx2(c, g->Og, ab, ld, bp, g->Og, pl, r0, r1);
-                        else
-                            dot_generic(c, g->Og, ab, ld, bp, g->Og, pl, r0, r1);
-                    }
-                }
-            }
-        }
-}
-
 /* ------------------------------ weight gradient from a channel-last padded input */
 
-/* dWt = cols' . dY^T on the gemm, with the column rows r' = (kh, kw, c) permuted from
- * (c, kh, kw): for a fixed kh they are contiguous in the zero-padded input stored channel
- * last, xh[ih][iw][c], so the A panels (MR rows r' at each pixel) are plain copies of
- * row pieces and no transposing is needed; the B panels are dY^T (transposed by the plain
- * packer, o being few). */
+/* For strided convolutions (conv1: dW 64 x 363, 3025 pixels an image) packing the column
+ * matrix as B panels costs about as much as the multiply: its rows (c, kh, kw) are
+ * contiguous along the pixels, the gemm wants them across. So there the transposed
+ * gradient dWt' = cols' . dY^T is computed with the rows permuted to r' = (kh, kw, c): for
+ * one kh they lie side by side in the zero-padded input stored channel last,
+ * xh[ih][iw][c], so each A panel (MR rows r' at each pixel) is at most two plain copies;
+ * dY^T (o being few) goes through the plain transposing packer. The bias gradient is
+ * summed (in double) from the same images of the slot, which also brings dY into cache. */
+static float *align64(float *p) { return (float *)(((size_t)p + 63) & ~(size_t)63); }
+
+/* Does the weight gradient take the channel-last path? */
+static int wgrad_hwc(const geom *g) { return g->stride > 1; }
+
 typedef struct {
     const float *xh;  /* (H + 2pad) x (W + 2pad) x Cg */
     const geom *g;
 } hwc_src;
+
 
 static int hwc_wq(const geom *g) { return g->W + 2 * g->pad; }
 static size_t hwc_floats(const geom *g)
@@ -1174,12 +815,19 @@ static CONV_AVX512_FN void sum_lanes_avx512(const float *s, int n, double *lanes
     _mm512_storeu_pd(lanes, a0);
 }
 
+/* Slot buffers of the channel-last path: dWt', then the bias-gradient lanes. */
+static size_t hwc_slot_floats(const geom *g)
+{
+    return pad16((size_t)g->O * g->Kg) + (size_t)g->O * 16;
+}
+
 static size_t hwc_thread_floats(const geom *g, int gemm_nt)
 {
     return pad16(hwc_floats(g)) + pad16(ac_sgemm_work_floats(gemm_nt)) + 16;
 }
 
-/* ct = dWt' of slot s of P (per group Kg x Og, rows r'); bl as for the dot path. */
+/* ct = dWt' of slot s of P (per group Kg x Og, rows r', group after group); bl (when not
+ * NULL) = the slot's bias-gradient lanes, O x 8 doubles. */
 static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dout,
                            const float *x, const geom *g, float *tw, int nt)
 {
@@ -1190,11 +838,11 @@ static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dou
     float *xh = align64(tw), *gw = xh + pad16(hwc_floats(g));
     memset(xh, 0, hwc_floats(g) * sizeof(float));
     if (bl) memset(bl, 0, (size_t)g->O * 8 * sizeof(double));
-    const hwc_src hs = {xh, g};
-    const ac_gemm_operand A = {pack_hwc, NULL, &hs};
     for (int gi = 0; gi < g->G; gi++)
         for (int n = n0; n < n1; n++) {
             const float *dy = dout + n * ys + (size_t)gi * g->Og * S;
+            const hwc_src hs = {xh, g};
+            const ac_gemm_operand A = {pack_hwc, NULL, &hs};
             if (avx512)
                 make_hwc_avx512(xh, x + n * xs + (size_t)gi * g->Cg * HW, g);
             else
@@ -1260,45 +908,43 @@ static size_t wgrad_thread_floats(const geom *g, int gemm_nt)
 static size_t wgrad_floats(const geom *g, int nt)
 {
     const int P = wgrad_slots(g->N);
-    if (wgrad_dot(g))
-        return (size_t)P * dot_slot_floats(g) + (size_t)nt * AC_MAX(dot_thread_floats(g), hwc_thread_floats(g, nt));
+    if (wgrad_hwc(g))
+        return (size_t)P * hwc_slot_floats(g) +
+               AC_MAX((size_t)nt * hwc_thread_floats(g, 1), hwc_thread_floats(g, nt));
     size_t f = AC_MAX(wgrad_thread_floats(g, nt), (size_t)nt * wgrad_thread_floats(g, 1));
     if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
     return f;
 }
 
-/* The dot-product path: slots as below, each summed transposed; dweight += their sum. */
-/* The dot-product path: slots as below, each summed transposed; dweight (and dbias when not
- * NULL) += their sum. */
-static void weight_grad_dot(float *dweight, float *dbias, const float *dout, const float *x,
+/* The channel-last path: slots as below, each summed transposed; dweight (and dbias when
+ * not NULL) += their sum. */
+static void weight_grad_hwc(float *dweight, float *dbias, const float *dout, const float *x,
                             const geom *g, float *work, int nt)
 {
     const int P = wgrad_slots(g->N), pfull = nt > 1 ? P / nt * nt : 0;
-    const size_t wstride = dot_slot_floats(g), bo = pad16((size_t)g->O * g->Kg);
-    const int hwc = wgrad_hwc(g);
-    const size_t per = hwc ? hwc_thread_floats(g, 1) : dot_thread_floats(g);
+    const size_t wstride = hwc_slot_floats(g), bo = pad16((size_t)g->O * g->Kg);
+    const size_t per = hwc_thread_floats(g, 1);
     float *parts = work, *tw = work + (size_t)P * wstride;
 #define SLOT(s) parts + (s) * wstride, dbias ? (double *)(parts + (s) * wstride + bo) : NULL, s
     if (pfull > 0) {
         #pragma omp parallel num_threads(nt)
         {
-            float *xp = tw + (size_t)omp_get_thread_num() * per;
+            float *xh = tw + (size_t)omp_get_thread_num() * per;
             #pragma omp for schedule(static)
             for (int s = 0; s < pfull; s++)
-                (hwc ? wgrad_hwc_slot : wgrad_dot_slot)(SLOT(s), P, dout, x, g, xp, 1);
+                wgrad_hwc_slot(SLOT(s), P, dout, x, g, xh, 1);
         }
     }
-    for (int s = pfull; s < P; s++)  /* threads share the tiles of one slot */
-        (hwc ? wgrad_hwc_slot : wgrad_dot_slot)(SLOT(s), P, dout, x, g, tw, nt);
+    for (int s = pfull; s < P; s++)  /* threaded gemms */
+        wgrad_hwc_slot(SLOT(s), P, dout, x, g, tw, nt);
 #undef SLOT
     const int Og = g->Og, Kg = g->Kg, KK = g->KH * g->KW;
     #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int go = 0; go < g->O; go++) {  /* dweight[gi*Og + o][r] += sum_s part_s[gi][r][o] */
+    for (int go = 0; go < g->O; go++) {  /* dweight[gi*Og + o][r] += sum_s part_s[gi][r'][o] */
         const size_t gb = (size_t)(go / Og) * Og * Kg;
         const int o = go % Og;
         for (int r = 0; r < Kg; r++) {
-            const int c = r / KK, khw = r % KK;  /* r' = (kh, kw, c) */
-            const size_t i = gb + (size_t)(hwc ? khw * g->Cg + c : r) * Og + o;
+            const size_t i = gb + (size_t)(r % KK * g->Cg + r / KK) * Og + o;
             float v = parts[i];
             for (int s = 1; s < P; s++) v += parts[s * wstride + i];
             dweight[(size_t)go * Kg + r] += v;
@@ -1379,8 +1025,8 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
     const int nt = AC_MAX(nthreads, 1);
     const size_t S = g.S;
 
-    if (dweight && N > 0 && wgrad_dot(&g)) {  /* the bias gradient comes with it */
-        weight_grad_dot(dweight, dbias, dout, x, &g, work, nt);
+    if (dweight && N > 0 && wgrad_hwc(&g)) {  /* the bias gradient comes with it */
+        weight_grad_hwc(dweight, dbias, dout, x, &g, work, nt);
         dbias = NULL;
         dweight = NULL;
     }

@@ -1,6 +1,7 @@
-"""conv2d_backward's dot-product weight gradient (strided convolutions, conv1): register-tile
-tails, slots, row blocks, extra plane columns, the fused bias gradient; vs the float64
-reference, across thread counts and ISAs, and vs torch."""
+"""conv2d_backward's channel-last weight gradient (strided convolutions, conv1): A panels
+cut across kernel rows, panel tails, groups, slots, threaded gemms, the fused bias gradient;
+vs the float64 reference, across thread counts and ISAs, with a NaN-filled workspace, and
+vs torch."""
 import numpy as np
 import pytest
 
@@ -11,11 +12,11 @@ from test_conv import _backward, _make, conv_ref_backward
 
 # (N, C, H, W, O, KH, KW, stride, pad, groups), all strided
 CASES = [
-    (11, 3, 35, 35, 17, 11, 11, 4, 2, 1),  # more images than slots; o tiles 8+8+1; Kg 363
-    (9, 4, 23, 19, 10, 5, 5, 2, 1, 2),     # groups 2: Og 5, Kg 50 (r tile tail 2)
-    (2, 1, 100, 100, 9, 3, 3, 2, 1, 1),    # 50 output rows: several row blocks
-    (3, 1, 10, 40, 2, 2, 33, 2, 0, 1),     # 16 extra columns: 15 read past the last plane
-    (1, 2, 7, 7, 3, 2, 2, 3, 1, 1),        # N 1: the threads share one slot's tiles
+    (11, 3, 35, 35, 17, 11, 11, 4, 2, 1),  # more images than slots; Kg 363, rows of 33
+    (9, 4, 23, 19, 10, 5, 5, 2, 1, 2),     # groups 2: Cg 2, Og 5, Kg 50
+    (2, 1, 100, 100, 9, 3, 3, 2, 1, 1),    # 2500 pixels: many depth blocks
+    (3, 1, 10, 40, 2, 2, 33, 2, 0, 1),     # kernel rows of 33 floats, pad 0
+    (1, 2, 7, 7, 3, 2, 2, 3, 1, 1),        # N 1: one slot, threaded gemm
     (5, 6, 12, 13, 9, 4, 3, 3, 2, 3),      # groups 3, non-square kernel, stride 3
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
