@@ -1,7 +1,7 @@
-"""conv2d_backward's channel-last weight gradient (strided convolutions, conv1): A panels
+"""conv2d_backward's channel-last weight gradient, mostly on strided shapes (conv1): A panels
 cut across kernel rows, panel tails, groups, slots, threaded gemms, the fused bias gradient;
-vs the float64 reference, across thread counts and ISAs, with a NaN-filled workspace, and
-vs torch."""
+vs the float64 reference, across thread counts and ISAs, with a NaN-filled workspace (also
+stride 1: the zero borders), and vs torch."""
 import numpy as np
 import pytest
 
@@ -66,7 +66,12 @@ def test_conv1_shapes_match_torch(O, rng):
     assert_close(db, tb.grad.numpy(), rtol=1e-4, what="dbias vs torch")
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+STRIDE1 = [(3, 4, 13, 13, 6, 3, 3, 1, 1, 2), (10, 2, 5, 6, 3, 3, 3, 1, 1, 1),
+           (1, 3, 5, 7, 3, 1, 1, 1, 2, 1), (2, 3, 9, 8, 5, 5, 5, 1, 2, 1)]
+
+
+@pytest.mark.parametrize("case", CASES + STRIDE1,
+                         ids=IDS + ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in STRIDE1])
 def test_scratch_contents_never_leak(case, isa, nthreads, rng):
     """A workspace full of NaN: everything read from it must have been written first."""
     x, w, b, dout, hp = _make(rng, case)
