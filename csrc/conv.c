@@ -5,9 +5,11 @@
  *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
  *                are small; B panels copied from the phase planes, the bias one more depth
  *                step; W_g packed once per call (or by the gemm for one or two gemms).
- *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
- *                chunk of images of a slot: A panels from dY, B panels from the planes
- *                (staged rows, transposed by the plain packer).
+ *   weight grad  dW_g^T (+)= cols'_g . dY_g^T per slot of images, the depth running over
+ *                their pixels, the column rows reordered (kh, kw, c): A panels are copies
+ *                from the zero-padded input stored channel last (no phase planes, no
+ *                transposing), B panels dY transposed by the plain packer; the bias
+ *                gradient is summed alongside.
  *   input grad   stride 1 (square kernel, pad < K): the forward of dY, padded by K-1-pad,
  *                with flipped, transposed weights; otherwise W_g^T . dY_g into column
  *                blocks, added back into phase planes, then un-phased into dx.
@@ -258,12 +260,11 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
 /* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
 typedef struct {
     const float *dy;  /* dY of the group's first channel in image n0 */
-    const float *xp;  /* phase planes of the group in images n0.. (make_phases) */
     size_t ys;        /* image stride of dY */
     const geom *g;
 } slot_src;
 
-/* A = dY_g: rows o, depth (image, pixel). */
+/* dY_g as an operand: rows o, depth (image, pixel). */
 static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                     const ac_gemm_kernel *kr)
 {
@@ -275,88 +276,6 @@ static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc,
         for (int q = 0; q * R < nx; q++)
             ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, x0 + q * R,
                                 AC_MIN(R, nx - q * R), 0, kp, R, kr);
-        off += kp;
-    }
-}
-
-/* Column-matrix rows [r0, r0 + r) over the pixels the runs rs list, from phase planes xp,
- * into tmp (row i at tmp + i*ld). */
-static inline __attribute__((always_inline)) const float *
-row_base(const float *xp, const geom *g, int k)
-{
-    const int s = g->stride, KK = g->KH * g->KW;
-    const int c = k / KK, kh = (k / g->KW) % g->KH, kw = k % g->KW;
-    return xp + ((size_t)(c * s + kh % s) * s + kw % s) * phase_hp(g) * phase_wp(g) +
-           (size_t)(kh / s) * phase_wp(g) + kw / s;
-}
-
-static void stage_rows(float *tmp, int ld, const float *xp, const geom *g, int r0, int r,
-                       const run *rs, int nr)
-{
-    for (int i = 0; i < r; i++) {
-        const float *base = row_base(xp, g, r0 + i);
-        float *t = tmp + (size_t)i * ld;
-        for (int u = 0; u < nr; u++) {
-            const float *sp = base + rs[u].so;
-            float *dp = t + rs[u].d;
-            for (int v = 0; v < rs[u].len; v++) dp[v] = sp[v];
-        }
-    }
-}
-
-static CONV_AVX512_FN void stage_rows_avx512(float *tmp, int ld, const float *xp,
-                                             const geom *g, int r0, int r, const run *rs,
-                                             int nr)
-{
-    for (int i = 0; i < r; i++) {
-        const float *base = row_base(xp, g, r0 + i);
-        float *t = tmp + (size_t)i * ld;
-        for (int u = 0; u < nr; u++) {
-            const float *sp = base + rs[u].so;
-            float *dp = t + rs[u].d;
-            int v = 0;
-            for (; v + 16 <= rs[u].len; v += 16) _mm512_storeu_ps(dp + v, _mm512_loadu_ps(sp + v));
-            if (v < rs[u].len) {
-                const __mmask16 m = (__mmask16)((1u << (rs[u].len - v)) - 1);
-                _mm512_mask_storeu_ps(dp + v, m, _mm512_maskz_loadu_ps(m, sp + v));
-            }
-        }
-    }
-}
-
-/* B = cols_g^T: "rows" are column-matrix rows (c, kh, kw), depth (image, pixel); up to R
- * rows copied run by run from the phase planes into a staging buffer, which the plain
- * packer then transposes into the panel. */
-#define CT_MAX_PIXELS 256
-static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                        const ac_gemm_kernel *kr)
-{
-    const slot_src *ss = (const slot_src *)src;
-    const geom *g = ss->g;
-    const int S = (int)g->S, OW = g->OW, Wp = phase_wp(g);
-    const int L = AC_MIN(TMP_FLOATS / R, CT_MAX_PIXELS);
-    const size_t pf = phase_floats(g);
-    float tmp[TMP_FLOATS];
-    run rs[CT_MAX_PIXELS];
-    for (int off = 0; off < kc;) {
-        const int kp = AC_MIN(L, kc - off);
-        int nr = 0;
-        for (int j = 0; j < kp;) {  /* pixels k0+off+j, cut at output rows */
-            const int img = (k0 + off + j) / S, px = (k0 + off + j) % S;
-            const int oh = px / OW, ow = px % OW, len = AC_MIN(OW - ow, kp - j);
-            rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)j, len};
-            j += len;
-        }
-        for (int q = 0; q * R < nx; q++) {
-            const int r0 = x0 + q * R, r = AC_MIN(R, nx - q * R);
-            if (kr->isa == AC_ISA_AVX512)
-                stage_rows_avx512(tmp, kp, ss->xp, g, r0, r, rs, nr);
-            else
-                stage_rows(tmp, kp, ss->xp, g, r0, r, rs, nr);
-            const ac_gemm_matrix m = {tmp, (size_t)kp, 1};
-            ac_gemm_pack_matrix(&m, dst + (size_t)q * kc * R + (size_t)off * R, 0, r, 0, kp, R,
-                                kr);
-        }
         off += kp;
     }
 }
@@ -674,91 +593,275 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
         dx_image_cols(dx + n * xs, dout + n * ys, wt, g, kr, tw, nt);
 }
 
+/* ----------------------------------------------------------- weight gradient */
+
+/* Packing the column matrix as B panels of dW = dY . cols^T means transposing it (its rows
+ * (c, kh, kw) run along the pixels, the gemm wants them across); for conv1 (dW 64 x 363)
+ * that cost as much as the multiply. Instead dWt' = cols' . dY^T, the rows permuted to
+ * r' = (kh, kw, c): for one kh they lie side by side in the zero-padded input stored
+ * channel last, xh[ih][iw][c], so each A panel (MR rows r' at each pixel) is at most a few
+ * plain copies; dY^T (its o being few against the Kg rows) goes through the plain
+ * transposing packer. The bias gradient is summed (in double) from the same images of the
+ * slot, which also brings their dY into cache for the gemm. */
+static float *align64(float *p) { return (float *)(((size_t)p + 63) & ~(size_t)63); }
+
+typedef struct {
+    const float *xh;  /* (H + 2pad) x (W + 2pad) x Cg, image after image */
+    size_t xs;        /* floats from one image's to the next */
+    const geom *g;
+} hwc_src;
+
+
+static int hwc_wq(const geom *g) { return g->W + 2 * g->pad; }
+static size_t hwc_floats(const geom *g)
+{
+    return (size_t)(g->H + 2 * g->pad) * hwc_wq(g) * g->Cg;
+}
+
+/* The zero border of xh (make_hwc writes the interior). */
+static void zero_hwc_border(float *xh, const geom *g)
+{
+    const int Wq = hwc_wq(g), Cg = g->Cg, p = g->pad;
+    zero(xh, p * Wq * Cg);
+    zero(xh + (size_t)(p + g->H) * Wq * Cg, p * Wq * Cg);
+    for (int ih = p; ih < p + g->H; ih++) {
+        zero(xh + (size_t)ih * Wq * Cg, p * Cg);
+        zero(xh + ((size_t)ih * Wq + p + g->W) * Cg, p * Cg);
+    }
+}
+
+/* The interior of xh from x of one image and group. */
+static inline __attribute__((always_inline)) void
+make_hwc_body(float *restrict xh, const float *restrict x, const geom *g)
+{
+    const int Wq = hwc_wq(g), Cg = g->Cg, W = g->W;
+    for (int ih = 0; ih < g->H; ih++) {
+        float *d = xh + ((size_t)(ih + g->pad) * Wq + g->pad) * Cg;
+        const float *s = x + (size_t)ih * W;
+        const size_t cs = (size_t)g->H * W;
+        if (Cg == 3)  /* conv1: constant strides vectorise */
+            for (int iw = 0; iw < W; iw++) {
+                d[3 * iw] = s[iw];
+                d[3 * iw + 1] = s[cs + iw];
+                d[3 * iw + 2] = s[2 * cs + iw];
+            }
+        else
+            for (int c = 0; c < Cg; c++)
+                for (int iw = 0; iw < W; iw++) d[(size_t)iw * Cg + c] = s[c * cs + iw];
+    }
+}
+static void make_hwc(float *xh, const float *x, const geom *g) { make_hwc_body(xh, x, g); }
+static CONV_AVX512_FN void make_hwc_avx512(float *xh, const float *x, const geom *g)
+{
+    make_hwc_body(xh, x, g);
+}
+
+/* Pixel k0 + k's window corner in xh, k < kc. */
+static void hwc_offsets(size_t *off, const geom *g, size_t xs, int k0, int kc)
+{
+    const int OW = g->OW, OH = g->OH, S = (int)g->S, sc = g->stride * g->Cg, Wq = hwc_wq(g);
+    int n = k0 / S, oh = k0 % S / OW, ow = k0 % OW;
+    for (int k = 0; k < kc; k++) {
+        off[k] = n * xs + ((size_t)oh * Wq + ow) * sc;
+        if (++ow == OW) {
+            ow = 0;
+            if (++oh == OH) oh = 0, n++;
+        }
+    }
+}
+
+/* Images per gemm: enough pixels for several depth blocks, their xh in about 4 MB. */
+#define HWC_PIXELS 2048
+static int hwc_chunk(const geom *g)
+{
+    const size_t c = AC_MIN((HWC_PIXELS + g->S - 1) / g->S,
+                            AC_MAX((size_t)1, CHUNK_PHASE_FLOATS / hwc_floats(g)));
+    return (int)AC_MAX((size_t)1, AC_MIN(c, (size_t)AC_MAX(g->N, 1)));
+}
+
+/* A = cols': rows r' (x0..), depth = pixels (k0..): each panel in pieces of one kh, each
+ * a plain copy per pixel. */
+#define HWC_PANELS(COPY)                                                                   \
+    const hwc_src *hs = (const hwc_src *)src;                                              \
+    const geom *g = hs->g;                                                                 \
+    const int Cg = g->Cg, Wq = hwc_wq(g), KWC = g->KW * Cg;                                \
+    size_t off[kc];                                                                        \
+    hwc_offsets(off, g, hs->xs, k0, kc);                                                   \
+    for (int q = 0; q * R < nx; q++) {                                                     \
+        float *d = dst + (size_t)q * kc * R;                                               \
+        const int rb = x0 + q * R, rn = AC_MIN(R, nx - q * R);                             \
+        for (int i = 0; i < rn;) {                                                         \
+            const int r = rb + i, kh = r / KWC, rem = r % KWC, len = AC_MIN(rn - i, KWC - rem); \
+            const float *base = hs->xh + (size_t)kh * Wq * Cg + rem;                       \
+            COPY;                                                                          \
+            i += len;                                                                      \
+        }                                                                                  \
+        if (rn < R)                                                                        \
+            for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + rn, R - rn);             \
+    }
+
+static CONV_AVX512_FN void pack_hwc_avx512(const void *src, float *dst, int x0, int nx,
+                                           int k0, int kc, int R)
+{
+    HWC_PANELS(
+        for (int j = 0; j < len; j += 16) {
+            const __mmask16 m = (__mmask16)((1u << AC_MIN(16, len - j)) - 1);
+            for (int k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(d + (size_t)k * R + i + j, m,
+                                      _mm512_maskz_loadu_ps(m, base + off[k] + j));
+        })
+}
+
+static void pack_hwc(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                     const ac_gemm_kernel *kr)
+{
+    if (kr->isa == AC_ISA_AVX512) {
+        pack_hwc_avx512(src, dst, x0, nx, k0, kc, R);
+        return;
+    }
+    HWC_PANELS(
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < len; j++) d[(size_t)k * R + i + j] = base[off[k] + j])
+}
+#undef HWC_PANELS
+
+/* lanes[i % 8] += s[i], in double. */
+static void sum_lanes(const float *s, int n, double *lanes)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) lanes[j] += s[i + j];
+    for (; i < n; i++) lanes[i & 7] += s[i];
+}
+static CONV_AVX512_FN void sum_lanes_avx512(const float *s, int n, double *lanes)
+{
+    __m512d a0 = _mm512_loadu_pd(lanes), a1 = _mm512_setzero_pd();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {  /* two chains, one for each half */
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(s + i + 8)));
+    }
+    a0 = _mm512_add_pd(a0, a1);
+    for (; i + 8 <= n; i += 8) a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
+    if (i < n) {
+        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1);
+        a0 = _mm512_mask_add_pd(a0, m, a0, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, s + i)));
+    }
+    _mm512_storeu_pd(lanes, a0);
+}
+
+/* Slot buffers of the channel-last path: dWt', then the bias-gradient lanes. */
+static size_t hwc_slot_floats(const geom *g)
+{
+    return pad16((size_t)g->O * g->Kg) + (size_t)g->O * 16;
+}
+
+static size_t hwc_thread_floats(const geom *g, int gemm_nt)
+{
+    return (size_t)hwc_chunk(g) * pad16(hwc_floats(g)) + pad16(ac_sgemm_work_floats(gemm_nt)) +
+           16;
+}
+
+/* ct = dWt' of slot s of P (per group Kg x Og, rows r', group after group); bl (when not
+ * NULL) = the slot's bias-gradient lanes, O x 8 doubles. */
+static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dout,
+                           const float *x, const geom *g, float *tw, int nt)
+{
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
+    const size_t hs_ = pad16(hwc_floats(g));
+    const int S = (int)g->S, avx512 = kr->isa == AC_ISA_AVX512, ch = hwc_chunk(g);
+    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
+    float *xh = align64(tw), *gw = xh + (size_t)ch * hs_;
+    for (int i = 0; i < AC_MIN(ch, n1 - n0); i++) zero_hwc_border(xh + i * hs_, g);
+    if (bl) memset(bl, 0, (size_t)g->O * 8 * sizeof(double));
+    for (int gi = 0; gi < g->G; gi++)
+        for (int n = n0; n < n1; n += ch) {
+            const int cn = AC_MIN(ch, n1 - n);
+            for (int i = 0; i < cn; i++) {
+                const float *xi = x + (n + i) * xs + (size_t)gi * g->Cg * HW;
+                const float *dy = dout + (n + i) * ys + (size_t)gi * g->Og * S;
+                if (avx512)
+                    make_hwc_avx512(xh + i * hs_, xi, g);
+                else
+                    make_hwc(xh + i * hs_, xi, g);
+                if (bl)
+                    for (int o = 0; o < g->Og; o++) {
+                        double *l = bl + (size_t)(gi * g->Og + o) * 8;
+                        if (avx512)
+                            sum_lanes_avx512(dy + (size_t)o * S, S, l);
+                        else
+                            sum_lanes(dy + (size_t)o * S, S, l);
+                    }
+            }
+            const hwc_src hs = {xh, hs_, g};
+            const slot_src ys_ = {dout + n * ys + (size_t)gi * g->Og * S, ys, g};
+            const ac_gemm_operand A = {pack_hwc, NULL, &hs};
+            const ac_gemm_operand B = {pack_dy, NULL, &ys_};
+            ac_gemm_run(kr, g->Kg, g->Og, cn * S, 1.f, &A, &B, n == n0 ? 0.f : 1.f,
+                        ct + (size_t)gi * g->Kg * g->Og, g->Og, gw, nt);
+        }
+}
+
 /* The weight gradient is summed over images in min(N, WGRAD_SLOTS) contiguous slots, each
  * into its own buffer by gemms whose depth runs over the pixels of several images; the
  * buffers are then added in slot order: the partition and the order of every sum depend on
  * N and the geometry only, never on the thread count or timing. */
 static int wgrad_slots(int N) { return AC_MIN(N, WGRAD_SLOTS); }
 
-/* Images per weight-gradient gemm: as many of the slot's as have phase planes in about
- * CHUNK_PHASE_FLOATS (depends on the geometry only). */
-static int wgrad_chunk(const geom *g)
-{
-    return (int)AC_MAX((size_t)1, AC_MIN((size_t)AC_MAX(g->N, 1),
-                                         CHUNK_PHASE_FLOATS / phase_floats(g)));
-}
-
-/* dw (+)= the weight gradient of slot s of P (beta_w 0: dw is overwritten). */
-static void wgrad_slot(float *dw, float beta_w, int s, int P, const float *dout,
-                       const float *x, const geom *g, const ac_gemm_kernel *kr, float *xp,
-                       int nt)
-{
-    const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
-    const size_t pf = phase_floats(g);
-    const int n0 = (int)((long)g->N * s / P), n1 = (int)((long)g->N * (s + 1) / P);
-    const int ch = wgrad_chunk(g);
-    float *gw = xp + (size_t)ch * pf;
-    for (int gi = 0; gi < g->G; gi++)
-        for (int n = n0; n < n1; n += ch) {
-            const int cn = AC_MIN(ch, n1 - n);
-            for (int i = 0; i < cn; i++)
-                make_phases(xp + i * pf, x + (n + i) * xs + (size_t)gi * g->Cg * HW, g);
-            const slot_src ss = {dout + n * ys + (size_t)gi * g->Og * g->S, xp, ys, g};
-            const ac_gemm_operand A = {pack_dy, NULL, &ss};
-            const ac_gemm_operand B = {pack_cols_t, NULL, &ss};
-            ac_gemm_run(kr, g->Og, g->Kg, cn * (int)g->S, 1.f, &A, &B, n == n0 ? beta_w : 1.f,
-                        dw + (size_t)gi * g->Og * g->Kg, g->Kg, gw, nt);
-        }
-}
-
-/* Per-thread scratch of the weight gradient: phase planes of a chunk, gemm scratch. */
-static size_t wgrad_thread_floats(const geom *g, int gemm_nt)
-{
-    return (size_t)wgrad_chunk(g) * phase_floats(g) + pad16(ac_sgemm_work_floats(gemm_nt));
-}
-
+/* Work: the slot buffers, then per thread its scratch. */
 static size_t wgrad_floats(const geom *g, int nt)
 {
-    const int P = wgrad_slots(g->N);
-    size_t f = AC_MAX(wgrad_thread_floats(g, nt), (size_t)nt * wgrad_thread_floats(g, 1));
-    if (P > 1) f += (size_t)P * pad16((size_t)g->O * g->Kg);
-    return f;
+    return (size_t)wgrad_slots(g->N) * hwc_slot_floats(g) +
+           AC_MAX((size_t)nt * hwc_thread_floats(g, 1), hwc_thread_floats(g, nt));
 }
 
-static void weight_grad(float *dweight, const float *dout, const float *x, const geom *g,
-                        float *work, int nt)
+/* dweight (and dbias when not NULL) += the sum of the slots' gradients (transposed). */
+static void weight_grad(float *dweight, float *dbias, const float *dout, const float *x,
+                        const geom *g, float *work, int nt)
 {
-    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
-    const int P = wgrad_slots(g->N);
-    const size_t wstride = pad16((size_t)g->O * g->Kg);
-    float *parts = P > 1 ? work : NULL;
-    float *tw = P > 1 ? work + (size_t)P * wstride : work;
-    const int pfull = nt > 1 ? P / nt * nt : 0;
+    const int P = wgrad_slots(g->N), pfull = nt > 1 ? P / nt * nt : 0;
+    const size_t wstride = hwc_slot_floats(g), bo = pad16((size_t)g->O * g->Kg);
+    const size_t per = hwc_thread_floats(g, 1);
+    float *parts = work, *tw = work + (size_t)P * wstride;
+#define SLOT(s) parts + (s) * wstride, dbias ? (double *)(parts + (s) * wstride + bo) : NULL, s
     if (pfull > 0) {
-        const size_t per = wgrad_thread_floats(g, 1);
         #pragma omp parallel num_threads(nt)
         {
-            float *gw = tw + (size_t)omp_get_thread_num() * per;
+            float *xh = tw + (size_t)omp_get_thread_num() * per;
             #pragma omp for schedule(static)
             for (int s = 0; s < pfull; s++)
-                wgrad_slot(parts + s * wstride, 0.f, s, P, dout, x, g, kr, gw, 1);
+                wgrad_hwc_slot(SLOT(s), P, dout, x, g, xh, 1);
         }
     }
-    for (int s = pfull; s < P; s++)
-        wgrad_slot(P > 1 ? parts + s * wstride : dweight, P > 1 ? 0.f : 1.f, s, P, dout, x, g,
-                   kr, tw, nt);
-    if (P > 1) {
-        const long wsz = (long)g->O * g->Kg, B = 4096;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (long b = 0; b < wsz; b += B) {
-            const long e = AC_MIN(b + B, wsz);
-            float *p0 = parts + b;
-            for (int s = 1; s < P; s++) {
-                const float *q = parts + s * wstride + b;
-                for (long i = 0; i < e - b; i++) p0[i] += q[i];
-            }
-            for (long i = 0; i < e - b; i++) dweight[b + i] += p0[i];
+    for (int s = pfull; s < P; s++)  /* threaded gemms */
+        wgrad_hwc_slot(SLOT(s), P, dout, x, g, tw, nt);
+#undef SLOT
+    const long wsz = (long)g->O * g->Kg, B = 4096;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (P > 1)
+    for (long b = 0; b < wsz; b += B)  /* part_0 = the slots' sum, in slot order */
+        for (int s = 1; s < P; s++) {
+            const float *q = parts + s * wstride + b;
+            for (long i = 0; i < AC_MIN(B, wsz - b); i++) parts[b + i] += q[i];
         }
+    const int Og = g->Og, Kg = g->Kg, KK = g->KH * g->KW, OB = 16;
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int go0 = 0; go0 < g->O; go0 += OB) {  /* dweight[gi*Og + o][r] += part_0[gi][r'][o] */
+        const int go1 = AC_MIN(go0 + OB, g->O);
+        for (int r = 0; r < Kg; r++) {
+            const size_t rp = (size_t)(r % KK * g->Cg + r / KK) * Og;
+            for (int go = go0; go < go1; go++)
+                dweight[(size_t)go * Kg + r] += parts[(size_t)(go / Og) * Og * Kg + rp + go % Og];
+        }
+        if (dbias)
+            for (int go = go0; go < go1; go++) {
+                double v = 0;
+                for (int s = 0; s < P; s++) {
+                    const double *l = (const double *)(parts + s * wstride + bo) + (size_t)go * 8;
+                    v += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+                }
+                dbias[go] += (float)v;
+            }
     }
 }
 
@@ -790,7 +893,11 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
     const int nt = AC_MAX(nthreads, 1);
     const size_t S = g.S;
 
-    if (dbias) {
+    if (dweight && N > 0) {  /* the bias gradient comes with the weight gradient */
+        weight_grad(dweight, dbias, dout, x, &g, work, nt);
+        dbias = NULL;
+    }
+    if (dbias) {  /* alone (no dweight) */
         /* One thread per channel, eight fixed lanes: the sum order depends on nothing else. */
         const int avx512 = ac_get_isa() == AC_ISA_AVX512;
         #pragma omp parallel for num_threads(nt) schedule(static)
@@ -808,6 +915,5 @@ void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *do
         }
     }
     if (N <= 0) return;
-    if (dweight) weight_grad(dweight, dout, x, &g, work, nt);
     if (dx) input_grad(dx, dout, weight, &g, work, nt);
 }
