@@ -5,17 +5,19 @@
  *   U = G g G^T (weights, 4x4 per (o, c)),  V = B^T d B (4x4 per patch and channel),
  *   M[p] = U[p] . V[p] for each of the 16 positions p (a GEMM per group: Og x tiles x Cg),
  *   y = A^T M A (2x2 per tile) + bias, cropped at the right and bottom edges.
- * 16 multiplications per tile instead of 36. U and V are written straight into the driver's
- * packed-panel layout (U once per call as A, V per chunk of images as B), so the gemms pack
- * nothing.
+ * 16 multiplications per tile instead of 36. U is written once per call straight into the
+ * driver's packed A layout; V is never stored: the B packing callback computes it from x.
+ * Tiles are processed in chunks of a few B panels (across image boundaries), so a chunk's
+ * input, a position's U and M stay in L2 through the 16 gemms.
  *
  * Letters: N images, C input channels, H x W input (= output), O output channels, G groups,
- * Cg = C/G, Og = O/G, TH x TW tiles per image (TH = ceil(H/2)), TI = TH*TW, T tiles of a
- * chunk of images (image-major, then tile row, then tile column), Tp = T rounded up to NR.
+ * Cg = C/G, Og = O/G, TH x TW tiles per image (TH = ceil(H/2)), TI = TH*TW; tiles are
+ * numbered image-major, then tile row, then tile column (TT = N*TI in all).
  *
- * Threads (nt): the first floor(N/nt)*nt images are shared out whole, each thread running
- * one-thread gemms with its own scratch; the rest run with threaded gemms. Each output
- * element's arithmetic does not depend on how images are chunked or split.
+ * Threads (nt): the tiles are shared out in contiguous ranges of whole B panels, each thread
+ * running one-thread gemms with its own scratch; with fewer chunks than threads, chunks run
+ * one after another with threaded gemms. Each output element's arithmetic does not depend on
+ * the chunking, so results are the same for every thread count.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -24,9 +26,10 @@
 #include "ac_cpu.h"
 #include "ac_gemm.h"
 
-#define NPOS 16       /* transform positions (4x4) */
-#define MAX_CHUNK 8   /* images per chunk of gemms, at most */
-#define CHUNK_FLOATS ((size_t)1 << 22)  /* cap of a chunk's V and M */
+#define NPOS 16  /* transform positions (4x4) */
+#ifndef AC_WINO_CHUNK_TILES
+#define AC_WINO_CHUNK_TILES 256  /* tiles per chunk, rounded to whole B panels */
+#endif
 
 typedef struct {
     int N, C, H, W, O, G, Cg, Og;
@@ -72,36 +75,21 @@ static const float *pv_at(const void *src, int x0, int k0, int kc, const ac_gemm
     return v->p + (size_t)k0 * v->xpad + (size_t)x0 * kc;
 }
 
-/* Images per chunk: the one whose tiles fill the NR-wide column panels best (fewest images
- * on ties), V and M within CHUNK_FLOATS. Depends on the geometry and path only. */
-static int chunk_images(const wgeom *g, int nr)
+/* Tiles per chunk: whole B panels (NR tiles), no more than there are. */
+static int chunk_tiles(const wgeom *g, int nr)
 {
-    int best = 1;
-    double be = 0;
-    for (int n = 1; n <= MAX_CHUNK && n <= g->N; n++) {
-        const int T = n * g->TI, Tp = round_up(T, nr);
-        if (n > 1 && (size_t)NPOS * ((size_t)g->Cg * Tp + (size_t)g->Og * T) > CHUNK_FLOATS) break;
-        const double e = (double)T / Tp;
-        if (e > be + 1e-9) {
-            be = e;
-            best = n;
-        }
-    }
-    return best;
+    const long TT = (long)g->N * g->TI;
+    const int c = round_up(AC_MAX(AC_WINO_CHUNK_TILES / nr, 1) * nr, nr);
+    return (int)AC_MIN((long)c, TT);
 }
 
-/* Floats of one position's U (A panels) and of a chunk's V and M, per position. */
+/* Floats of one position's U (A panels) and of a chunk's M, per position. */
 static size_t u_floats(const wgeom *g, int mr) { return pad16((size_t)g->Cg * round_up(g->Og, mr)); }
-static size_t v_floats(const wgeom *g, int ch, int nr)
-{
-    return pad16((size_t)g->Cg * round_up(ch * g->TI, nr));
-}
-static size_t m_floats(const wgeom *g, int ch) { return pad16((size_t)g->Og * ch * g->TI); }
+static size_t m_floats(const wgeom *g, int nr) { return pad16((size_t)g->Og * chunk_tiles(g, nr)); }
 
 static size_t thread_floats(const wgeom *g, const ac_gemm_kernel *kr, int gemm_nt)
 {
-    const int ch = chunk_images(g, kr->nr);
-    return NPOS * (v_floats(g, ch, kr->nr) + m_floats(g, ch)) + pad16(ac_sgemm_work_floats(gemm_nt));
+    return NPOS * m_floats(g, kr->nr) + pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 static size_t work_floats(const wgeom *g, const ac_gemm_kernel *kr, int nt)
@@ -165,123 +153,130 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
 
 /* ------------------------------------------------------------- input transform */
 
-/* V = B^T d B of the 4x4 patch d (rows i, columns j): rows first, then columns. */
-static inline void in_tile(float v[NPOS], const float d[4][4])
+/* V = B^T d B of a 4x4 patch d, one position p = (i, j) at a time: with B^T's rows as
+ * (a, b, s) (row a + s * row b), t = d[a_i] + s_i d[b_i] over columns, V = t[a_j] + s_j t[b_j]. */
+static const int BA[4] = {0, 1, 2, 1}, BB[4] = {2, 2, 1, 3};
+static const float BS[4] = {-1.f, 1.f, -1.f, -1.f};
+
+/* B operand of position p: rows are a chunk's tiles, depth the group's channels; packed by the
+ * gemm from x through the input transform. */
+typedef struct {
+    const float *x;  /* the group's channel 0 in image 0 */
+    size_t xs;       /* image stride */
+    long t0;         /* the chunk's first tile */
+    const wgeom *g;
+    int p;
+} vsrc;
+
+/* Up to VRUN tiles of one tile row, landing at panel lanes d..: patch rows a_i and b_i at
+ * offsets ia, ib in an image channel, from column c0 (va, vb: 0 when outside the image). */
+#define VRUN 7
+#define MAX_RUNS 64
+typedef struct {
+    long ia, ib;
+    int va, vb, c0, len, d;
+} vrun;
+
+static int panel_runs(vrun *rs, const vsrc *vs, long t0, int n, int d0)
 {
-    float t[4][4];
-    for (int j = 0; j < 4; j++) {
-        t[0][j] = d[0][j] - d[2][j];
-        t[1][j] = d[1][j] + d[2][j];
-        t[2][j] = d[2][j] - d[1][j];
-        t[3][j] = d[1][j] - d[3][j];
+    const wgeom *g = vs->g;
+    const int i = vs->p / 4;
+    int nr = 0;
+    for (int j = 0; j < n;) {
+        const long t = t0 + j;
+        const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
+        const int len = AC_MIN(AC_MIN(g->TW - tx, VRUN), n - j);
+        const int ra = 2 * ty - 1 + BA[i], rb = 2 * ty - 1 + BB[i];
+        const long io = (long)img * (long)vs->xs + 2 * tx - 1;
+        rs[nr++] = (vrun){io + (long)ra * g->W, io + (long)rb * g->W, ra >= 0 && ra < g->H,
+                          rb >= 0 && rb < g->H, 2 * tx - 1, len, d0 + j};
+        j += len;
     }
-    for (int i = 0; i < 4; i++) {
-        v[i * 4 + 0] = t[i][0] - t[i][2];
-        v[i * 4 + 1] = t[i][1] + t[i][2];
-        v[i * 4 + 2] = t[i][2] - t[i][1];
-        v[i * 4 + 3] = t[i][1] - t[i][3];
-    }
+    return nr;
 }
 
-/* Channel c of the chunk's images: V (B operand: rows = tiles, depth c) of every position,
- * and zeros in the lanes past T. xc: channel c of the chunk's first image. */
-static void in_channel(float *V, size_t vps, const pview *v, int c, const float *xc, size_t xs,
-                       int nimg, const wgeom *g)
+static void apply_runs(float *dst, const vsrc *vs, int k0, int kc, int R, const vrun *rs, int nr)
 {
-    const int H = g->H, W = g->W, R = v->R, T = nimg * g->TI;
-    size_t ps;
-    const size_t base = pv_base(v, c, &ps);
-    for (int img = 0; img < nimg; img++) {
-        const float *xi = xc + img * xs;
-        for (int ty = 0; ty < g->TH; ty++)
-            for (int tx = 0; tx < g->TW; tx++) {
-                float d[4][4], u[NPOS];
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++) {
-                        const int ih = 2 * ty - 1 + i, iw = 2 * tx - 1 + j;
-                        d[i][j] = ih >= 0 && ih < H && iw >= 0 && iw < W ? xi[(size_t)ih * W + iw] : 0.f;
-                    }
-                in_tile(u, d);
-                const int t = img * g->TI + ty * g->TW + tx;
-                const size_t off = base + (size_t)(t / R) * ps + t % R;
-                for (int p = 0; p < NPOS; p++) V[p * vps + off] = u[p];
+    const wgeom *g = vs->g;
+    const size_t HW = (size_t)g->H * g->W;
+    const int i = vs->p / 4, j = vs->p % 4, W = g->W;
+    const float si = BS[i], sj = BS[j];
+    for (int k = 0; k < kc; k++) {
+        const float *xc = vs->x + (size_t)(k0 + k) * HW;
+        float *dk = dst + (size_t)k * R;
+        for (int u = 0; u < nr; u++) {
+            const vrun *r = &rs[u];
+            for (int l = 0; l < r->len; l++) {
+                float t[2];
+                for (int h = 0; h < 2; h++) {
+                    const int col = 2 * l + (h ? BB[j] : BA[j]), cc = r->c0 + col;
+                    const int in = cc >= 0 && cc < W;
+                    const float a = in && r->va ? xc[r->ia + col] : 0.f;
+                    const float b = in && r->vb ? xc[r->ib + col] : 0.f;
+                    t[h] = a + si * b;
+                }
+                dk[r->d + l] = t[0] + sj * t[1];
             }
-    }
-    if (T % R)
-        for (int p = 0; p < NPOS; p++) {
-            float *z = V + p * vps + base + (size_t)(T / R) * ps;
-            for (int l = T % R; l < R; l++) z[l] = 0.f;
         }
+    }
 }
 
 #define WINO_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
-/* Lanes [0, n) of u to tile lanes t.. of a depth's panels (splitting at a panel's end). */
-static WINO_AVX512_FN inline void store_tiles(float *Vc, size_t ps, int R, int t, int n, __m512 u)
+/* apply_runs, a run's 16 patch columns one vector. */
+static WINO_AVX512_FN void apply_runs_avx512(float *dst, const vsrc *vs, int k0, int kc, int R,
+                                             const vrun *rs, int nr)
 {
-    const int lane = t % R;
-    float *d = Vc + (size_t)(t / R) * ps + lane;
-    if (lane + n <= R) {
-        _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1), u);
-    } else {
-        const int a = R - lane;
-        _mm512_mask_storeu_ps(d, (__mmask16)((1u << a) - 1), u);
-        _mm512_mask_compressstoreu_ps(Vc + (size_t)(t / R + 1) * ps,
-                                      (__mmask16)(((1u << n) - 1) & ~((1u << a) - 1)), u);
+    const wgeom *g = vs->g;
+    const size_t HW = (size_t)g->H * g->W;
+    const int i = vs->p / 4, j = vs->p % 4, W = g->W;
+    const __m512i lanes = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i ia = _mm512_add_epi32(lanes, _mm512_set1_epi32(BA[j]));
+    const __m512i ib = _mm512_add_epi32(lanes, _mm512_set1_epi32(BB[j]));
+    __mmask16 ml[MAX_RUNS], ms[MAX_RUNS];
+    for (int u = 0; u < nr; u++) {  /* columns inside the image; lanes of the run */
+        const int lo = AC_MAX(0, -rs[u].c0), hi = AC_MIN(16, W - rs[u].c0);
+        ml[u] = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+        ms[u] = (__mmask16)((1u << rs[u].len) - 1);
+    }
+    for (int k = 0; k < kc; k++) {  /* depth by depth: the panel row is written in order */
+        const float *xc = vs->x + (size_t)(k0 + k) * HW;
+        float *dk = dst + (size_t)k * R;
+        for (int u = 0; u < nr; u++) {
+            const vrun *r = &rs[u];
+            /* lane 0 may sit before the row (column -1): masked off, never read */
+            const __m512 a = r->va ? _mm512_maskz_loadu_ps(ml[u], xc + r->ia) : _mm512_setzero_ps();
+            const __m512 b = r->vb ? _mm512_maskz_loadu_ps(ml[u], xc + r->ib) : _mm512_setzero_ps();
+            const __m512 t = i == 1 ? _mm512_add_ps(a, b) : _mm512_sub_ps(a, b);
+            const __m512 ta = _mm512_permutexvar_ps(ia, t), tb = _mm512_permutexvar_ps(ib, t);
+            _mm512_mask_storeu_ps(dk + r->d, ms[u],
+                                  j == 1 ? _mm512_add_ps(ta, tb) : _mm512_sub_ps(ta, tb));
+        }
     }
 }
 
-/* in_channel, vectorised over 7 tiles of a tile row (their 16 input columns one vector). */
-static WINO_AVX512_FN void in_channel_avx512(float *V, size_t vps, const pview *v, int c,
-                                              const float *xc, size_t xs, int nimg, const wgeom *g)
+static void pack_v(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                   const ac_gemm_kernel *kr)
 {
-    const int H = g->H, W = g->W, R = v->R, T = nimg * g->TI;
-    size_t ps;
-    const size_t base = pv_base(v, c, &ps);
-    float *Vc = V + base;
-    /* Column j of the patch of tile l of the vector: lane 2l + j. */
-    const __m512i i0 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i i1 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i i2 = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i i3 = _mm512_setr_epi32(3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (int img = 0; img < nimg; img++) {
-        const float *xi = xc + img * xs;
-        for (int ty = 0; ty < g->TH; ty++)
-            for (int tx0 = 0; tx0 < g->TW; tx0 += 7) {
-                const int n = AC_MIN(7, g->TW - tx0), c0 = 2 * tx0 - 1;
-                const int lo = AC_MAX(0, -c0), hi = AC_MIN(16, W - c0);
-                const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-                __m512 r[4];
-                for (int i = 0; i < 4; i++) {
-                    const int ih = 2 * ty - 1 + i;
-                    /* lane 0 may sit before the row (column -1): masked off, never read */
-                    r[i] = ih >= 0 && ih < H
-                               ? _mm512_maskz_loadu_ps(m, xi + (size_t)ih * W + c0)
-                               : _mm512_setzero_ps();
-                }
-                __m512 t[4];
-                t[0] = _mm512_sub_ps(r[0], r[2]);
-                t[1] = _mm512_add_ps(r[1], r[2]);
-                t[2] = _mm512_sub_ps(r[2], r[1]);
-                t[3] = _mm512_sub_ps(r[1], r[3]);
-                const int tt = img * g->TI + ty * g->TW + tx0;
-                for (int i = 0; i < 4; i++) {
-                    const __m512 d0 = _mm512_permutexvar_ps(i0, t[i]);
-                    const __m512 d1 = _mm512_permutexvar_ps(i1, t[i]);
-                    const __m512 d2 = _mm512_permutexvar_ps(i2, t[i]);
-                    const __m512 d3 = _mm512_permutexvar_ps(i3, t[i]);
-                    store_tiles(Vc + (i * 4 + 0) * vps, ps, R, tt, n, _mm512_sub_ps(d0, d2));
-                    store_tiles(Vc + (i * 4 + 1) * vps, ps, R, tt, n, _mm512_add_ps(d1, d2));
-                    store_tiles(Vc + (i * 4 + 2) * vps, ps, R, tt, n, _mm512_sub_ps(d2, d1));
-                    store_tiles(Vc + (i * 4 + 3) * vps, ps, R, tt, n, _mm512_sub_ps(d1, d3));
-                }
-            }
-    }
-    if (T % R)
-        for (int p = 0; p < NPOS; p++) {
-            float *z = Vc + p * vps + (size_t)(T / R) * ps;
-            for (int l = T % R; l < R; l++) z[l] = 0.f;
+    const vsrc *vs = (const vsrc *)src;
+    const int avx512 = kr->isa == AC_ISA_AVX512;
+    vrun rs[MAX_RUNS];
+    for (int q = 0; q * R < nx; q++) {  /* panel after panel: the writes stream */
+        float *dq = dst + (size_t)q * kc * R;
+        const int n = AC_MIN(R, nx - q * R);
+        for (int j = 0; j < n;) {
+            const int m = AC_MIN(n - j, MAX_RUNS);  /* at most m runs for m tiles */
+            const int nr = panel_runs(rs, vs, vs->t0 + x0 + q * R + j, m, j);
+            if (avx512)
+                apply_runs_avx512(dq, vs, k0, kc, R, rs, nr);
+            else
+                apply_runs(dq, vs, k0, kc, R, rs, nr);
+            j += m;
         }
+        if (n < R)  /* lanes past the last tile */
+            for (int k = 0; k < kc; k++)
+                for (int l = n; l < R; l++) dq[(size_t)k * R + l] = 0.f;
+    }
 }
 
 /* ------------------------------------------------------------ output transform */
@@ -300,61 +295,56 @@ static inline void out_tile(float y[4], const float m[NPOS])
     y[3] = (s1[1] - s1[2]) - s1[3];
 }
 
-/* Output channel o of the chunk (M rows o, ld T) into out (channel o of the first image). */
-static void out_channel(float *out, size_t ys, const float *M, size_t mps, int o, int nimg,
+/* Output channel o of tiles [t0, t0 + n) from Mo (row o of each position's M, mps apart) into
+ * out (channel o of image 0, image stride ys). */
+static void out_channel(float *out, size_t ys, const float *Mo, size_t mps, long t0, int n,
                         float b, const wgeom *g)
 {
-    const int H = g->H, W = g->W, T = nimg * g->TI;
-    const float *Mo = M + (size_t)o * T;
-    for (int img = 0; img < nimg; img++) {
+    const int H = g->H, W = g->W;
+    for (int j = 0; j < n; j++) {
+        const long t = t0 + j;
+        const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
+        float m[NPOS], y[4];
+        for (int p = 0; p < NPOS; p++) m[p] = Mo[p * mps + j];
+        out_tile(y, m);
         float *yi = out + img * ys;
-        for (int ty = 0; ty < g->TH; ty++)
-            for (int tx = 0; tx < g->TW; tx++) {
-                const int t = img * g->TI + ty * g->TW + tx;
-                float m[NPOS], y[4];
-                for (int p = 0; p < NPOS; p++) m[p] = Mo[p * mps + t];
-                out_tile(y, m);
-                for (int a = 0; a < 2; a++)
-                    for (int e = 0; e < 2; e++) {
-                        const int oh = 2 * ty + a, ow = 2 * tx + e;
-                        if (oh < H && ow < W) yi[(size_t)oh * W + ow] = y[a * 2 + e] + b;
-                    }
+        for (int a = 0; a < 2; a++)
+            for (int e = 0; e < 2; e++) {
+                const int oh = 2 * ty + a, ow = 2 * tx + e;
+                if (oh < H && ow < W) yi[(size_t)oh * W + ow] = y[a * 2 + e] + b;
             }
     }
 }
 
-/* out_channel, vectorised over 8 tiles of a tile row (16 output columns). */
-static WINO_AVX512_FN void out_channel_avx512(float *out, size_t ys, const float *M, size_t mps,
-                                               int o, int nimg, float b, const wgeom *g)
+/* out_channel, vectorised over up to 8 tiles of a tile row (16 output columns). */
+static WINO_AVX512_FN void out_channel_avx512(float *out, size_t ys, const float *Mo, size_t mps,
+                                               long t0, int n, float b, const wgeom *g)
 {
-    const int H = g->H, W = g->W, T = nimg * g->TI;
-    const float *Mo = M + (size_t)o * T;
+    const int H = g->H, W = g->W;
     const __m512 vb = _mm512_set1_ps(b);
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    for (int img = 0; img < nimg; img++) {
-        float *yi = out + img * ys;
-        for (int ty = 0; ty < g->TH; ty++)
-            for (int tx0 = 0; tx0 < g->TW; tx0 += 8) {
-                const int n = AC_MIN(8, g->TW - tx0), t = img * g->TI + ty * g->TW + tx0;
-                const __mmask16 mk = (__mmask16)((1u << n) - 1);
-                __m512 m[NPOS], s0[4], s1[4];
-                for (int p = 0; p < NPOS; p++) m[p] = _mm512_maskz_loadu_ps(mk, Mo + p * mps + t);
-                for (int j = 0; j < 4; j++) {
-                    s0[j] = _mm512_add_ps(_mm512_add_ps(m[j], m[4 + j]), m[8 + j]);
-                    s1[j] = _mm512_sub_ps(_mm512_sub_ps(m[4 + j], m[8 + j]), m[12 + j]);
-                }
-                const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]);
-                const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]);
-                const __m512 y2 = _mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]);
-                const __m512 y3 = _mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]);
-                const int ncol = AC_MIN(16, W - 2 * tx0);
-                const __mmask16 ms = (__mmask16)((1u << ncol) - 1);
-                float *row = yi + (size_t)(2 * ty) * W + 2 * tx0;
-                _mm512_mask_storeu_ps(row, ms, _mm512_add_ps(_mm512_permutex2var_ps(y0, il, y1), vb));
-                if (2 * ty + 1 < H)
-                    _mm512_mask_storeu_ps(row + W, ms,
-                                          _mm512_add_ps(_mm512_permutex2var_ps(y2, il, y3), vb));
-            }
+    for (int j = 0; j < n;) {
+        const long t = t0 + j;
+        const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
+        const int len = AC_MIN(AC_MIN(8, g->TW - tx), n - j);
+        const __mmask16 mk = (__mmask16)((1u << len) - 1);
+        __m512 m[NPOS], s0[4], s1[4];
+        for (int p = 0; p < NPOS; p++) m[p] = _mm512_maskz_loadu_ps(mk, Mo + p * mps + j);
+        for (int q = 0; q < 4; q++) {
+            s0[q] = _mm512_add_ps(_mm512_add_ps(m[q], m[4 + q]), m[8 + q]);
+            s1[q] = _mm512_sub_ps(_mm512_sub_ps(m[4 + q], m[8 + q]), m[12 + q]);
+        }
+        const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]);
+        const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]);
+        const __m512 y2 = _mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]);
+        const __m512 y3 = _mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]);
+        const int ncol = AC_MIN(2 * len, W - 2 * tx);
+        const __mmask16 ms = (__mmask16)((1u << ncol) - 1);
+        float *row = out + img * ys + (size_t)(2 * ty) * W + 2 * tx;
+        _mm512_mask_storeu_ps(row, ms, _mm512_add_ps(_mm512_permutex2var_ps(y0, il, y1), vb));
+        if (2 * ty + 1 < H)
+            _mm512_mask_storeu_ps(row + W, ms, _mm512_add_ps(_mm512_permutex2var_ps(y2, il, y3), vb));
+        j += len;
     }
 }
 
@@ -365,57 +355,44 @@ typedef struct {
     const ac_gemm_kernel *kr;
     const float *U;  /* every group's packed U */
     const float *bias;
-    int ch;          /* images per chunk */
 } wctx;
 
-/* Images [0, nimg) of out/x (nimg <= ch): per group, V, 16 gemms into M, then out.
- * s: scratch of thread_floats(g, kr, nt). */
-static void wino_chunk(float *out, const float *x, int nimg, const wctx *cx, float *s, int nt)
+/* Tiles [t0, t0 + n), n <= chunk_tiles: per group, 16 gemms into M (B packed from x through
+ * the input transform), then the output transform. s: scratch of thread_floats(g, kr, nt). */
+static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *cx, float *s,
+                       int nt)
 {
     const wgeom *g = cx->g;
     const ac_gemm_kernel *kr = cx->kr;
-    const int avx512 = kr->isa == AC_ISA_AVX512 && kr->nr >= 8;
-    const int T = nimg * g->TI;
+    const int avx512 = kr->isa == AC_ISA_AVX512;
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * HW;
-    const size_t ups = u_floats(g, kr->mr), vps = v_floats(g, cx->ch, kr->nr);
-    const size_t mps = m_floats(g, cx->ch);
-    float *V = s, *M = V + NPOS * vps, *gw = M + NPOS * mps;
+    const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr);
+    float *M = s, *gw = M + NPOS * mps;
     for (int gi = 0; gi < g->G; gi++) {
-        const pview vb = make_pview(V, T, g->Cg, kr->nr, kr);
-        const float *xg = x + (size_t)gi * g->Cg * HW;
-        #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int c = 0; c < g->Cg; c++) {
-            if (avx512)
-                in_channel_avx512(V, vps, &vb, c, xg + c * HW, xs, nimg, g);
-            else
-                in_channel(V, vps, &vb, c, xg + c * HW, xs, nimg, g);
-        }
         for (int p = 0; p < NPOS; p++) {
             pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups, g->Og, g->Cg,
                                   kr->mr, kr);
-            pview vp = vb;
-            vp.p = V + p * vps;
-            const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vp};
-            ac_gemm_run(kr, g->Og, T, g->Cg, 1.f, &A, &B, 0.f, M + p * mps, T, gw, nt);
+            const vsrc vs = {x + (size_t)gi * g->Cg * HW, xs, t0, g, p};
+            const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {pack_v, NULL, &vs};
+            ac_gemm_run(kr, g->Og, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps, n, gw, nt);
         }
         float *yg = out + (size_t)gi * g->Og * HW;
         #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int o = 0; o < g->Og; o++) {
             const float b = cx->bias ? cx->bias[gi * g->Og + o] : 0.f;
             if (avx512)
-                out_channel_avx512(yg + o * HW, ys, M, mps, o, nimg, b, g);
+                out_channel_avx512(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
             else
-                out_channel(yg + o * HW, ys, M, mps, o, nimg, b, g);
+                out_channel(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
         }
     }
 }
 
-static void wino_images(float *out, const float *x, int n0, int n1, const wctx *cx, float *s,
-                        int nt)
+static void wino_tiles(float *out, const float *x, long t0, long t1, const wctx *cx, float *s,
+                       int nt)
 {
-    const size_t HW = (size_t)cx->g->H * cx->g->W;
-    for (int n = n0; n < n1; n += cx->ch)
-        wino_chunk(out + n * cx->g->O * HW, x + n * cx->g->C * HW, AC_MIN(cx->ch, n1 - n), cx, s, nt);
+    const int ct = chunk_tiles(cx->g, cx->kr->nr);
+    for (long t = t0; t < t1; t += ct) wino_chunk(out, x, t, (int)AC_MIN((long)ct, t1 - t), cx, s, nt);
 }
 
 void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
@@ -427,16 +404,17 @@ void ac_winograd3x3(float *out, const float *x, const float *weight, const float
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     weight_transform(work, weight, &g, kr, nt);
     float *tw = work + (size_t)g.G * NPOS * u_floats(&g, kr->mr);
-    const wctx cx = {&g, kr, work, bias, chunk_images(&g, kr->nr)};
-    const int nfull = nt > 1 ? N / nt * nt : 0;
-    if (nfull > 0) {
+    const wctx cx = {&g, kr, work, bias};
+    const long TT = (long)N * g.TI, np = (TT + kr->nr - 1) / kr->nr;
+    if (nt > 1 && TT >= (long)nt * chunk_tiles(&g, kr->nr)) {
         const size_t per = thread_floats(&g, kr, 1);
         #pragma omp parallel num_threads(nt)
         {
             const int t = omp_get_thread_num(), P = omp_get_num_threads();
-            wino_images(out, x, (int)((long)nfull * t / P), (int)((long)nfull * (t + 1) / P), &cx,
-                        tw + (size_t)t * per, 1);
+            const long a = AC_MIN(TT, np * t / P * kr->nr), b = AC_MIN(TT, np * (t + 1) / P * kr->nr);
+            wino_tiles(out, x, a, b, &cx, tw + (size_t)t * per, 1);
         }
+    } else {
+        wino_tiles(out, x, 0, TT, &cx, tw, nt);
     }
-    wino_images(out, x, nfull, N, &cx, tw, nt);
 }
