@@ -6,7 +6,8 @@
  *   M[p] = U[p] . V[p] for each of the 16 positions p (a GEMM per group: Og x tiles x Cg),
  *   y = A^T M A (2x2 per tile) + bias, cropped at the right and bottom edges.
  * 16 multiplications per tile instead of 36. U is written once per call straight into the
- * driver's packed A layout; V is never stored: the B packing callback computes it from x.
+ * driver's packed A layout, V (four positions at a time) straight into packed B panels, so
+ * the gemms pack nothing.
  * Tiles are processed in chunks of a few B panels (across image boundaries), so a chunk's
  * input, a position's U and M stay in L2 through the 16 gemms.
  *
@@ -87,9 +88,15 @@ static int chunk_tiles(const wgeom *g, int nr)
 static size_t u_floats(const wgeom *g, int mr) { return pad16((size_t)g->Cg * round_up(g->Og, mr)); }
 static size_t m_floats(const wgeom *g, int nr) { return pad16((size_t)g->Og * chunk_tiles(g, nr)); }
 
+static size_t v_floats(const wgeom *g, int nr)
+{
+    return pad16((size_t)g->Cg * round_up(chunk_tiles(g, nr), nr));
+}
+
+/* Per thread: V of four positions, M of all 16, the gemm's scratch. */
 static size_t thread_floats(const wgeom *g, const ac_gemm_kernel *kr, int gemm_nt)
 {
-    return NPOS * m_floats(g, kr->nr) + pad16(ac_sgemm_work_floats(gemm_nt));
+    return 4 * v_floats(g, kr->nr) + NPOS * m_floats(g, kr->nr) + pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 static size_t work_floats(const wgeom *g, const ac_gemm_kernel *kr, int nt)
@@ -153,69 +160,59 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
 
 /* ------------------------------------------------------------- input transform */
 
-/* V = B^T d B of a 4x4 patch d, one position p = (i, j) at a time: with B^T's rows as
- * (a, b, s) (row a + s * row b), t = d[a_i] + s_i d[b_i] over columns, V = t[a_j] + s_j t[b_j]. */
+/* B^T's rows as (a, b, s): row a + s * row b. V = B^T d B for the four positions (i, 0..3) of
+ * a row i of B^T at once: t = d[a_i] + s_i d[b_i] over the patch columns, then
+ * V(i, j) = t[a_j] + s_j t[b_j]. */
 static const int BA[4] = {0, 1, 2, 1}, BB[4] = {2, 2, 1, 3};
 static const float BS[4] = {-1.f, 1.f, -1.f, -1.f};
 
-/* B operand of position p: rows are a chunk's tiles, depth the group's channels; packed by the
- * gemm from x through the input transform. */
-typedef struct {
-    const float *x;  /* the group's channel 0 in image 0 */
-    size_t xs;       /* image stride */
-    long t0;         /* the chunk's first tile */
-    const wgeom *g;
-    int p;
-} vsrc;
-
-/* Up to VRUN tiles of one tile row, landing at panel lanes d..: patch rows a_i and b_i at
- * offsets ia, ib in an image channel, from column c0 (va, vb: 0 when outside the image). */
+/* Up to VRUN tiles of one tile row, at lane d of a panel: their patches start at offset io in
+ * an image channel (row 2ty - 1, column c0 = 2tx - 1); bit r of rows is set when patch row r
+ * lies inside the image. */
 #define VRUN 7
 #define MAX_RUNS 64
 typedef struct {
-    long ia, ib;
-    int va, vb, c0, len, d;
+    long io;
+    int rows, c0, len, d;
 } vrun;
 
-static int panel_runs(vrun *rs, const vsrc *vs, long t0, int n, int d0)
+static int make_runs(vrun *rs, const wgeom *g, size_t xs, long t0, int n, int d0)
 {
-    const wgeom *g = vs->g;
-    const int i = vs->p / 4;
     int nr = 0;
     for (int j = 0; j < n;) {
         const long t = t0 + j;
         const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
         const int len = AC_MIN(AC_MIN(g->TW - tx, VRUN), n - j);
-        const int ra = 2 * ty - 1 + BA[i], rb = 2 * ty - 1 + BB[i];
-        const long io = (long)img * (long)vs->xs + 2 * tx - 1;
-        rs[nr++] = (vrun){io + (long)ra * g->W, io + (long)rb * g->W, ra >= 0 && ra < g->H,
-                          rb >= 0 && rb < g->H, 2 * tx - 1, len, d0 + j};
+        int rows = 0;
+        for (int r = 0; r < 4; r++) rows |= (2 * ty - 1 + r >= 0 && 2 * ty - 1 + r < g->H) << r;
+        rs[nr++] = (vrun){(long)img * (long)xs + (long)(2 * ty - 1) * g->W + 2 * tx - 1, rows,
+                          2 * tx - 1, len, d0 + j};
         j += len;
     }
     return nr;
 }
 
-static void apply_runs(float *dst, const vsrc *vs, int k0, int kc, int R, const vrun *rs, int nr)
+/* The four V(i, j) of runs rs for channels [0, K) into panel q of views v[0..3] (x: channel 0). */
+static void in_runs(const pview *v, int q, const float *x, size_t HW, int K, int i,
+                    const vrun *rs, int nr, const wgeom *g)
 {
-    const wgeom *g = vs->g;
-    const size_t HW = (size_t)g->H * g->W;
-    const int i = vs->p / 4, j = vs->p % 4, W = g->W;
-    const float si = BS[i], sj = BS[j];
-    for (int k = 0; k < kc; k++) {
-        const float *xc = vs->x + (size_t)(k0 + k) * HW;
-        float *dk = dst + (size_t)k * R;
+    const float si = BS[i];
+    for (int k = 0; k < K; k++) {
+        size_t ps;
+        const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
+        const float *xc = x + (size_t)k * HW;
         for (int u = 0; u < nr; u++) {
             const vrun *r = &rs[u];
+            const int va = r->rows >> BA[i] & 1, vb = r->rows >> BB[i] & 1;
             for (int l = 0; l < r->len; l++) {
-                float t[2];
-                for (int h = 0; h < 2; h++) {
-                    const int col = 2 * l + (h ? BB[j] : BA[j]), cc = r->c0 + col;
-                    const int in = cc >= 0 && cc < W;
-                    const float a = in && r->va ? xc[r->ia + col] : 0.f;
-                    const float b = in && r->vb ? xc[r->ib + col] : 0.f;
-                    t[h] = a + si * b;
+                float t[4];
+                for (int m = 0; m < 4; m++) {
+                    const int col = 2 * l + m, in = r->c0 + col >= 0 && r->c0 + col < g->W;
+                    const float a = in && va ? xc[r->io + (long)BA[i] * g->W + col] : 0.f;
+                    const float b = in && vb ? xc[r->io + (long)BB[i] * g->W + col] : 0.f;
+                    t[m] = a + si * b;
                 }
-                dk[r->d + l] = t[0] + sj * t[1];
+                for (int j = 0; j < 4; j++) v[j].p[base + r->d + l] = t[BA[j]] + BS[j] * t[BB[j]];
             }
         }
     }
@@ -223,59 +220,72 @@ static void apply_runs(float *dst, const vsrc *vs, int k0, int kc, int R, const 
 
 #define WINO_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
-/* apply_runs, a run's 16 patch columns one vector. */
-static WINO_AVX512_FN void apply_runs_avx512(float *dst, const vsrc *vs, int k0, int kc, int R,
-                                             const vrun *rs, int nr)
+/* in_runs, a run's 16 patch columns one vector. */
+static WINO_AVX512_FN void in_runs_avx512(const pview *v, int q, const float *x, size_t HW, int K,
+                                          int i, const vrun *rs, int nr, const wgeom *g)
 {
-    const wgeom *g = vs->g;
-    const size_t HW = (size_t)g->H * g->W;
-    const int i = vs->p / 4, j = vs->p % 4, W = g->W;
-    const __m512i lanes = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i ia = _mm512_add_epi32(lanes, _mm512_set1_epi32(BA[j]));
-    const __m512i ib = _mm512_add_epi32(lanes, _mm512_set1_epi32(BB[j]));
-    __mmask16 ml[MAX_RUNS], ms[MAX_RUNS];
-    for (int u = 0; u < nr; u++) {  /* columns inside the image; lanes of the run */
-        const int lo = AC_MAX(0, -rs[u].c0), hi = AC_MIN(16, W - rs[u].c0);
-        ml[u] = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i i0 = e, i1 = _mm512_add_epi32(e, _mm512_set1_epi32(1));
+    const __m512i i2 = _mm512_add_epi32(e, _mm512_set1_epi32(2));
+    const __m512i i3 = _mm512_add_epi32(e, _mm512_set1_epi32(3));
+    const __m512 si = _mm512_set1_ps(BS[i]);
+    __mmask16 ma[MAX_RUNS], mb[MAX_RUNS], ms[MAX_RUNS];
+    long oa[MAX_RUNS], ob[MAX_RUNS];
+    for (int u = 0; u < nr; u++) {  /* columns and rows inside the image; lanes of the run */
+        const int lo = AC_MAX(0, -rs[u].c0), hi = AC_MIN(16, g->W - rs[u].c0);
+        const __mmask16 ml = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+        ma[u] = rs[u].rows >> BA[i] & 1 ? ml : 0;
+        mb[u] = rs[u].rows >> BB[i] & 1 ? ml : 0;
         ms[u] = (__mmask16)((1u << rs[u].len) - 1);
+        oa[u] = rs[u].io + (long)BA[i] * g->W;
+        ob[u] = rs[u].io + (long)BB[i] * g->W;
     }
-    for (int k = 0; k < kc; k++) {  /* depth by depth: the panel row is written in order */
-        const float *xc = vs->x + (size_t)(k0 + k) * HW;
-        float *dk = dst + (size_t)k * R;
+    for (int k = 0; k < K; k++) {  /* depth by depth: each panel row is written in order */
+        size_t ps;
+        const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
+        float *d0 = v[0].p + base, *d1 = v[1].p + base, *d2 = v[2].p + base, *d3 = v[3].p + base;
+        const float *xc = x + (size_t)k * HW;
         for (int u = 0; u < nr; u++) {
-            const vrun *r = &rs[u];
             /* lane 0 may sit before the row (column -1): masked off, never read */
-            const __m512 a = r->va ? _mm512_maskz_loadu_ps(ml[u], xc + r->ia) : _mm512_setzero_ps();
-            const __m512 b = r->vb ? _mm512_maskz_loadu_ps(ml[u], xc + r->ib) : _mm512_setzero_ps();
-            const __m512 t = i == 1 ? _mm512_add_ps(a, b) : _mm512_sub_ps(a, b);
-            const __m512 ta = _mm512_permutexvar_ps(ia, t), tb = _mm512_permutexvar_ps(ib, t);
-            _mm512_mask_storeu_ps(dk + r->d, ms[u],
-                                  j == 1 ? _mm512_add_ps(ta, tb) : _mm512_sub_ps(ta, tb));
+            const __m512 a = _mm512_maskz_loadu_ps(ma[u], xc + oa[u]);
+            const __m512 b = _mm512_maskz_loadu_ps(mb[u], xc + ob[u]);
+            const __m512 t = _mm512_fmadd_ps(si, b, a);  /* a +- b, exact */
+            const __m512 t0 = _mm512_permutexvar_ps(i0, t), t1 = _mm512_permutexvar_ps(i1, t);
+            const __m512 t2 = _mm512_permutexvar_ps(i2, t), t3 = _mm512_permutexvar_ps(i3, t);
+            const int d = rs[u].d;
+            _mm512_mask_storeu_ps(d0 + d, ms[u], _mm512_sub_ps(t0, t2));
+            _mm512_mask_storeu_ps(d1 + d, ms[u], _mm512_add_ps(t1, t2));
+            _mm512_mask_storeu_ps(d2 + d, ms[u], _mm512_sub_ps(t2, t1));
+            _mm512_mask_storeu_ps(d3 + d, ms[u], _mm512_sub_ps(t1, t3));
         }
     }
 }
 
-static void pack_v(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                   const ac_gemm_kernel *kr)
+/* V(i, 0..3) of tiles [t0, t0 + n) into packed B views v[0..3] (rows: tiles, depth: the
+ * group's channels; x: its channel 0 in image 0), panels shared among nt threads. */
+static void in_transform(const pview *v, const float *x, size_t xs, long t0, int n, int i,
+                         const wgeom *g, int avx512, int nt)
 {
-    const vsrc *vs = (const vsrc *)src;
-    const int avx512 = kr->isa == AC_ISA_AVX512;
-    vrun rs[MAX_RUNS];
-    for (int q = 0; q * R < nx; q++) {  /* panel after panel: the writes stream */
-        float *dq = dst + (size_t)q * kc * R;
-        const int n = AC_MIN(R, nx - q * R);
-        for (int j = 0; j < n;) {
-            const int m = AC_MIN(n - j, MAX_RUNS);  /* at most m runs for m tiles */
-            const int nr = panel_runs(rs, vs, vs->t0 + x0 + q * R + j, m, j);
+    const int R = v[0].R, np = (n + R - 1) / R, K = v[0].K;
+    const size_t HW = (size_t)g->H * g->W;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int q = 0; q < np; q++) {
+        const int m = AC_MIN(R, n - q * R);
+        vrun rs[MAX_RUNS];
+        for (int j = 0; j < m; j += MAX_RUNS) {
+            const int nr = make_runs(rs, g, xs, t0 + q * R + j, AC_MIN(MAX_RUNS, m - j), j);
             if (avx512)
-                apply_runs_avx512(dq, vs, k0, kc, R, rs, nr);
+                in_runs_avx512(v, q, x, HW, K, i, rs, nr, g);
             else
-                apply_runs(dq, vs, k0, kc, R, rs, nr);
-            j += m;
+                in_runs(v, q, x, HW, K, i, rs, nr, g);
         }
-        if (n < R)  /* lanes past the last tile */
-            for (int k = 0; k < kc; k++)
-                for (int l = n; l < R; l++) dq[(size_t)k * R + l] = 0.f;
+        if (m < R)  /* lanes past the last tile */
+            for (int k = 0; k < K; k++) {
+                size_t ps;
+                const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
+                for (int j = 0; j < 4; j++)
+                    for (int l = m; l < R; l++) v[j].p[base + l] = 0.f;
+            }
     }
 }
 
@@ -357,8 +367,8 @@ typedef struct {
     const float *bias;
 } wctx;
 
-/* Tiles [t0, t0 + n), n <= chunk_tiles: per group, 16 gemms into M (B packed from x through
- * the input transform), then the output transform. s: scratch of thread_floats(g, kr, nt). */
+/* Tiles [t0, t0 + n), n <= chunk_tiles: per group and row i of B^T, V of four positions and
+ * their gemms into M; then the output transform. s: scratch of thread_floats(g, kr, nt). */
 static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *cx, float *s,
                        int nt)
 {
@@ -366,15 +376,20 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
     const ac_gemm_kernel *kr = cx->kr;
     const int avx512 = kr->isa == AC_ISA_AVX512;
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * HW;
-    const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr);
-    float *M = s, *gw = M + NPOS * mps;
+    const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr), vps = v_floats(g, kr->nr);
+    float *V = s, *M = V + 4 * vps, *gw = M + NPOS * mps;
+    pview vb[4];
+    for (int j = 0; j < 4; j++) vb[j] = make_pview(V + j * vps, n, g->Cg, kr->nr, kr);
     for (int gi = 0; gi < g->G; gi++) {
-        for (int p = 0; p < NPOS; p++) {
-            pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups, g->Og, g->Cg,
-                                  kr->mr, kr);
-            const vsrc vs = {x + (size_t)gi * g->Cg * HW, xs, t0, g, p};
-            const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {pack_v, NULL, &vs};
-            ac_gemm_run(kr, g->Og, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps, n, gw, nt);
+        for (int i = 0; i < 4; i++) {
+            in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, avx512, nt);
+            for (int j = 0; j < 4; j++) {
+                const int p = i * 4 + j;
+                pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups, g->Og,
+                                      g->Cg, kr->mr, kr);
+                const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vb[j]};
+                ac_gemm_run(kr, g->Og, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps, n, gw, nt);
+            }
         }
         float *yg = out + (size_t)gi * g->Og * HW;
         #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
