@@ -29,7 +29,7 @@
 
 #define NPOS 16  /* transform positions (4x4) */
 #ifndef AC_WINO_CHUNK_TILES
-#define AC_WINO_CHUNK_TILES 256  /* tiles per chunk, rounded to whole B panels */
+#define AC_WINO_CHUNK_TILES 64  /* tiles per chunk, rounded to whole B panels */
 #endif
 
 typedef struct {
