@@ -48,6 +48,10 @@ static wgeom make_wgeom(int N, int C, int H, int W, int O, int G)
 static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+/* Stride of the per-position planes of U, V and M: 64 bytes past a multiple of 4 KiB, so the
+ * 16 planes read or written side by side fall in different cache sets. */
+static size_t plane_floats(size_t n) { return (n + 1023) / 1024 * 1024 + 16; }
+
 /* An operand in the driver's packed layout: rows padded to xpad (a multiple of R), depth K
  * in blocks of KC (ac_gemm_kc); block k0 holds its rows' panels at p + k0*xpad, panel q at
  * q*kc*R, depth k of it at (k - k0)*R. */
@@ -85,12 +89,12 @@ static int chunk_tiles(const wgeom *g, int nr)
 }
 
 /* Floats of one position's U (A panels) and of a chunk's M, per position. */
-static size_t u_floats(const wgeom *g, int mr) { return pad16((size_t)g->Cg * round_up(g->Og, mr)); }
-static size_t m_floats(const wgeom *g, int nr) { return pad16((size_t)g->Og * chunk_tiles(g, nr)); }
+static size_t u_floats(const wgeom *g, int mr) { return plane_floats((size_t)g->Cg * round_up(g->Og, mr)); }
+static size_t m_floats(const wgeom *g, int nr) { return plane_floats((size_t)g->Og * chunk_tiles(g, nr)); }
 
 static size_t v_floats(const wgeom *g, int nr)
 {
-    return pad16((size_t)g->Cg * round_up(chunk_tiles(g, nr), nr));
+    return plane_floats((size_t)g->Cg * round_up(chunk_tiles(g, nr), nr));
 }
 
 /* Per thread: V of four positions, M of all 16, the gemm's scratch. */
