@@ -449,14 +449,15 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
     return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
            pad16(ac_sgemm_work_floats(gemm_nt));
 }
-/* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (csrc/winograd.c) where it measured faster;
- * AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides, for tests and benchmarks. */
+/* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (csrc/winograd.c) where it measured faster
+ * (1.3-1.6x on AlexNet's 13x13 layers from 2 images on; at 1 image the weight transform eats
+ * the gain); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides, for tests and benchmarks. */
 static int use_winograd(const geom *g)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
     const char *e = getenv("AC_CONV_WINOGRAD");
     if (e && *e) return *e != '0';
-    return g->Cg >= 16 && g->Og >= 16;
+    return g->Cg >= 16 && g->Og >= 16 && (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96;
 }
 static size_t forward_floats(const geom *g, int nt)
 {
