@@ -224,43 +224,58 @@ static void in_runs(const pview *v, int q, const float *x, size_t HW, int K, int
 
 #define WINO_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
-/* in_runs, a run's 16 patch columns one vector. */
+/* in_runs, two runs at a time (adjacent lanes, up to 14 tiles): each run's 16 patch columns
+ * one vector, the lanes of both gathered by one two-source permute. */
 static WINO_AVX512_FN void in_runs_avx512(const pview *v, int q, const float *x, size_t HW, int K,
                                           int i, const vrun *rs, int nr, const wgeom *g)
 {
-    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i i0 = e, i1 = _mm512_add_epi32(e, _mm512_set1_epi32(1));
-    const __m512i i2 = _mm512_add_epi32(e, _mm512_set1_epi32(2));
-    const __m512i i3 = _mm512_add_epi32(e, _mm512_set1_epi32(3));
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 si = _mm512_set1_ps(BS[i]);
-    __mmask16 ma[MAX_RUNS], mb[MAX_RUNS], ms[MAX_RUNS];
-    long oa[MAX_RUNS], ob[MAX_RUNS];
-    for (int u = 0; u < nr; u++) {  /* columns and rows inside the image; lanes of the run */
-        const int lo = AC_MAX(0, -rs[u].c0), hi = AC_MIN(16, g->W - rs[u].c0);
-        const __mmask16 ml = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-        ma[u] = rs[u].rows >> BA[i] & 1 ? ml : 0;
-        mb[u] = rs[u].rows >> BB[i] & 1 ? ml : 0;
-        ms[u] = (__mmask16)((1u << rs[u].len) - 1);
-        oa[u] = rs[u].io + (long)BA[i] * g->W;
-        ob[u] = rs[u].io + (long)BB[i] * g->W;
+    const int np = (nr + 1) / 2;
+    __m512i ix[(MAX_RUNS + 1) / 2];
+    __mmask16 ma[2 * ((MAX_RUNS + 1) / 2)], mb[2 * ((MAX_RUNS + 1) / 2)], ms[(MAX_RUNS + 1) / 2];
+    long oa[2 * ((MAX_RUNS + 1) / 2)], ob[2 * ((MAX_RUNS + 1) / 2)];
+    int dd[(MAX_RUNS + 1) / 2];
+    for (int u = 0; u < 2 * np; u++) {  /* columns and rows inside the image (none: no run) */
+        const vrun *r = &rs[AC_MIN(u, nr - 1)];
+        const int lo = AC_MAX(0, -r->c0), hi = AC_MIN(16, g->W - r->c0);
+        const __mmask16 ml = u < nr ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+        ma[u] = r->rows >> BA[i] & 1 ? ml : 0;
+        mb[u] = r->rows >> BB[i] & 1 ? ml : 0;
+        oa[u] = r->io + (long)BA[i] * g->W;
+        ob[u] = r->io + (long)BB[i] * g->W;
     }
+    for (int u = 0; u < np; u++) {  /* lane l: column 2l of the first run, 2(l - n0) of the second */
+        const int n0 = rs[2 * u].len, n1 = 2 * u + 1 < nr ? rs[2 * u + 1].len : 0;
+        ix[u] = _mm512_mask_blend_epi32(
+            (__mmask16)((1u << n0) - 1),
+            _mm512_add_epi32(_mm512_slli_epi32(_mm512_sub_epi32(iota, _mm512_set1_epi32(n0)), 1),
+                             _mm512_set1_epi32(16)),
+            _mm512_slli_epi32(iota, 1));
+        ms[u] = (__mmask16)((1u << (n0 + n1)) - 1);
+        dd[u] = rs[2 * u].d;
+    }
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
     for (int k = 0; k < K; k++) {  /* depth by depth: each panel row is written in order */
         size_t ps;
         const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
         float *d0 = v[0].p + base, *d1 = v[1].p + base, *d2 = v[2].p + base, *d3 = v[3].p + base;
         const float *xc = x + (size_t)k * HW;
-        for (int u = 0; u < nr; u++) {
+        for (int u = 0; u < np; u++) {
             /* lane 0 may sit before the row (column -1): masked off, never read */
-            const __m512 a = _mm512_maskz_loadu_ps(ma[u], xc + oa[u]);
-            const __m512 b = _mm512_maskz_loadu_ps(mb[u], xc + ob[u]);
-            const __m512 t = _mm512_fmadd_ps(si, b, a);  /* a +- b, exact */
-            const __m512 t0 = _mm512_permutexvar_ps(i0, t), t1 = _mm512_permutexvar_ps(i1, t);
-            const __m512 t2 = _mm512_permutexvar_ps(i2, t), t3 = _mm512_permutexvar_ps(i3, t);
-            const int d = rs[u].d;
-            _mm512_mask_storeu_ps(d0 + d, ms[u], _mm512_sub_ps(t0, t2));
-            _mm512_mask_storeu_ps(d1 + d, ms[u], _mm512_add_ps(t1, t2));
-            _mm512_mask_storeu_ps(d2 + d, ms[u], _mm512_sub_ps(t2, t1));
-            _mm512_mask_storeu_ps(d3 + d, ms[u], _mm512_sub_ps(t1, t3));
+            const __m512 a0 = _mm512_maskz_loadu_ps(ma[2 * u], xc + oa[2 * u]);
+            const __m512 b0 = _mm512_maskz_loadu_ps(mb[2 * u], xc + ob[2 * u]);
+            const __m512 a1 = _mm512_maskz_loadu_ps(ma[2 * u + 1], xc + oa[2 * u + 1]);
+            const __m512 b1 = _mm512_maskz_loadu_ps(mb[2 * u + 1], xc + ob[2 * u + 1]);
+            const __m512 s0 = _mm512_fmadd_ps(si, b0, a0), s1 = _mm512_fmadd_ps(si, b1, a1);
+            const __m512 t0 = _mm512_permutex2var_ps(s0, ix[u], s1);
+            const __m512 t1 = _mm512_permutex2var_ps(s0, _mm512_add_epi32(ix[u], one), s1);
+            const __m512 t2 = _mm512_permutex2var_ps(s0, _mm512_add_epi32(ix[u], two), s1);
+            const __m512 t3 = _mm512_permutex2var_ps(s0, _mm512_add_epi32(ix[u], three), s1);
+            _mm512_mask_storeu_ps(d0 + dd[u], ms[u], _mm512_sub_ps(t0, t2));
+            _mm512_mask_storeu_ps(d1 + dd[u], ms[u], _mm512_add_ps(t1, t2));
+            _mm512_mask_storeu_ps(d2 + dd[u], ms[u], _mm512_sub_ps(t2, t1));
+            _mm512_mask_storeu_ps(d3 + dd[u], ms[u], _mm512_sub_ps(t1, t3));
         }
     }
 }
