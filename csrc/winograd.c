@@ -8,8 +8,10 @@
  * 16 multiplications per tile instead of 36. U is written once per call straight into the
  * driver's packed A layout, V (four positions at a time) straight into packed B panels, so
  * the gemms pack nothing.
- * Tiles are processed in chunks of a few B panels (across image boundaries), so a chunk's
- * input, a position's U and M stay in L2 through the 16 gemms.
+ * Tiles are processed in chunks of whole B panels (AC_WINO_CHUNK_TILES, across image
+ * boundaries), small enough that a chunk's V and M stay in L2 through its 16 gemms. Per-position
+ * planes are skewed off 4 KiB multiples (plane_floats): the 16 side-by-side streams aliased
+ * in the caches otherwise.
  *
  * Letters: N images, C input channels, H x W input (= output), O output channels, G groups,
  * Cg = C/G, Og = O/G, TH x TW tiles per image (TH = ceil(H/2)), TI = TH*TW; tiles are
@@ -29,7 +31,7 @@
 
 #define NPOS 16  /* transform positions (4x4) */
 #ifndef AC_WINO_CHUNK_TILES
-#define AC_WINO_CHUNK_TILES 64  /* tiles per chunk, rounded to whole B panels */
+#define AC_WINO_CHUNK_TILES 64  /* tiles per chunk, in whole B panels (64..384 measured alike) */
 #endif
 
 typedef struct {
