@@ -450,8 +450,8 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
            pad16(ac_sgemm_work_floats(gemm_nt));
 }
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (csrc/winograd.c) where it measured faster
- * (1.3-1.6x on AlexNet's 13x13 layers from 2 images on; at 1 image the weight transform eats
- * the gain); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides, for tests and benchmarks. */
+ * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
+ * weight transform eats the gain); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides. */
 static int use_winograd(const geom *g)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
