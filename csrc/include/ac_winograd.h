@@ -1,0 +1,19 @@
+/* Winograd F(2x2, 3x3) convolution: 3x3 kernel, stride 1, zero padding 1 (see csrc/winograd.c).
+ *
+ *   x (N, C, H, W)   weight (O, C/G, 3, 3)   bias (O,) or NULL   out (N, O, H, W)
+ *
+ * G groups split C and O evenly, as in ac_conv.h. Any H, W >= 1. Results do not depend on the
+ * thread count (same ISA path).
+ */
+#ifndef AC_WINOGRAD_H
+#define AC_WINOGRAD_H
+#include "ac_common.h"
+
+/* Floats of scratch ac_winograd3x3 needs for these sizes and threads (any ISA path). */
+size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups, int nthreads);
+
+/* out = conv3x3_s1_p1(x, weight) + bias. */
+void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
+                    int N, int C, int H, int W, int O, int groups, float *work, int nthreads);
+
+#endif
