@@ -33,6 +33,12 @@ class Net:
     def eval(self):
         return self.train(False)
 
+    def invalidate(self):
+        """Forget what layers derived from the parameters (packed inference weights) and
+        make the parameters writeable: call before writing them in place in eval mode."""
+        for _, layer in self.layers:
+            layer.invalidate()
+
     # -- compute ----------------------------------------------------------------------
     def check_input(self, x):
         if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
@@ -86,6 +92,7 @@ class Net:
 
     def load_state_dict(self, state):
         """Copy parameters in; names and shapes must match exactly."""
+        self.invalidate()
         mine = dict(self.named_params())
         missing = sorted(set(mine) - set(state))
         extra = sorted(set(state) - set(mine))

@@ -4,7 +4,8 @@
  * every column-matrix row is a set of contiguous runs.
  *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
  *                are small; B panels copied from the phase planes, the bias one more depth
- *                step; W_g packed once per call (or by the gemm for one or two gemms).
+ *                step; W_g packed once per call (or by the gemm for one or two gemms), or
+ *                ahead of time for inference (ac_conv2d_pack_weights).
  *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
  *                chunk of images of a slot: A panels from dY, B panels from the planes
  *                (staged rows, transposed by the plain packer).
@@ -116,20 +117,27 @@ static const float *prepacked_at(const void *src, int x0, int k0, int kc,
     return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
 }
 
-/* Pack the M x K matrix m as A operand (R = MR) into dst, all K blocks; returns the view. */
+/* Pack the M x K operand (pack, src) as A (R = MR) into dst, all K blocks; returns the view. */
 #define PREPACK_PANELS 8  /* row panels per packing task */
-static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
-                           const ac_gemm_kernel *kr, int nt)
+static prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M, int K,
+                            const ac_gemm_kernel *kr, int nt)
 {
     const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
     const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + PREPACK_PANELS - 1) / PREPACK_PANELS;
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
     for (int t = 0; t < nkb * nrc; t++) {
         const int k0 = t / nrc * KC, x0 = t % nrc * PREPACK_PANELS * MR, kc = AC_MIN(KC, K - k0);
-        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
-                            AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
+        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
+             AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
     }
     return (prepacked){dst, xpad};
+}
+
+/* The M x K matrix m as A operand. */
+static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
+                           const ac_gemm_kernel *kr, int nt)
+{
+    return prepack_op(dst, ac_gemm_pack_matrix, m, M, K, kr, nt);
 }
 
 /* Staging buffer of the column packers (on the stack: small, in L1). */
@@ -367,10 +375,10 @@ static void pack_cols_t(const void *src, float *dst, int x0, int nx, int k0, int
 
 /* ------------------------------------------------------------------ forward */
 
-/* Packed weights of every group with a bias column (depth Kg + 1), and its staging copy. */
+/* Packed weights of every group with a bias column (depth Kg + 1). */
 static size_t fwd_weights_floats(const geom *g)
 {
-    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
+    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1);
 }
 
 /* Weights of a group with the bias as column Kg (when bias), packed by the gemm. */
@@ -408,7 +416,7 @@ static int fwd_chunk(const geom *g)
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
  * (output staged in ybuf when nimg > 1). */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
-                          const float *bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
+                          int has_bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
                           int nt)
 {
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
@@ -420,10 +428,10 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         for (int i = 0; i < nimg; i++)
             make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
-        const phase_src ps = {xp, g, bias != NULL};
+        const phase_src ps = {xp, g, has_bias};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &wa[gi], &B, 0.f, y, (int)ld,
-                    gw, nt);
+        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + has_bias, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw,
+                    nt);
         if (nimg > 1)
             for (int i = 0; i < nimg; i++)
                 for (int o = 0; o < g->Og; o++)
@@ -434,13 +442,13 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
 
 /* Images [n0, n1) in chunks. */
 static void forward_images(float *out, const float *x, int n0, int n1, const ac_gemm_operand *wa,
-                           const float *bias, const geom *g, const ac_gemm_kernel *kr,
+                           int has_bias, const geom *g, const ac_gemm_kernel *kr,
                            float *tw, int nt)
 {
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int ch = fwd_chunk(g);
     for (int n = n0; n < n1; n += ch)
-        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, bias, g, kr, tw, nt);
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, has_bias, g, kr, tw, nt);
 }
 
 /* Work: packed weights of every group, then per thread: phase planes and output staging of
@@ -455,6 +463,30 @@ static size_t forward_floats(const geom *g, int nt)
 {
     return fwd_weights_floats(g) + AC_MAX(fwd_thread_floats(g, nt),
                                           (size_t)nt * fwd_thread_floats(g, 1));
+}
+
+/* Every image, with the weights of group gi as operand wa[gi] (depth Kg + has_bias); tw is
+ * the per-thread part of the work (fwd_thread_floats each). */
+static void forward_run(float *out, const float *x, const ac_gemm_operand *wa, int has_bias,
+                        const geom *g, const ac_gemm_kernel *kr, float *tw, int nt)
+{
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = fwd_thread_floats(g, 1);
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
+                           wa, has_bias, g, kr, tw + (size_t)t * per, 1);
+        }
+    }
+    forward_images(out, x, nfull, g->N, wa, has_bias, g, kr, tw, nt);
+}
+
+static wbias_src wbias_of(const float *w, const float *bias, const geom *g, int gi)
+{
+    return (wbias_src){{w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1},
+                       bias ? bias + gi * g->Og : NULL, g->Kg, g->Og};
 }
 
 /* The forward with weights w (O, Cg, KH, KW), on geometry g. */
@@ -472,38 +504,16 @@ static void forward(float *out, const float *x, const float *w, const float *bia
     const int Kd = g->Kg + (bias != NULL), ch = fwd_chunk(g);
     const int direct = (g->N + ch - 1) / ch <= 2;
     const size_t wpf = packed_floats(g->Og, g->Kg + 1);
-    float *wb = work + (size_t)g->G * wpf, *gw = work + fwd_weights_floats(g);
     for (int gi = 0; gi < g->G; gi++) {
-        const float *wg = w + (size_t)gi * g->Og * g->Kg;
-        ws[gi] = (wbias_src){{wg, (size_t)g->Kg, 1}, bias ? bias + gi * g->Og : NULL, g->Kg,
-                             g->Og};
+        ws[gi] = wbias_of(w, bias, g, gi);
         if (direct) {
             wa[gi] = (ac_gemm_operand){pack_wbias, NULL, &ws[gi]};
             continue;
         }
-        ac_gemm_matrix m = ws[gi].m;
-        if (bias) {
-            float *t = wb + (size_t)gi * g->Og * Kd;
-            for (int o = 0; o < g->Og; o++) {
-                memcpy(t + (size_t)o * Kd, wg + (size_t)o * g->Kg, (size_t)g->Kg * sizeof(float));
-                t[(size_t)o * Kd + g->Kg] = bias[gi * g->Og + o];
-            }
-            m = (ac_gemm_matrix){t, (size_t)Kd, 1};
-        }
-        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr, nt);
+        wp[gi] = prepack_op(work + gi * wpf, pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
         wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
     }
-    const int nfull = nt > 1 ? g->N / nt * nt : 0;
-    if (nfull > 0) {
-        const size_t per = fwd_thread_floats(g, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
-                           wa, bias, g, kr, gw + (size_t)t * per, 1);
-        }
-    }
-    forward_images(out, x, nfull, g->N, wa, bias, g, kr, gw, nt);
+    forward_run(out, x, wa, bias != NULL, g, kr, work + fwd_weights_floats(g), nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -520,6 +530,70 @@ void ac_conv2d_forward(float *out, const float *x, const float *weight, const fl
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     if (N <= 0) return;
     forward(out, x, weight, bias, &g, work, AC_MAX(nthreads, 1));
+}
+
+/* Pre-packed weights: a header of PACKED_HEADER floats holding what they were packed for
+ * (ints: magic, ISA path, O, Cg, KH, KW, groups, has_bias), then each group's weights with
+ * the bias column packed as the A operand of that path (prepack_op layout, depth Kd). */
+#define PACKED_HEADER 16
+#define PACKED_MAGIC 0x41435057  /* "ACPW" */
+enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_N };
+
+size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups)
+{
+    const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
+    return PACKED_HEADER + fwd_weights_floats(&g);
+}
+
+void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
+                            int C, int O, int KH, int KW, int groups, int nthreads)
+{
+    const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
+    const int isa = ac_get_isa(), has_bias = bias != NULL;
+    const int h[PH_N] = {PACKED_MAGIC, isa, O, g.Cg, KH, KW, groups, has_bias};
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(isa);
+    const size_t wpf = packed_floats(g.Og, g.Kg + 1);
+    memset(packed, 0, PACKED_HEADER * sizeof(float));
+    memcpy(packed, h, sizeof h);
+    for (int gi = 0; gi < groups; gi++) {
+        const wbias_src ws = wbias_of(weight, bias, &g, gi);
+        prepack_op(packed + PACKED_HEADER + gi * wpf, pack_wbias, &ws, g.Og, g.Kg + has_bias, kr,
+                   AC_MAX(nthreads, 1));
+    }
+}
+
+size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                            int stride, int pad, int groups, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    nthreads = AC_MAX(nthreads, 1);
+    return AC_MAX(fwd_thread_floats(&g, nthreads), (size_t)nthreads * fwd_thread_floats(&g, 1));
+}
+
+int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
+                             int N, int C, int H, int W, int O, int KH, int KW,
+                             int stride, int pad, int groups, float *work, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    int h[PH_N];
+    memcpy(h, packed, sizeof h);
+    if (h[PH_MAGIC] != PACKED_MAGIC || h[PH_ISA] != ac_get_isa() || h[PH_O] != O ||
+        h[PH_CG] != g.Cg || h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
+        return -1;
+    if (N <= 0) return 0;
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(h[PH_ISA]);
+    const int has_bias = h[PH_BIAS] != 0;
+    const size_t wpf = packed_floats(g.Og, g.Kg + 1);
+    const int G1 = groups > 0 ? groups : 1;
+    prepacked wp[G1];
+    ac_gemm_operand wa[G1];
+    for (int gi = 0; gi < groups; gi++) {
+        wp[gi] = (prepacked){packed + PACKED_HEADER + gi * wpf,
+                             (g.Og + kr->mr - 1) / kr->mr * kr->mr};
+        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
+    }
+    forward_run(out, x, wa, has_bias, &g, kr, work, AC_MAX(nthreads, 1));
+    return 0;
 }
 
 /* ----------------------------------------------------------------- backward */
