@@ -282,3 +282,62 @@ def test_large_input_planes_split_into_chunks(rng):
     assert_close(got[0][2], rdw, what="dweight")
     for name, a1, a2 in zip(("out", "dx", "dweight", "dbias"), *got):
         np.testing.assert_array_equal(a1, a2, err_msg=name)
+
+
+# ------------------------------------------------------- inference: packed weights
+
+def _forward_packed(x, w, b, hp, packed=None):
+    stride, pad, groups = hp
+    OH = (x.shape[2] + 2 * pad - w.shape[2]) // stride + 1
+    OW = (x.shape[3] + 2 * pad - w.shape[3]) // stride + 1
+    out = np.full((x.shape[0], w.shape[0], OH, OW), np.nan, np.float32)
+    packed = _C.conv2d_pack_weights(w, b, groups, packed)
+    _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+    return out, packed
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_packed_forward_is_bitwise_the_forward(case, isa, nthreads, rng):
+    x, w, b, dout, hp = _make(rng, case)
+    out, packed = _forward_packed(x, w, b, hp)
+    np.testing.assert_array_equal(out, _forward(x, w, b, hp))
+    out, again = _forward_packed(x, w, None, hp, packed)   # no bias; buffer reused
+    assert again is packed
+    np.testing.assert_array_equal(out, _forward(x, w, None, hp))
+
+
+def test_packed_forward_refuses_other_isa_or_shapes(rng):
+    x, w, b, dout, hp = _make(rng, (2, 4, 7, 7, 6, 3, 3, 1, 1, 2))
+    out = np.empty((2, 6, 7, 7), np.float32)
+    packed = _C.conv2d_pack_weights(w, b, 2)
+    _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+    assert_close(out, conv_ref(x, w, b, *hp), what="out")
+    fwd = _C.conv2d_forward_packed
+    with pytest.raises(ValueError, match="another ISA path or weight shape"):
+        fwd(out, x, packed, (6, 4, 3, 3), 1, 1, 1)          # groups 1: (6, 4, 3, 3) expected
+    with pytest.raises(ValueError, match="another ISA path or weight shape"):
+        fwd(out, x[:, :2].copy(), packed, (6, 1, 3, 3), 1, 1, 2)
+    with pytest.raises(ValueError, match="packed must be a 1-D C-contiguous float32 array"):
+        fwd(out, x, packed[:-1], w.shape, *hp)
+    with pytest.raises(ValueError, match="packed must be"):
+        fwd(out, x, packed.astype(np.float64), w.shape, *hp)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        fwd(out, x, packed, (6, 3, 3, 3), *hp)
+    with pytest.raises(ValueError, match="out must have shape"):
+        fwd(out[:1].copy(), x, packed, w.shape, *hp)
+    with pytest.raises(ValueError, match="groups=4 must divide out channels"):
+        _C.conv2d_pack_weights(w, b, 4)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        _C.conv2d_pack_weights(w, b[:5].copy(), 2)
+    old = _C.get_isa()
+    other = [n for n in _C.ISA_NAMES if _C.isa_supported(n) and n != old]
+    try:
+        for name in other:
+            _C.set_isa(name)
+            with pytest.raises(ValueError, match=f"another ISA path.* on {name}"):
+                fwd(out, x, packed, w.shape, *hp)
+            repacked = _C.conv2d_pack_weights(w, b, 2)
+            fwd(out, x, repacked, w.shape, *hp)
+            assert_close(out, conv_ref(x, w, b, *hp), what=f"out on {name}")
+    finally:
+        _C.set_isa(old)
