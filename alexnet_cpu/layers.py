@@ -123,17 +123,21 @@ class Conv2d(Layer):
         w.flags.writeable = b.flags.writeable = False
         return self._packed
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """relu=True: the output rectified in place as a following ReLU would (fused into
+        the convolution in eval mode)."""
         self._x = x
         self._y = _buffer(self._y, (x.shape[0],) + self.output_shape(x.shape[1:]))
         if self._training:
             self._work_fwd = _C.conv2d_forward(self._y, x, self.params["weight"],
                                                self.params["bias"], self.stride, self.pad,
                                                self.groups, self._work_fwd)
+            if relu:
+                _C.relu_forward(self._y, self._y)
         else:
             self._work_fwd = _C.conv2d_forward_packed(
                 self._y, x, self._packed_weights(), self.params["weight"].shape, self.stride,
-                self.pad, self.groups, self._work_fwd)
+                self.pad, self.groups, self._work_fwd, relu)
         return self._y
 
     def backward(self, dy):

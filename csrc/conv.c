@@ -155,27 +155,32 @@ static size_t phase_floats(const geom *g)
     return pad16((size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g));
 }
 
-static void make_phases(float *xp, const float *x, const geom *g)
+/* Input rows t in [t0, t1) of the phase planes, t = (c*stride + a)*Hp + i (each feeds
+ * stride planes). */
+static void make_phase_rows(float *xp, const float *x, const geom *g, int t0, int t1)
 {
     const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
-    for (int c = 0; c < g->Cg; c++)
-        for (int a = 0; a < s; a++)
-            for (int i = 0; i < Hp; i++) {  /* one input row to its s planes while in L1 */
-                const int ih = i * s + a - g->pad;
-                for (int b = 0; b < s; b++) {
-                    float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
-                    if (ih < 0 || ih >= g->H) {
-                        zero(row, Wp);
-                        continue;
-                    }
-                    int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
-                    valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
-                    zero(row, jlo);
-                    gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
-                           jhi - jlo, s);
-                    zero(row + jhi, Wp - jhi);
-                }
+    for (int t = t0; t < t1; t++) {  /* one input row to its s planes while in L1 */
+        const int c = t / (s * Hp), a = t / Hp % s, i = t % Hp, ih = i * s + a - g->pad;
+        for (int b = 0; b < s; b++) {
+            float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+            if (ih < 0 || ih >= g->H) {
+                zero(row, Wp);
+                continue;
             }
+            int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
+            valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+            zero(row, jlo);
+            gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
+                   jhi - jlo, s);
+            zero(row + jhi, Wp - jhi);
+        }
+    }
+}
+
+static void make_phases(float *xp, const float *x, const geom *g)
+{
+    make_phase_rows(xp, x, g, 0, g->Cg * g->stride * phase_hp(g));
 }
 
 typedef struct {
@@ -413,42 +418,65 @@ static int fwd_chunk(const geom *g)
     return AC_MAX(1, AC_MIN(c, g->N));
 }
 
+/* d[i] = s[i], or max(s[i], 0) as ac_relu_forward has it (NaN -> 0) when relu; d may be s.
+ * Split among nt threads when long (batch 1: the gemm before was threaded). */
+#define PAR_FLOATS (1 << 16)
+static void store_out(float *d, const float *s, size_t n, int relu, int nt)
+{
+    if (!relu) {
+        if (d != s) memcpy(d, s, n * sizeof(float));
+        return;
+    }
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n >= PAR_FLOATS)
+    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
+}
+
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
- * (output staged in ybuf when nimg > 1). */
+ * (output staged in ybuf when nimg > 1), then the ReLU when relu. Threaded gemms (nt > 1,
+ * batch 1) also share the phase planes and the ReLU out. */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
-                          int has_bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
-                          int nt)
+                          int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
+                          float *xp, int nt)
 {
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
     const size_t xs = (size_t)g->C * HW, ys = (size_t)g->O * S, ld = (size_t)nimg * S;
-    const int ch = fwd_chunk(g);
+    const int ch = fwd_chunk(g), rows = g->Cg * g->stride * phase_hp(g);
     float *ybuf = xp + (size_t)ch * pf;
     float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
-        for (int i = 0; i < nimg; i++)
-            make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
+        const float *xg = x + (size_t)gi * g->Cg * HW;
+        #pragma omp parallel num_threads(nt) if (nt > 1 && nimg * pf >= PAR_FLOATS)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            for (int i = 0; i < nimg; i++)
+                make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
+                                (int)((long)rows * (t + 1) / T));
+        }
         const phase_src ps = {xp, g, has_bias};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
         ac_gemm_run(kr, g->Og, (int)ld, g->Kg + has_bias, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw,
                     nt);
-        if (nimg > 1)
+        if (nimg == 1)
+            store_out(y, y, (size_t)g->Og * S, relu, nt);
+        else
             for (int i = 0; i < nimg; i++)
                 for (int o = 0; o < g->Og; o++)
-                    memcpy(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
-                           S * sizeof(float));
+                    store_out(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
+                              S, relu, 1);
     }
 }
 
 /* Images [n0, n1) in chunks. */
 static void forward_images(float *out, const float *x, int n0, int n1, const ac_gemm_operand *wa,
-                           int has_bias, const geom *g, const ac_gemm_kernel *kr,
+                           int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
                            float *tw, int nt)
 {
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int ch = fwd_chunk(g);
     for (int n = n0; n < n1; n += ch)
-        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, has_bias, g, kr, tw, nt);
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, has_bias, relu, g, kr, tw,
+                      nt);
 }
 
 /* Work: packed weights of every group, then per thread: phase planes and output staging of
@@ -465,10 +493,10 @@ static size_t forward_floats(const geom *g, int nt)
                                           (size_t)nt * fwd_thread_floats(g, 1));
 }
 
-/* Every image, with the weights of group gi as operand wa[gi] (depth Kg + has_bias); tw is
- * the per-thread part of the work (fwd_thread_floats each). */
+/* Every image, with the weights of group gi as operand wa[gi] (depth Kg + has_bias), then
+ * the ReLU when relu; tw is the per-thread part of the work (fwd_thread_floats each). */
 static void forward_run(float *out, const float *x, const ac_gemm_operand *wa, int has_bias,
-                        const geom *g, const ac_gemm_kernel *kr, float *tw, int nt)
+                        int relu, const geom *g, const ac_gemm_kernel *kr, float *tw, int nt)
 {
     const int nfull = nt > 1 ? g->N / nt * nt : 0;
     if (nfull > 0) {
@@ -477,10 +505,10 @@ static void forward_run(float *out, const float *x, const ac_gemm_operand *wa, i
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
-                           wa, has_bias, g, kr, tw + (size_t)t * per, 1);
+                           wa, has_bias, relu, g, kr, tw + (size_t)t * per, 1);
         }
     }
-    forward_images(out, x, nfull, g->N, wa, has_bias, g, kr, tw, nt);
+    forward_images(out, x, nfull, g->N, wa, has_bias, relu, g, kr, tw, nt);
 }
 
 static wbias_src wbias_of(const float *w, const float *bias, const geom *g, int gi)
@@ -513,7 +541,7 @@ static void forward(float *out, const float *x, const float *w, const float *bia
         wp[gi] = prepack_op(work + gi * wpf, pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
         wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
     }
-    forward_run(out, x, wa, bias != NULL, g, kr, work + fwd_weights_floats(g), nt);
+    forward_run(out, x, wa, bias != NULL, 0, g, kr, work + fwd_weights_floats(g), nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -572,7 +600,8 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
 
 int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                              int N, int C, int H, int W, int O, int KH, int KW,
-                             int stride, int pad, int groups, float *work, int nthreads)
+                             int stride, int pad, int groups, int relu, float *work,
+                             int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     int h[PH_N];
@@ -592,7 +621,7 @@ int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                              (g.Og + kr->mr - 1) / kr->mr * kr->mr};
         wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
     }
-    forward_run(out, x, wa, has_bias, &g, kr, work, AC_MAX(nthreads, 1));
+    forward_run(out, x, wa, has_bias, relu, &g, kr, work, AC_MAX(nthreads, 1));
     return 0;
 }
 

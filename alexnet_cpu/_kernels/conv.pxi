@@ -15,7 +15,7 @@ cdef extern from "ac_conv.h":
                                                 int nthreads) nogil
     int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                                  int N, int C, int H, int W, int O, int KH, int KW,
-                                 int stride, int pad, int groups, float *work,
+                                 int stride, int pad, int groups, int relu, float *work,
                                  int nthreads) nogil
     size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                           int stride, int pad, int groups, int nthreads) nogil
@@ -132,10 +132,11 @@ def conv2d_pack_weights(weight, bias, int groups, packed=None):
 
 
 def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int groups,
-                          work=None):
+                          work=None, bint relu=False):
     """out = conv2d(x, weight) + bias with packed = conv2d_pack_weights(weight, bias, groups)
-    and wshape = weight.shape; bitwise what conv2d_forward gives. ValueError when packed was
-    made for another ISA path or weight shape. Returns the scratch array (pass it back)."""
+    and wshape = weight.shape, then out = relu(out) when relu; bitwise what conv2d_forward
+    (and relu_forward) give. ValueError when packed was made for another ISA path or weight
+    shape. Returns the scratch array (pass it back)."""
     fn = "conv2d_forward_packed"
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
@@ -155,7 +156,7 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
     cdef int rc
     with nogil:
         rc = ac_conv2d_forward_packed(po, px, pp, N, C, H, W, O, KH, KW, stride, pad, groups,
-                                      pwork, nt)
+                                      relu, pwork, nt)
     if rc != 0:
         raise ValueError(f"{fn}: packed was made for another ISA path or weight shape than "
                          f"{wshape} on {get_isa()}; pack the weights again")

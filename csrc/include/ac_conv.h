@@ -32,12 +32,14 @@ void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bia
 size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                             int stride, int pad, int groups, int nthreads);
 
-/* out = conv(x, weight) + bias with packed = ac_conv2d_pack_weights(weight, bias); the same
- * arithmetic as ac_conv2d_forward, bitwise. Returns 0, or -1 (nothing written) when packed
- * was made for another ISA path or other weight shapes. */
+/* out = conv(x, weight) + bias with packed = ac_conv2d_pack_weights(weight, bias), then
+ * out = max(out, 0) (as ac_relu_forward) when relu; the same arithmetic as
+ * ac_conv2d_forward (and ac_relu_forward), bitwise. Returns 0, or -1 (nothing written)
+ * when packed was made for another ISA path or other weight shapes. */
 int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                              int N, int C, int H, int W, int O, int KH, int KW,
-                             int stride, int pad, int groups, float *work, int nthreads);
+                             int stride, int pad, int groups, int relu, float *work,
+                             int nthreads);
 
 /* Floats of scratch ac_conv2d_backward needs for these sizes and threads. */
 size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
