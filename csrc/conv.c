@@ -187,6 +187,7 @@ typedef struct {
     const float *xp;  /* phase planes of the group (make_phases), image after image */
     const geom *g;
     int ones;         /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
+    int x0;           /* pixel of column 0 (a thread's share of the columns) */
 } phase_src;
 
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
@@ -238,8 +239,8 @@ static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int k
 }
 
 /* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
- * are listed once, then copied for every depth k. Pixel x0 + j is pixel (x0 + j) % S of
- * the chunk's image (x0 + j) / S. */
+ * are listed once, then copied for every depth k. Pixel x0 + j (x0 counted from ps->x0) is
+ * pixel (x0 + j) % S of the chunk's image (x0 + j) / S. */
 static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                        const ac_gemm_kernel *kr)
 {
@@ -251,6 +252,7 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
     const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
     run rs[MAX_RUNS];
     int nr = 0;
+    x0 += ps->x0;
     for (int j = 0; j < nx;) {
         const int img = (x0 + j) / S, px = (x0 + j) % S, oh = px / OW, ow = px % OW;
         const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
@@ -431,39 +433,72 @@ static void store_out(float *d, const float *s, size_t n, int relu, int nt)
     for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
 }
 
+/* Columns [n0, n1) of the chunk's output staging ybuf (Og x nimg*S) to out (one image after
+ * another), rectified when relu. */
+static void unstage(float *out, const float *ybuf, int nimg, size_t n0, size_t n1, int relu,
+                    const geom *g, int gi)
+{
+    const size_t S = g->S, ld = (size_t)nimg * S, ys = (size_t)g->O * S;
+    for (size_t c = n0; c < n1;) {
+        const size_t i = c / S, p = c % S, len = AC_MIN(S - p, n1 - c);
+        for (int o = 0; o < g->Og; o++)
+            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, ybuf + o * ld + c, len,
+                      relu, 1);
+        c += len;
+    }
+}
+
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
- * (output staged in ybuf when nimg > 1), then the ReLU when relu. Threaded gemms (nt > 1,
- * batch 1) also share the phase planes and the ReLU out. */
+ * (output staged in ybuf when nimg > 1), then the ReLU when relu. With nt > 1 (batch 1) the
+ * threads build the phase planes together; then, when the weights are the smaller operand
+ * (conv1, conv2), each thread runs a one-thread gemm on its share of the pixels and writes
+ * it out, all in one parallel region; else (3x3 layers: every thread reading all of the
+ * weights measured slower than every thread packing all of B) the gemm splits its rows. */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
                           int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
                           float *xp, int nt)
 {
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
-    const size_t xs = (size_t)g->C * HW, ys = (size_t)g->O * S, ld = (size_t)nimg * S;
-    const int ch = fwd_chunk(g), rows = g->Cg * g->stride * phase_hp(g);
+    const size_t xs = (size_t)g->C * HW, ld = (size_t)nimg * S;
+    const int ch = fwd_chunk(g), rows = g->Cg * g->stride * phase_hp(g), Kd = g->Kg + has_bias;
+    const int pn = (int)((ld + kr->nr - 1) / kr->nr);
+    const int split = nt > 1 && pn >= nt && (size_t)g->Og <= ld;
     float *ybuf = xp + (size_t)ch * pf;
     float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         const float *xg = x + (size_t)gi * g->Cg * HW;
-        #pragma omp parallel num_threads(nt) if (nt > 1 && nimg * pf >= PAR_FLOATS)
+        #pragma omp parallel num_threads(nt) if (split || (nt > 1 && nimg * pf >= PAR_FLOATS))
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             for (int i = 0; i < nimg; i++)
                 make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
                                 (int)((long)rows * (t + 1) / T));
+            if (split) {
+                #pragma omp barrier
+                const size_t n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
+                const size_t n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
+                const phase_src ps = {xp, g, has_bias, (int)n0};
+                const ac_gemm_operand B = {pack_phase, NULL, &ps};
+                if (n1 > n0) {
+                    ac_gemm_run(kr, g->Og, (int)(n1 - n0), Kd, 1.f, &wa[gi], &B, 0.f, y + n0,
+                                (int)ld, gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
+                    if (nimg > 1)
+                        unstage(out, ybuf, nimg, n0, n1, relu, g, gi);
+                    else if (relu)
+                        for (int o = 0; o < g->Og; o++)
+                            store_out(y + o * ld + n0, y + o * ld + n0, n1 - n0, 1, 1);
+                }
+            }
         }
-        const phase_src ps = {xp, g, has_bias};
+        if (split) continue;
+        const phase_src ps = {xp, g, has_bias, 0};
         const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + has_bias, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw,
-                    nt);
-        if (nimg == 1)
-            store_out(y, y, (size_t)g->Og * S, relu, nt);
+        ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, nt);
+        if (nimg > 1)
+            unstage(out, ybuf, nimg, 0, ld, relu, g, gi);
         else
-            for (int i = 0; i < nimg; i++)
-                for (int o = 0; o < g->Og; o++)
-                    store_out(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
-                              S, relu, 1);
+            store_out(y, y, (size_t)g->Og * S, relu, nt);
     }
 }
 
@@ -485,7 +520,8 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
     const int ch = fwd_chunk(g);
     return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
-           pad16(ac_sgemm_work_floats(gemm_nt));
+           AC_MAX(pad16(ac_sgemm_work_floats(gemm_nt)),  /* one gemm, or one per thread */
+                  (size_t)gemm_nt * pad16(ac_sgemm_work_floats(1)));
 }
 static size_t forward_floats(const geom *g, int nt)
 {
