@@ -421,16 +421,27 @@ static int fwd_chunk(const geom *g)
 }
 
 /* d[i] = s[i], or max(s[i], 0) as ac_relu_forward has it (NaN -> 0) when relu; d may be s.
- * Split among nt threads when long (batch 1: the gemm before was threaded). */
+ * Split among nt threads when long (batch 1: the gemm before was threaded); entering an
+ * OpenMP region costs even when its if() is false, so short calls stay out of it. */
 #define PAR_FLOATS (1 << 16)
+static void relu_copy(float *d, const float *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
+}
 static void store_out(float *d, const float *s, size_t n, int relu, int nt)
 {
     if (!relu) {
         if (d != s) memcpy(d, s, n * sizeof(float));
-        return;
+    } else if (nt > 1 && n >= PAR_FLOATS) {
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            const size_t i0 = n * t / T / 16 * 16, i1 = t + 1 == T ? n : n * (t + 1) / T / 16 * 16;
+            relu_copy(d + i0, s + i0, i1 - i0);
+        }
+    } else {
+        relu_copy(d, s, n);
     }
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n >= PAR_FLOATS)
-    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
 }
 
 /* Columns [n0, n1) of the chunk's output staging ybuf (Og x nimg*S) to out (one image after
@@ -468,26 +479,31 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         const float *xg = x + (size_t)gi * g->Cg * HW;
-        #pragma omp parallel num_threads(nt) if (split || (nt > 1 && nimg * pf >= PAR_FLOATS))
-        {
-            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        if (!split && (nt == 1 || nimg * pf < PAR_FLOATS)) {  /* no region: see store_out */
             for (int i = 0; i < nimg; i++)
-                make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
-                                (int)((long)rows * (t + 1) / T));
-            if (split) {
-                #pragma omp barrier
-                const size_t n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
-                const size_t n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
-                const phase_src ps = {xp, g, has_bias, (int)n0};
-                const ac_gemm_operand B = {pack_phase, NULL, &ps};
-                if (n1 > n0) {
-                    ac_gemm_run(kr, g->Og, (int)(n1 - n0), Kd, 1.f, &wa[gi], &B, 0.f, y + n0,
-                                (int)ld, gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
-                    if (nimg > 1)
-                        unstage(out, ybuf, nimg, n0, n1, relu, g, gi);
-                    else if (relu)
-                        for (int o = 0; o < g->Og; o++)
-                            store_out(y + o * ld + n0, y + o * ld + n0, n1 - n0, 1, 1);
+                make_phases(xp + i * pf, xg + i * xs, g);
+        } else {
+            #pragma omp parallel num_threads(nt)
+            {
+                const int t = omp_get_thread_num(), T = omp_get_num_threads();
+                for (int i = 0; i < nimg; i++)
+                    make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
+                                    (int)((long)rows * (t + 1) / T));
+                if (split) {
+                    #pragma omp barrier
+                    const size_t n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
+                    const size_t n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
+                    const phase_src ps = {xp, g, has_bias, (int)n0};
+                    const ac_gemm_operand B = {pack_phase, NULL, &ps};
+                    if (n1 > n0) {
+                        ac_gemm_run(kr, g->Og, (int)(n1 - n0), Kd, 1.f, &wa[gi], &B, 0.f, y + n0,
+                                    (int)ld, gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
+                        if (nimg > 1)
+                            unstage(out, ybuf, nimg, n0, n1, relu, g, gi);
+                        else if (relu)
+                            for (int o = 0; o < g->Og; o++)
+                                store_out(y + o * ld + n0, y + o * ld + n0, n1 - n0, 1, 1);
+                    }
                 }
             }
         }

@@ -341,3 +341,32 @@ def test_packed_forward_refuses_other_isa_or_shapes(rng):
             assert_close(out, conv_ref(x, w, b, *hp), what=f"out on {name}")
     finally:
         _C.set_isa(old)
+
+
+def _relu(a):
+    return np.where(a > 0, a, 0).astype(np.float32)   # NaN -> 0, as relu_forward
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[11], CASES[15], CASES[23],
+                                  (1, 3, 9, 9, 4, 3, 3, 1, 1, 1), (2, 4, 9, 9, 40, 3, 3, 1, 1, 2)],
+                         ids=[IDS[1], IDS[5], IDS[11], IDS[15], IDS[23], "N1", "N2manyO"])
+def test_packed_forward_fused_relu_any_thread_count(case, isa, rng):
+    """relu=True is the forward then relu_forward, bitwise, on 1, 2 and 3 threads (3: several
+    images left over after the whole-image share, run with threaded gemms)."""
+    import alexnet_cpu as ac
+    x, w, b, dout, hp = _make(rng, case)
+    x[0, 0, 0, :2] = np.nan                               # NaNs rectify to 0, as relu_forward
+    expected = _relu(_forward(x, w, b, hp))
+    packed = _C.conv2d_pack_weights(w, b, hp[2])
+    old = ac.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            ac.set_num_threads(nt)
+            out = np.full_like(expected, np.nan)
+            _C.conv2d_forward_packed(out, x, packed, w.shape, *hp, relu=True)
+            np.testing.assert_array_equal(out, expected, err_msg=f"{nt} threads")
+            out = np.full_like(expected, np.nan)
+            _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+            np.testing.assert_array_equal(out, _forward(x, w, b, hp), err_msg=f"{nt} threads")
+    finally:
+        ac.set_num_threads(old)

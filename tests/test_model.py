@@ -212,3 +212,21 @@ def test_eval_packed_weights_follow_loads_and_training_steps():
     for _, p in net.named_params():
         p *= 0.5
     assert np.array_equal(net.forward(x), fresh(net))
+
+
+def test_eval_forward_fuses_relu_and_equals_training_forward():
+    """Eval mode: packed weights and each Conv2d+ReLU fused; the training-mode forward
+    (dropout off) gives the same logits bitwise, and backward still sees the ReLU outputs."""
+    net = ac.alexnet("paper", num_classes=5, seed=3)
+    for _, layer in net.layers:
+        if isinstance(layer, Dropout):
+            layer.p = 0.0
+    x = np.random.default_rng(2).normal(0, 1, (3, 3, 67, 67)).astype(np.float32)
+    trained = net.train().forward(x)
+    net.backward(np.ones_like(trained))
+    g_train = [g.copy() for _, _, g in net.parameters()]
+    net.zero_grad()
+    assert np.array_equal(net.eval().forward(x), trained)
+    net.backward(np.ones_like(trained))
+    for (name, _, g), gt in zip(net.parameters(), g_train):
+        assert np.array_equal(g, gt), name
