@@ -219,14 +219,23 @@ class MaxPool2d(Layer):
         return int(np.prod(self.output_shape(in_shape))) * self.k * self.k
 
     def forward(self, x):
-        self._in_shape = x.shape
+        """In eval mode the argmax (for backward) is not written; a backward after an eval
+        forward computes it then from the input, still held by the layer before."""
+        self._x, self._in_shape = x, x.shape
         shape = (x.shape[0],) + self.output_shape(x.shape[1:])
         self._y = _buffer(self._y, shape)
-        self._argmax = _buffer(self._argmax, shape, np.int32)
-        _C.maxpool2d_forward(self._y, self._argmax, x, self.k, self.stride)
+        self._have_argmax = self.training
+        if self.training:
+            self._argmax = _buffer(self._argmax, shape, np.int32)
+        _C.maxpool2d_forward(self._y, self._argmax if self.training else None, x, self.k,
+                             self.stride)
         return self._y
 
     def backward(self, dy):
+        if not self._have_argmax:
+            self._argmax = _buffer(self._argmax, self._y.shape, np.int32)
+            _C.maxpool2d_forward(self._y, self._argmax, self._x, self.k, self.stride)
+            self._have_argmax = True
         self._dx = _buffer(self._dx, self._in_shape)
         _C.maxpool2d_backward(self._dx, dy, self._argmax)
         return self._dx

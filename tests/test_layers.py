@@ -89,3 +89,16 @@ def test_read_only_parameters_stay_read_only(rng):
     layer.forward(x)
     layer.training = True
     assert layer.params["weight"].flags.writeable and not layer.params["bias"].flags.writeable
+
+
+def test_maxpool_eval_skips_argmax_but_backward_still_works(rng):
+    from alexnet_cpu.layers import MaxPool2d
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    train, ev = MaxPool2d(3, 2), MaxPool2d(3, 2)
+    ev.training = False
+    y = train.forward(x).copy()
+    np.testing.assert_array_equal(ev.forward(x), y)
+    assert ev._argmax is None                           # not written in eval mode
+    np.testing.assert_array_equal(ev.backward(dy), train.backward(dy))
+    np.testing.assert_array_equal(ev._y, y)
