@@ -420,51 +420,57 @@ static int fwd_chunk(const geom *g)
     return AC_MAX(1, AC_MIN(c, g->N));
 }
 
-/* d[i] = s[i], or max(s[i], 0) as ac_relu_forward has it (NaN -> 0) when relu; d may be s.
- * Split among nt threads when long (batch 1: the gemm before was threaded); entering an
- * OpenMP region costs even when its if() is false, so short calls stay out of it. */
-#define PAR_FLOATS (1 << 16)
-static void relu_copy(float *d, const float *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
-}
-static void store_out(float *d, const float *s, size_t n, int relu, int nt)
+/* d[i] = s[i], or max(s[i], 0) as ac_relu_forward has it (NaN -> 0) when relu; d may be s. */
+static void store_out(float *d, const float *s, size_t n, int relu)
 {
     if (!relu) {
         if (d != s) memcpy(d, s, n * sizeof(float));
-    } else if (nt > 1 && n >= PAR_FLOATS) {
-        #pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            const size_t i0 = n * t / T / 16 * 16, i1 = t + 1 == T ? n : n * (t + 1) / T / 16 * 16;
-            relu_copy(d + i0, s + i0, i1 - i0);
-        }
-    } else {
-        relu_copy(d, s, n);
+        return;
     }
+    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
 }
 
-/* Columns [n0, n1) of the chunk's output staging ybuf (Og x nimg*S) to out (one image after
- * another), rectified when relu. */
-static void unstage(float *out, const float *ybuf, int nimg, size_t n0, size_t n1, int relu,
-                    const geom *g, int gi)
+/* Rows [o0, o1) x columns [n0, n1) of a chunk's gemm output y (Og x nimg*S) to out, one
+ * image after another (in place when nimg == 1: y is then out), rectified when relu. */
+static void write_out(float *out, const float *y, int nimg, int o0, int o1, size_t n0,
+                      size_t n1, int relu, const geom *g, int gi)
 {
     const size_t S = g->S, ld = (size_t)nimg * S, ys = (size_t)g->O * S;
+    if (nimg == 1 && !relu) return;
     for (size_t c = n0; c < n1;) {
         const size_t i = c / S, p = c % S, len = AC_MIN(S - p, n1 - c);
-        for (int o = 0; o < g->Og; o++)
-            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, ybuf + o * ld + c, len,
-                      relu, 1);
+        for (int o = o0; o < o1; o++)
+            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len, relu);
         c += len;
     }
 }
 
+/* An operand's rows from x0 on (x0 a multiple of the panel height). */
+typedef struct {
+    const ac_gemm_operand *op;
+    int x0;
+} rows_src;
+
+static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                      const ac_gemm_kernel *kr)
+{
+    const rows_src *rs = (const rows_src *)src;
+    rs->op->pack(rs->op->src, dst, rs->x0 + x0, nx, k0, kc, R, kr);
+}
+
+static const float *rows_packed(const void *src, int x0, int k0, int kc, const ac_gemm_kernel *kr)
+{
+    const rows_src *rs = (const rows_src *)src;
+    return rs->op->packed ? rs->op->packed(rs->op->src, rs->x0 + x0, k0, kc, kr) : NULL;
+}
+
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
- * (output staged in ybuf when nimg > 1), then the ReLU when relu. With nt > 1 (batch 1) the
- * threads build the phase planes together; then, when the weights are the smaller operand
- * (conv1, conv2), each thread runs a one-thread gemm on its share of the pixels and writes
- * it out, all in one parallel region; else (3x3 layers: every thread reading all of the
- * weights measured slower than every thread packing all of B) the gemm splits its rows. */
+ * (output staged in ybuf when nimg > 1), then the ReLU when relu.
+ * With nt > 1 (batch 1) all of it runs in one parallel region: the threads build the phase
+ * planes together, then each runs a one-thread gemm on its share and writes it out. The
+ * share is of the smaller operand's dimension, so the larger is not handled twice: pixels
+ * when the weights are smaller (conv1, conv2: each thread reads all weights, packs its B),
+ * else weight rows (3x3 layers: each packs all of B; splitting pixels measured slower). */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
                           int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
                           float *xp, int nt)
@@ -472,49 +478,49 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
     const size_t xs = (size_t)g->C * HW, ld = (size_t)nimg * S;
     const int ch = fwd_chunk(g), rows = g->Cg * g->stride * phase_hp(g), Kd = g->Kg + has_bias;
-    const int pn = (int)((ld + kr->nr - 1) / kr->nr);
-    const int split = nt > 1 && pn >= nt && (size_t)g->Og <= ld;
+    const int by_n = (size_t)g->Og <= ld;
+    const int pn = (int)((ld + kr->nr - 1) / kr->nr), pm = (g->Og + kr->mr - 1) / kr->mr;
     float *ybuf = xp + (size_t)ch * pf;
     float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         const float *xg = x + (size_t)gi * g->Cg * HW;
-        if (!split && (nt == 1 || nimg * pf < PAR_FLOATS)) {  /* no region: see store_out */
+        if (nt == 1) {  /* no region (entering one costs even with one thread) */
             for (int i = 0; i < nimg; i++)
                 make_phases(xp + i * pf, xg + i * xs, g);
-        } else {
-            #pragma omp parallel num_threads(nt)
-            {
-                const int t = omp_get_thread_num(), T = omp_get_num_threads();
-                for (int i = 0; i < nimg; i++)
-                    make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
-                                    (int)((long)rows * (t + 1) / T));
-                if (split) {
-                    #pragma omp barrier
-                    const size_t n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
-                    const size_t n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
-                    const phase_src ps = {xp, g, has_bias, (int)n0};
-                    const ac_gemm_operand B = {pack_phase, NULL, &ps};
-                    if (n1 > n0) {
-                        ac_gemm_run(kr, g->Og, (int)(n1 - n0), Kd, 1.f, &wa[gi], &B, 0.f, y + n0,
-                                    (int)ld, gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
-                        if (nimg > 1)
-                            unstage(out, ybuf, nimg, n0, n1, relu, g, gi);
-                        else if (relu)
-                            for (int o = 0; o < g->Og; o++)
-                                store_out(y + o * ld + n0, y + o * ld + n0, n1 - n0, 1, 1);
-                    }
-                }
+            const phase_src ps = {xp, g, has_bias, 0};
+            const ac_gemm_operand B = {pack_phase, NULL, &ps};
+            ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, 1);
+            write_out(out, y, nimg, 0, g->Og, 0, ld, relu, g, gi);
+            continue;
+        }
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            for (int i = 0; i < nimg; i++)
+                make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
+                                (int)((long)rows * (t + 1) / T));
+            #pragma omp barrier
+            size_t n0 = 0, n1 = ld;
+            int m0 = 0, m1 = g->Og;
+            if (by_n) {
+                n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
+                n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
+            } else {
+                m0 = AC_MIN(g->Og, pm * t / T * kr->mr);
+                m1 = AC_MIN(g->Og, pm * (t + 1) / T * kr->mr);
+            }
+            const phase_src ps = {xp, g, has_bias, (int)n0};
+            const rows_src rs = {&wa[gi], m0};
+            const ac_gemm_operand A = {rows_pack, rows_packed, &rs};
+            const ac_gemm_operand B = {pack_phase, NULL, &ps};
+            if (n1 > n0 && m1 > m0) {
+                ac_gemm_run(kr, m1 - m0, (int)(n1 - n0), Kd, 1.f, &A, &B, 0.f,
+                            y + (size_t)m0 * ld + n0, (int)ld,
+                            gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
+                write_out(out, y, nimg, m0, m1, n0, n1, relu, g, gi);
             }
         }
-        if (split) continue;
-        const phase_src ps = {xp, g, has_bias, 0};
-        const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, nt);
-        if (nimg > 1)
-            unstage(out, ybuf, nimg, 0, ld, relu, g, gi);
-        else
-            store_out(y, y, (size_t)g->Og * S, relu, nt);
     }
 }
 
@@ -536,8 +542,7 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
     const int ch = fwd_chunk(g);
     return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
-           AC_MAX(pad16(ac_sgemm_work_floats(gemm_nt)),  /* one gemm, or one per thread */
-                  (size_t)gemm_nt * pad16(ac_sgemm_work_floats(1)));
+           (size_t)gemm_nt * pad16(ac_sgemm_work_floats(1));  /* a one-thread gemm each */
 }
 static size_t forward_floats(const geom *g, int nt)
 {
