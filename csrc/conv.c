@@ -5,7 +5,8 @@
  *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
  *                are small; B panels copied from the phase planes, the bias one more depth
  *                step; W_g packed once per call (or by the gemm for one or two gemms), or
- *                ahead of time for inference (ac_conv2d_pack_weights).
+ *                ahead of time for inference (ac_conv2d_pack_weights); ReLU optionally
+ *                applied on the way out.
  *   weight grad  dW_g (+)= dY_g . cols_g^T with the depth running over the pixels of a
  *                chunk of images of a slot: A panels from dY, B panels from the planes
  *                (staged rows, transposed by the plain packer).
@@ -19,7 +20,8 @@
  *
  * Threads (nt): the first floor(N/nt)*nt images (forward, input gradient) or weight-gradient
  * slots are shared out whole, each thread running one-thread gemms with its own scratch;
- * the rest run one at a time with threaded gemms (batch-1).
+ * the rest run one at a time with threaded gemms (batch-1), or, in the forward, chunk by
+ * chunk with the threads sharing each (forward_chunk).
  */
 #include <immintrin.h>
 #include <string.h>
