@@ -37,6 +37,11 @@ class Layer:
             self._grads = {n: np.zeros_like(p) for n, p in self.params.items()}
         return self._grads
 
+    def invalidate(self):
+        """Forget anything derived from the parameters (Conv2d's packed inference weights).
+        Call it before writing parameters in place while in eval mode (Net.load_state_dict
+        and switching modes do): cached parameters are read-only until then."""
+
     def output_shape(self, in_shape):
         return tuple(in_shape)
 
@@ -55,9 +60,14 @@ class Layer:
 
 
 class Conv2d(Layer):
+    """In eval mode the weights and bias are packed once for the GEMM (on first forward) and
+    reused; the pack is dropped on any mode switch, on backward, on invalidate() and when
+    the ISA path or the parameter arrays change. While packed, the parameter arrays are
+    read-only, so a stray in-place write fails loudly instead of going unseen."""
     kind = "Conv2d"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
+        self._packed = self._packed_for = self._packed_buf = None
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: channels {in_channels}->{out_channels} not divisible "
@@ -83,15 +93,55 @@ class Conv2d(Layer):
         o, oh, ow = self.output_shape(in_shape)
         return 2 * o * oh * ow * (self.in_channels // self.groups) * self.k * self.k
 
-    def forward(self, x):
+    @property
+    def training(self):
+        return self._training
+
+    @training.setter
+    def training(self, mode):
+        self._training = bool(mode)
+        self.invalidate()
+
+    def invalidate(self):
+        if self._packed_for is not None:
+            for p, writeable in self._packed_for[1]:
+                p.flags.writeable = writeable
+        self._packed = self._packed_for = None
+
+    def _packed_weights(self):
+        """The weights and bias packed for the current ISA path, packing them if needed."""
+        w, b = self.params["weight"], self.params["bias"]
+        isa = _C.get_isa()
+        if self._packed is not None:
+            fisa, arrays = self._packed_for
+            if fisa == isa and arrays[0][0] is w and arrays[1][0] is b:
+                return self._packed
+            self.invalidate()
+        self._packed = self._packed_buf = _C.conv2d_pack_weights(w, b, self.groups,
+                                                                 self._packed_buf)
+        self._packed_for = (isa, ((w, w.flags.writeable), (b, b.flags.writeable)))
+        w.flags.writeable = b.flags.writeable = False
+        return self._packed
+
+    def forward(self, x, relu=False):
+        """relu=True: the output rectified in place as a following ReLU would (fused into
+        the convolution in eval mode)."""
         self._x = x
         self._y = _buffer(self._y, (x.shape[0],) + self.output_shape(x.shape[1:]))
-        self._work_fwd = _C.conv2d_forward(self._y, x, self.params["weight"],
-                                           self.params["bias"], self.stride, self.pad,
-                                           self.groups, self._work_fwd)
+        if self._training:
+            self._work_fwd = _C.conv2d_forward(self._y, x, self.params["weight"],
+                                               self.params["bias"], self.stride, self.pad,
+                                               self.groups, self._work_fwd)
+            if relu:
+                _C.relu_forward(self._y, self._y)
+        else:
+            self._work_fwd = _C.conv2d_forward_packed(
+                self._y, x, self._packed_weights(), self.params["weight"].shape, self.stride,
+                self.pad, self.groups, self._work_fwd, relu)
         return self._y
 
     def backward(self, dy):
+        self.invalidate()  # the weights may be stepped next (training in eval mode)
         dx = None
         if self.need_input_grad:
             dx = self._dx = _buffer(self._dx, self._x.shape)
@@ -169,14 +219,23 @@ class MaxPool2d(Layer):
         return int(np.prod(self.output_shape(in_shape))) * self.k * self.k
 
     def forward(self, x):
-        self._in_shape = x.shape
+        """In eval mode the argmax (for backward) is not written; a backward after an eval
+        forward computes it then from the input, still held by the layer before."""
+        self._x, self._in_shape = x, x.shape
         shape = (x.shape[0],) + self.output_shape(x.shape[1:])
         self._y = _buffer(self._y, shape)
-        self._argmax = _buffer(self._argmax, shape, np.int32)
-        _C.maxpool2d_forward(self._y, self._argmax, x, self.k, self.stride)
+        self._have_argmax = self.training
+        if self.training:
+            self._argmax = _buffer(self._argmax, shape, np.int32)
+        _C.maxpool2d_forward(self._y, self._argmax if self.training else None, x, self.k,
+                             self.stride)
         return self._y
 
     def backward(self, dy):
+        if not self._have_argmax:
+            self._argmax = _buffer(self._argmax, self._y.shape, np.int32)
+            _C.maxpool2d_forward(self._y, self._argmax, self._x, self.k, self.stride)
+            self._have_argmax = True
         self._dx = _buffer(self._dx, self._in_shape)
         _C.maxpool2d_backward(self._dx, dy, self._argmax)
         return self._dx

@@ -33,6 +33,12 @@ class Net:
     def eval(self):
         return self.train(False)
 
+    def invalidate(self):
+        """Forget what layers derived from the parameters (packed inference weights) and
+        make the parameters writeable: call before writing them in place in eval mode."""
+        for _, layer in self.layers:
+            layer.invalidate()
+
     # -- compute ----------------------------------------------------------------------
     def check_input(self, x):
         if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
@@ -48,10 +54,19 @@ class Net:
         return np.ascontiguousarray(x)
 
     def forward(self, x):
-        """Logits (N, num_classes) for a float32 NCHW batch (a new array)."""
+        """Logits (N, num_classes) for a float32 NCHW batch (a new array). In eval mode a
+        ReLU right after a convolution is fused into it."""
         x = self.check_input(x)
-        for _, layer in self.layers:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i][1]
+            if (not self.training and isinstance(layer, Conv2d) and i + 1 < len(layers)
+                    and isinstance(layers[i + 1][1], ReLU)):
+                x = layers[i + 1][1]._y = layer.forward(x, relu=True)  # ReLU.backward needs it
+                i += 2
+                continue
             x = layer.forward(x)
+            i += 1
         return x.copy()
 
     def backward(self, dlogits):
@@ -86,6 +101,7 @@ class Net:
 
     def load_state_dict(self, state):
         """Copy parameters in; names and shapes must match exactly."""
+        self.invalidate()
         mine = dict(self.named_params())
         missing = sorted(set(mine) - set(state))
         extra = sorted(set(state) - set(mine))

@@ -4,7 +4,10 @@
  * every column-matrix row is a set of contiguous runs.
  *   forward      out_g = W_g . cols_g, several images side by side along N when outputs
  *                are small; B panels copied from the phase planes, the bias one more depth
- *                step; W_g packed once per call (or by the gemm for one or two gemms).
+ *                step; W_g packed once per call (or by the gemm for one or two gemms), or
+ *                ahead of time for inference (ac_conv2d_pack_weights); ReLU optionally
+ *                applied on the way out. 3x3 stride-1 pad-1 layers with enough tiles go
+ *                to Winograd F(2x2, 3x3) instead (csrc/winograd.c).
  *   weight grad  dW_g^T (+)= cols'_g . dY_g^T per slot of images, the depth running over
  *                their pixels, the column rows reordered (kh, kw, c): A panels are copies
  *                from the zero-padded input stored channel last (no phase planes, no
@@ -20,13 +23,15 @@
  *
  * Threads (nt): the first floor(N/nt)*nt images (forward, input gradient) or weight-gradient
  * slots are shared out whole, each thread running one-thread gemms with its own scratch;
- * the rest run one at a time with threaded gemms (batch-1).
+ * the rest run one at a time with threaded gemms (batch-1), or, in the forward, chunk by
+ * chunk with the threads sharing each (forward_chunk).
  */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ac_conv.h"
+#include "ac_eltwise.h"
 #include "ac_cpu.h"
 #include "ac_gemm.h"
 #include "ac_winograd.h"
@@ -120,20 +125,27 @@ static const float *prepacked_at(const void *src, int x0, int k0, int kc,
     return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
 }
 
-/* Pack the M x K matrix m as A operand (R = MR) into dst, all K blocks; returns the view. */
+/* Pack the M x K operand (pack, src) as A (R = MR) into dst, all K blocks; returns the view. */
 #define PREPACK_PANELS 8  /* row panels per packing task */
-static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
-                           const ac_gemm_kernel *kr, int nt)
+static prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M, int K,
+                            const ac_gemm_kernel *kr, int nt)
 {
     const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
     const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + PREPACK_PANELS - 1) / PREPACK_PANELS;
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
     for (int t = 0; t < nkb * nrc; t++) {
         const int k0 = t / nrc * KC, x0 = t % nrc * PREPACK_PANELS * MR, kc = AC_MIN(KC, K - k0);
-        ac_gemm_pack_matrix(m, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
-                            AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
+        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
+             AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
     }
     return (prepacked){dst, xpad};
+}
+
+/* The M x K matrix m as A operand. */
+static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
+                           const ac_gemm_kernel *kr, int nt)
+{
+    return prepack_op(dst, ac_gemm_pack_matrix, m, M, K, kr, nt);
 }
 
 /* Staging buffer of the column packers (on the stack: small, in L1). */
@@ -151,33 +163,39 @@ static size_t phase_floats(const geom *g)
     return pad16((size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g));
 }
 
-static void make_phases(float *xp, const float *x, const geom *g)
+/* Input rows t in [t0, t1) of the phase planes, t = (c*stride + a)*Hp + i (each feeds
+ * stride planes). */
+static void make_phase_rows(float *xp, const float *x, const geom *g, int t0, int t1)
 {
     const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
-    for (int c = 0; c < g->Cg; c++)
-        for (int a = 0; a < s; a++)
-            for (int i = 0; i < Hp; i++) {  /* one input row to its s planes while in L1 */
-                const int ih = i * s + a - g->pad;
-                for (int b = 0; b < s; b++) {
-                    float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
-                    if (ih < 0 || ih >= g->H) {
-                        zero(row, Wp);
-                        continue;
-                    }
-                    int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
-                    valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
-                    zero(row, jlo);
-                    gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
-                           jhi - jlo, s);
-                    zero(row + jhi, Wp - jhi);
-                }
+    for (int t = t0; t < t1; t++) {  /* one input row to its s planes while in L1 */
+        const int c = t / (s * Hp), a = t / Hp % s, i = t % Hp, ih = i * s + a - g->pad;
+        for (int b = 0; b < s; b++) {
+            float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
+            if (ih < 0 || ih >= g->H) {
+                zero(row, Wp);
+                continue;
             }
+            int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
+            valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
+            zero(row, jlo);
+            gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
+                   jhi - jlo, s);
+            zero(row + jhi, Wp - jhi);
+        }
+    }
+}
+
+static void make_phases(float *xp, const float *x, const geom *g)
+{
+    make_phase_rows(xp, x, g, 0, g->Cg * g->stride * phase_hp(g));
 }
 
 typedef struct {
     const float *xp;  /* phase planes of the group (make_phases), image after image */
     const geom *g;
     int ones;         /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
+    int x0;           /* pixel of column 0 (a thread's share of the columns) */
 } phase_src;
 
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
@@ -225,8 +243,8 @@ static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int k
 }
 
 /* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
- * are listed once, then copied for every depth k. Pixel x0 + j is pixel (x0 + j) % S of
- * the chunk's image (x0 + j) / S. */
+ * are listed once, then copied for every depth k. Pixel x0 + j (x0 counted from ps->x0) is
+ * pixel (x0 + j) % S of the chunk's image (x0 + j) / S. */
 static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                        const ac_gemm_kernel *kr)
 {
@@ -238,6 +256,7 @@ static void pack_phase(const void *src, float *dst, int x0, int nx, int k0, int 
     const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; a last one may be the ones row */
     run rs[MAX_RUNS];
     int nr = 0;
+    x0 += ps->x0;
     for (int j = 0; j < nx;) {
         const int img = (x0 + j) / S, px = (x0 + j) % S, oh = px / OW, ow = px % OW;
         const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
@@ -284,10 +303,10 @@ static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc,
 
 /* ------------------------------------------------------------------ forward */
 
-/* Packed weights of every group with a bias column (depth Kg + 1), and its staging copy. */
+/* Packed weights of every group with a bias column (depth Kg + 1). */
 static size_t fwd_weights_floats(const geom *g)
 {
-    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1) + pad16((size_t)g->O * (g->Kg + 1));
+    return (size_t)g->G * packed_floats(g->Og, g->Kg + 1);
 }
 
 /* Weights of a group with the bias as column Kg (when bias), packed by the gemm. */
@@ -322,42 +341,120 @@ static int fwd_chunk(const geom *g)
     return AC_MAX(1, AC_MIN(c, g->N));
 }
 
+/* d[i] = s[i], or max(s[i], 0) as ac_relu_forward has it (NaN -> 0) when relu; d may be s. */
+static void store_out(float *d, const float *s, size_t n, int relu)
+{
+    if (!relu) {
+        if (d != s) memcpy(d, s, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) d[i] = s[i] > 0.f ? s[i] : 0.f;
+}
+
+/* Rows [o0, o1) x columns [n0, n1) of a chunk's gemm output y (Og x nimg*S) to out, one
+ * image after another (in place when nimg == 1: y is then out), rectified when relu. */
+static void write_out(float *out, const float *y, int nimg, int o0, int o1, size_t n0,
+                      size_t n1, int relu, const geom *g, int gi)
+{
+    const size_t S = g->S, ld = (size_t)nimg * S, ys = (size_t)g->O * S;
+    if (nimg == 1 && !relu) return;
+    for (size_t c = n0; c < n1;) {
+        const size_t i = c / S, p = c % S, len = AC_MIN(S - p, n1 - c);
+        for (int o = o0; o < o1; o++)
+            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len, relu);
+        c += len;
+    }
+}
+
+/* An operand's rows from x0 on (x0 a multiple of the panel height). */
+typedef struct {
+    const ac_gemm_operand *op;
+    int x0;
+} rows_src;
+
+static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                      const ac_gemm_kernel *kr)
+{
+    const rows_src *rs = (const rows_src *)src;
+    rs->op->pack(rs->op->src, dst, rs->x0 + x0, nx, k0, kc, R, kr);
+}
+
+static const float *rows_packed(const void *src, int x0, int k0, int kc, const ac_gemm_kernel *kr)
+{
+    const rows_src *rs = (const rows_src *)src;
+    return rs->op->packed ? rs->op->packed(rs->op->src, rs->x0 + x0, k0, kc, kr) : NULL;
+}
+
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
- * (output staged in ybuf when nimg > 1). */
+ * (output staged in ybuf when nimg > 1), then the ReLU when relu.
+ * With nt > 1 (batch 1) all of it runs in one parallel region: the threads build the phase
+ * planes together, then each runs a one-thread gemm on its share and writes it out. The
+ * share is of the smaller operand's dimension, so the larger is not handled twice: pixels
+ * when the weights are smaller (conv1, conv2: each thread reads all weights, packs its B),
+ * else weight rows (3x3 layers: each packs all of B; splitting pixels measured slower). */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
-                          const float *bias, const geom *g, const ac_gemm_kernel *kr, float *xp,
-                          int nt)
+                          int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
+                          float *xp, int nt)
 {
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
-    const size_t xs = (size_t)g->C * HW, ys = (size_t)g->O * S, ld = (size_t)nimg * S;
-    const int ch = fwd_chunk(g);
+    const size_t xs = (size_t)g->C * HW, ld = (size_t)nimg * S;
+    const int ch = fwd_chunk(g), rows = g->Cg * g->stride * phase_hp(g), Kd = g->Kg + has_bias;
+    const int by_n = (size_t)g->Og <= ld;
+    const int pn = (int)((ld + kr->nr - 1) / kr->nr), pm = (g->Og + kr->mr - 1) / kr->mr;
     float *ybuf = xp + (size_t)ch * pf;
     float *gw = ybuf + (ch > 1 ? pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
-        for (int i = 0; i < nimg; i++)
-            make_phases(xp + i * pf, x + i * xs + (size_t)gi * g->Cg * HW, g);
-        const phase_src ps = {xp, g, bias != NULL};
-        const ac_gemm_operand B = {pack_phase, NULL, &ps};
-        ac_gemm_run(kr, g->Og, (int)ld, g->Kg + (bias != NULL), 1.f, &wa[gi], &B, 0.f, y, (int)ld,
-                    gw, nt);
-        if (nimg > 1)
+        const float *xg = x + (size_t)gi * g->Cg * HW;
+        if (nt == 1) {  /* no region (entering one costs even with one thread) */
             for (int i = 0; i < nimg; i++)
-                for (int o = 0; o < g->Og; o++)
-                    memcpy(out + i * ys + (size_t)(gi * g->Og + o) * S, ybuf + o * ld + i * S,
-                           S * sizeof(float));
+                make_phases(xp + i * pf, xg + i * xs, g);
+            const phase_src ps = {xp, g, has_bias, 0};
+            const ac_gemm_operand B = {pack_phase, NULL, &ps};
+            ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, 1);
+            write_out(out, y, nimg, 0, g->Og, 0, ld, relu, g, gi);
+            continue;
+        }
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            for (int i = 0; i < nimg; i++)
+                make_phase_rows(xp + i * pf, xg + i * xs, g, (int)((long)rows * t / T),
+                                (int)((long)rows * (t + 1) / T));
+            #pragma omp barrier
+            size_t n0 = 0, n1 = ld;
+            int m0 = 0, m1 = g->Og;
+            if (by_n) {
+                n0 = AC_MIN(ld, (size_t)(pn * t / T) * kr->nr);
+                n1 = AC_MIN(ld, (size_t)(pn * (t + 1) / T) * kr->nr);
+            } else {
+                m0 = AC_MIN(g->Og, pm * t / T * kr->mr);
+                m1 = AC_MIN(g->Og, pm * (t + 1) / T * kr->mr);
+            }
+            const phase_src ps = {xp, g, has_bias, (int)n0};
+            const rows_src rs = {&wa[gi], m0};
+            const ac_gemm_operand A = {rows_pack, rows_packed, &rs};
+            const ac_gemm_operand B = {pack_phase, NULL, &ps};
+            if (n1 > n0 && m1 > m0) {
+                ac_gemm_run(kr, m1 - m0, (int)(n1 - n0), Kd, 1.f, &A, &B, 0.f,
+                            y + (size_t)m0 * ld + n0, (int)ld,
+                            gw + (size_t)t * pad16(ac_sgemm_work_floats(1)), 1);
+                write_out(out, y, nimg, m0, m1, n0, n1, relu, g, gi);
+            }
+        }
     }
 }
 
 /* Images [n0, n1) in chunks. */
 static void forward_images(float *out, const float *x, int n0, int n1, const ac_gemm_operand *wa,
-                           const float *bias, const geom *g, const ac_gemm_kernel *kr,
+                           int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
                            float *tw, int nt)
 {
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int ch = fwd_chunk(g);
     for (int n = n0; n < n1; n += ch)
-        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, bias, g, kr, tw, nt);
+        forward_chunk(out + n * ys, x + n * xs, AC_MIN(ch, n1 - n), wa, has_bias, relu, g, kr, tw,
+                      nt);
 }
 
 /* Work: packed weights of every group, then per thread: phase planes and output staging of
@@ -366,7 +463,7 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
     const int ch = fwd_chunk(g);
     return (size_t)ch * phase_floats(g) + (ch > 1 ? pad16((size_t)g->Og * ch * g->S) : 0) +
-           pad16(ac_sgemm_work_floats(gemm_nt));
+           (size_t)gemm_nt * pad16(ac_sgemm_work_floats(1));  /* a one-thread gemm each */
 }
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (csrc/winograd.c) where it measured faster
  * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
@@ -384,6 +481,30 @@ static size_t forward_floats(const geom *g, int nt)
                                                     (size_t)nt * fwd_thread_floats(g, 1));
     return use_winograd(g) ? AC_MAX(f, ac_winograd3x3_work_floats(g->N, g->C, g->H, g->W, g->O,
                                                                   g->G, nt)) : f;
+}
+
+/* Every image, with the weights of group gi as operand wa[gi] (depth Kg + has_bias), then
+ * the ReLU when relu; tw is the per-thread part of the work (fwd_thread_floats each). */
+static void forward_run(float *out, const float *x, const ac_gemm_operand *wa, int has_bias,
+                        int relu, const geom *g, const ac_gemm_kernel *kr, float *tw, int nt)
+{
+    const int nfull = nt > 1 ? g->N / nt * nt : 0;
+    if (nfull > 0) {
+        const size_t per = fwd_thread_floats(g, 1);
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
+                           wa, has_bias, relu, g, kr, tw + (size_t)t * per, 1);
+        }
+    }
+    forward_images(out, x, nfull, g->N, wa, has_bias, relu, g, kr, tw, nt);
+}
+
+static wbias_src wbias_of(const float *w, const float *bias, const geom *g, int gi)
+{
+    return (wbias_src){{w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1},
+                       bias ? bias + gi * g->Og : NULL, g->Kg, g->Og};
 }
 
 /* The forward with weights w (O, Cg, KH, KW), on geometry g. */
@@ -405,38 +526,16 @@ static void forward(float *out, const float *x, const float *w, const float *bia
     const int Kd = g->Kg + (bias != NULL), ch = fwd_chunk(g);
     const int direct = (g->N + ch - 1) / ch <= 2;
     const size_t wpf = packed_floats(g->Og, g->Kg + 1);
-    float *wb = work + (size_t)g->G * wpf, *gw = work + fwd_weights_floats(g);
     for (int gi = 0; gi < g->G; gi++) {
-        const float *wg = w + (size_t)gi * g->Og * g->Kg;
-        ws[gi] = (wbias_src){{wg, (size_t)g->Kg, 1}, bias ? bias + gi * g->Og : NULL, g->Kg,
-                             g->Og};
+        ws[gi] = wbias_of(w, bias, g, gi);
         if (direct) {
             wa[gi] = (ac_gemm_operand){pack_wbias, NULL, &ws[gi]};
             continue;
         }
-        ac_gemm_matrix m = ws[gi].m;
-        if (bias) {
-            float *t = wb + (size_t)gi * g->Og * Kd;
-            for (int o = 0; o < g->Og; o++) {
-                memcpy(t + (size_t)o * Kd, wg + (size_t)o * g->Kg, (size_t)g->Kg * sizeof(float));
-                t[(size_t)o * Kd + g->Kg] = bias[gi * g->Og + o];
-            }
-            m = (ac_gemm_matrix){t, (size_t)Kd, 1};
-        }
-        wp[gi] = prepack_a(work + gi * wpf, &m, g->Og, Kd, kr, nt);
+        wp[gi] = prepack_op(work + gi * wpf, pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
         wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
     }
-    const int nfull = nt > 1 ? g->N / nt * nt : 0;
-    if (nfull > 0) {
-        const size_t per = fwd_thread_floats(g, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            forward_images(out, x, (int)((long)nfull * t / T), (int)((long)nfull * (t + 1) / T),
-                           wa, bias, g, kr, gw + (size_t)t * per, 1);
-        }
-    }
-    forward_images(out, x, nfull, g->N, wa, bias, g, kr, gw, nt);
+    forward_run(out, x, wa, bias != NULL, 0, g, kr, work + fwd_weights_floats(g), nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -453,6 +552,92 @@ void ac_conv2d_forward(float *out, const float *x, const float *weight, const fl
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     if (N <= 0) return;
     forward(out, x, weight, bias, &g, work, AC_MAX(nthreads, 1));
+}
+
+/* Pre-packed weights: a header of PACKED_HEADER floats holding what they were packed for
+ * (ints: magic, ISA path, O, Cg, KH, KW, groups, has_bias), then each group's weights with
+ * the bias column packed as the A operand of that path (prepack_op layout, depth Kd); 3x3
+ * weights are also kept as given, then the bias, for the forwards that take Winograd. */
+#define PACKED_HEADER 16
+#define PACKED_MAGIC 0x41435057  /* "ACPW" */
+enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_N };
+
+static size_t raw_floats(const geom *g)
+{
+    return g->KH == 3 && g->KW == 3 ? pad16((size_t)g->O * g->Kg + g->O) : 0;
+}
+
+size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups)
+{
+    const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
+    return PACKED_HEADER + fwd_weights_floats(&g) + raw_floats(&g);
+}
+
+void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
+                            int C, int O, int KH, int KW, int groups, int nthreads)
+{
+    const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
+    const int isa = ac_get_isa(), has_bias = bias != NULL;
+    const int h[PH_N] = {PACKED_MAGIC, isa, O, g.Cg, KH, KW, groups, has_bias};
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(isa);
+    const size_t wpf = packed_floats(g.Og, g.Kg + 1);
+    memset(packed, 0, PACKED_HEADER * sizeof(float));
+    memcpy(packed, h, sizeof h);
+    for (int gi = 0; gi < groups; gi++) {
+        const wbias_src ws = wbias_of(weight, bias, &g, gi);
+        prepack_op(packed + PACKED_HEADER + gi * wpf, pack_wbias, &ws, g.Og, g.Kg + has_bias, kr,
+                   AC_MAX(nthreads, 1));
+    }
+    if (raw_floats(&g)) {
+        float *raw = packed + PACKED_HEADER + fwd_weights_floats(&g);
+        memcpy(raw, weight, (size_t)O * g.Kg * sizeof(float));
+        if (bias) memcpy(raw + (size_t)O * g.Kg, bias, (size_t)O * sizeof(float));
+    }
+}
+
+size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                            int stride, int pad, int groups, int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    nthreads = AC_MAX(nthreads, 1);
+    const size_t f = AC_MAX(fwd_thread_floats(&g, nthreads),
+                            (size_t)nthreads * fwd_thread_floats(&g, 1));
+    return use_winograd(&g) ? AC_MAX(f, ac_winograd3x3_work_floats(N, C, H, W, O, groups,
+                                                                   nthreads)) : f;
+}
+
+int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
+                             int N, int C, int H, int W, int O, int KH, int KW,
+                             int stride, int pad, int groups, int relu, float *work,
+                             int nthreads)
+{
+    const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
+    int h[PH_N];
+    memcpy(h, packed, sizeof h);
+    if (h[PH_MAGIC] != PACKED_MAGIC || h[PH_ISA] != ac_get_isa() || h[PH_O] != O ||
+        h[PH_CG] != g.Cg || h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
+        return -1;
+    if (N <= 0) return 0;
+    const int has_bias = h[PH_BIAS] != 0;
+    if (use_winograd(&g)) {  /* same arithmetic as ac_conv2d_forward, then the ReLU */
+        const float *raw = packed + PACKED_HEADER + fwd_weights_floats(&g);
+        ac_winograd3x3(out, x, raw, has_bias ? raw + (size_t)O * g.Kg : NULL, N, C, H, W, O,
+                       groups, work, AC_MAX(nthreads, 1));
+        if (relu) ac_relu_forward(out, out, (ptrdiff_t)N * O * (ptrdiff_t)g.S, AC_MAX(nthreads, 1));
+        return 0;
+    }
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(h[PH_ISA]);
+    const size_t wpf = packed_floats(g.Og, g.Kg + 1);
+    const int G1 = groups > 0 ? groups : 1;
+    prepacked wp[G1];
+    ac_gemm_operand wa[G1];
+    for (int gi = 0; gi < groups; gi++) {
+        wp[gi] = (prepacked){packed + PACKED_HEADER + gi * wpf,
+                             (g.Og + kr->mr - 1) / kr->mr * kr->mr};
+        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
+    }
+    forward_run(out, x, wa, has_bias, relu, &g, kr, work, AC_MAX(nthreads, 1));
+    return 0;
 }
 
 /* ----------------------------------------------------------------- backward */

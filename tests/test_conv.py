@@ -282,3 +282,104 @@ def test_large_input_planes_split_into_chunks(rng):
     assert_close(got[0][2], rdw, what="dweight")
     for name, a1, a2 in zip(("out", "dx", "dweight", "dbias"), *got):
         np.testing.assert_array_equal(a1, a2, err_msg=name)
+
+
+# ------------------------------------------------------- inference: packed weights
+
+def _forward_packed(x, w, b, hp, packed=None):
+    stride, pad, groups = hp
+    OH = (x.shape[2] + 2 * pad - w.shape[2]) // stride + 1
+    OW = (x.shape[3] + 2 * pad - w.shape[3]) // stride + 1
+    out = np.full((x.shape[0], w.shape[0], OH, OW), np.nan, np.float32)
+    packed = _C.conv2d_pack_weights(w, b, groups, packed)
+    _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+    return out, packed
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_packed_forward_is_bitwise_the_forward(case, isa, nthreads, rng):
+    x, w, b, dout, hp = _make(rng, case)
+    out, packed = _forward_packed(x, w, b, hp)
+    np.testing.assert_array_equal(out, _forward(x, w, b, hp))
+    out, again = _forward_packed(x, w, None, hp, packed)   # no bias; buffer reused
+    assert again is packed
+    np.testing.assert_array_equal(out, _forward(x, w, None, hp))
+
+
+def test_packed_forward_takes_winograd_like_the_forward(isa, rng):
+    """3x3 stride-1 pad-1 layers big enough for Winograd: the packed forward gives exactly
+    what conv2d_forward gives (both Winograd), close to the float64 reference."""
+    x, w, b, dout, hp = _make(rng, (3, 32, 13, 13, 34, 3, 3, 1, 1, 2))
+    for bias in (b, None):
+        out, _ = _forward_packed(x, w, bias, hp)
+        np.testing.assert_array_equal(out, _forward(x, w, bias, hp))
+        assert_close(out, conv_ref(x, w, bias, *hp), what="out")
+
+
+def test_packed_forward_refuses_other_isa_or_shapes(rng):
+    x, w, b, dout, hp = _make(rng, (2, 4, 7, 7, 6, 3, 3, 1, 1, 2))
+    out = np.empty((2, 6, 7, 7), np.float32)
+    packed = _C.conv2d_pack_weights(w, b, 2)
+    _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+    assert_close(out, conv_ref(x, w, b, *hp), what="out")
+    fwd = _C.conv2d_forward_packed
+    # another shape: refused by its header or, when it needs more floats, by its size
+    with pytest.raises(ValueError, match="another ISA path or weight shape|packed must be"):
+        fwd(out, x, packed, (6, 4, 3, 3), 1, 1, 1)          # groups 1: (6, 4, 3, 3) expected
+    with pytest.raises(ValueError, match="another ISA path or weight shape|packed must be"):
+        fwd(out, x[:, :2].copy(), packed, (6, 1, 3, 3), 1, 1, 2)
+    with pytest.raises(ValueError, match="packed must be a 1-D C-contiguous float32 array"):
+        fwd(out, x, packed[:-1], w.shape, *hp)
+    with pytest.raises(ValueError, match="packed must be"):
+        fwd(out, x, packed.astype(np.float64), w.shape, *hp)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        fwd(out, x, packed, (6, 3, 3, 3), *hp)
+    with pytest.raises(ValueError, match="out must have shape"):
+        fwd(out[:1].copy(), x, packed, w.shape, *hp)
+    with pytest.raises(ValueError, match="groups=4 must divide out channels"):
+        _C.conv2d_pack_weights(w, b, 4)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        _C.conv2d_pack_weights(w, b[:5].copy(), 2)
+    old = _C.get_isa()
+    other = [n for n in _C.ISA_NAMES if _C.isa_supported(n) and n != old]
+    try:
+        for name in other:
+            _C.set_isa(name)
+            with pytest.raises(ValueError, match=f"another ISA path.* on {name}"):
+                fwd(out, x, packed, w.shape, *hp)
+            repacked = _C.conv2d_pack_weights(w, b, 2)
+            fwd(out, x, repacked, w.shape, *hp)
+            assert_close(out, conv_ref(x, w, b, *hp), what=f"out on {name}")
+    finally:
+        _C.set_isa(old)
+
+
+def _relu(a):
+    return np.where(a > 0, a, 0).astype(np.float32)   # NaN -> 0, as relu_forward
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[11], CASES[15], CASES[23],
+                                  (1, 3, 9, 9, 4, 3, 3, 1, 1, 1), (2, 4, 9, 9, 40, 3, 3, 1, 1, 2),
+                                  (3, 32, 13, 13, 34, 3, 3, 1, 1, 2)],
+                         ids=[IDS[1], IDS[5], IDS[11], IDS[15], IDS[23], "N1", "N2manyO",
+                              "winograd"])
+def test_packed_forward_fused_relu_any_thread_count(case, isa, rng):
+    """relu=True is the forward then relu_forward, bitwise, on 1, 2 and 3 threads (3: several
+    images left over after the whole-image share, run with threaded gemms)."""
+    import alexnet_cpu as ac
+    x, w, b, dout, hp = _make(rng, case)
+    x[0, 0, 0, :2] = np.nan                               # NaNs rectify to 0, as relu_forward
+    expected = _relu(_forward(x, w, b, hp))
+    packed = _C.conv2d_pack_weights(w, b, hp[2])
+    old = ac.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            ac.set_num_threads(nt)
+            out = np.full_like(expected, np.nan)
+            _C.conv2d_forward_packed(out, x, packed, w.shape, *hp, relu=True)
+            np.testing.assert_array_equal(out, expected, err_msg=f"{nt} threads")
+            out = np.full_like(expected, np.nan)
+            _C.conv2d_forward_packed(out, x, packed, w.shape, *hp)
+            np.testing.assert_array_equal(out, _forward(x, w, b, hp), err_msg=f"{nt} threads")
+    finally:
+        ac.set_num_threads(old)

@@ -179,3 +179,54 @@ def test_torchvision_state_dict_files_load_both_ways(tmp_path):
     tnet2.eval()
     with torch.no_grad():
         assert_close(tnet2(torch.from_numpy(x)).numpy(), expected, rtol=1e-4, what="reverse")
+
+
+def test_eval_packed_weights_follow_loads_and_training_steps():
+    """Eval mode packs conv weights once; nothing that changes the parameters may leave a
+    stale pack behind: load_state_dict, a training step in eval or in train mode."""
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 63, 63)).astype(np.float32)
+    y = np.array([0, 3])
+
+    def fresh(net):
+        other = ac.alexnet("owt", num_classes=4, seed=9)
+        other.load_state_dict(net.state_dict())
+        return other.eval().forward(x)
+
+    net = ac.alexnet("owt", num_classes=4, seed=0).eval()
+    first = net.forward(x)
+    net.load_state_dict(ac.alexnet("owt", num_classes=4, seed=1).state_dict())
+    second = net.forward(x)
+    assert not np.array_equal(first, second)
+    assert np.array_equal(second, fresh(net))
+    opt = ac.SGD(net, lr=0.01)
+    for mode in (False, True):                      # a step in eval mode, then in train mode
+        net.train(mode)
+        _, d = ac.softmax_cross_entropy(net.forward(x), y)
+        net.backward(d)
+        opt.step()
+        net.eval()
+        assert np.array_equal(net.forward(x), fresh(net)), f"after a step, training={mode}"
+    with pytest.raises(ValueError, match="read-only"):
+        net.named_params()[0][1][...] = 0.0          # no silent in-place write while packed
+    net.invalidate()
+    for _, p in net.named_params():
+        p *= 0.5
+    assert np.array_equal(net.forward(x), fresh(net))
+
+
+def test_eval_forward_fuses_relu_and_equals_training_forward():
+    """Eval mode: packed weights and each Conv2d+ReLU fused; the training-mode forward
+    (dropout off) gives the same logits bitwise, and backward still sees the ReLU outputs."""
+    net = ac.alexnet("paper", num_classes=5, seed=3)
+    for _, layer in net.layers:
+        if isinstance(layer, Dropout):
+            layer.p = 0.0
+    x = np.random.default_rng(2).normal(0, 1, (3, 3, 67, 67)).astype(np.float32)
+    trained = net.train().forward(x)
+    net.backward(np.ones_like(trained))
+    g_train = [g.copy() for _, _, g in net.parameters()]
+    net.zero_grad()
+    assert np.array_equal(net.eval().forward(x), trained)
+    net.backward(np.ones_like(trained))
+    for (name, _, g), gt in zip(net.parameters(), g_train):
+        assert np.array_equal(g, gt), name

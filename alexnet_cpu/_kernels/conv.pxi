@@ -1,4 +1,5 @@
-# Convolution bindings: conv2d_forward / conv2d_backward over NCHW activations, OIHW weights.
+# Convolution bindings: conv2d_forward / conv2d_backward over NCHW activations, OIHW weights;
+# conv2d_pack_weights / conv2d_forward_packed for inference on weights packed once.
 
 cdef extern from "ac_conv.h":
     size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -6,6 +7,16 @@ cdef extern from "ac_conv.h":
     void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
                            int N, int C, int H, int W, int O, int KH, int KW,
                            int stride, int pad, int groups, float *work, int nthreads) nogil
+    size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups) nogil
+    void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
+                                int C, int O, int KH, int KW, int groups, int nthreads) nogil
+    size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH,
+                                                int KW, int stride, int pad, int groups,
+                                                int nthreads) nogil
+    int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
+                                 int N, int C, int H, int W, int O, int KH, int KW,
+                                 int stride, int pad, int groups, int relu, float *work,
+                                 int nthreads) nogil
     size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                           int stride, int pad, int groups, int nthreads) nogil
     void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
@@ -28,10 +39,22 @@ cdef _conv_check(str fn, str name, object a, tuple shape):
 
 cdef tuple _conv_geometry(str fn, object x, object weight, int stride, int pad, int groups):
     """Check x and weight and the hyper-parameters; return (N, C, H, W, O, KH, KW, OH, OW)."""
-    for name, a in (("x", x), ("weight", weight)):
-        if not isinstance(a, np.ndarray) or a.ndim != 4:
-            raise ValueError(f"{fn}: {name} must be a 4-D numpy.ndarray, got "
-                             f"{getattr(a, 'shape', type(a).__name__)}")
+    if not isinstance(weight, np.ndarray) or weight.ndim != 4:
+        raise ValueError(f"{fn}: weight must be a 4-D numpy.ndarray, got "
+                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+    geo = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
+    _conv_check(fn, "weight", weight, weight.shape)
+    return geo
+
+
+cdef tuple _conv_shapes(str fn, object x, tuple wshape, int stride, int pad, int groups):
+    """Check x, the weight shape wshape (O, C/groups, KH, KW) and the hyper-parameters;
+    return (N, C, H, W, O, KH, KW, OH, OW)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"{fn}: x must be a 4-D numpy.ndarray, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if len(wshape) != 4:
+        raise ValueError(f"{fn}: the weight shape must be (O, C/groups, KH, KW), got {wshape}")
     if stride < 1:
         raise ValueError(f"{fn}: stride must be >= 1, got {stride}")
     if pad < 0:
@@ -39,18 +62,17 @@ cdef tuple _conv_geometry(str fn, object x, object weight, int stride, int pad, 
     if groups < 1:
         raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
     N, C, H, W = x.shape
-    O, Cg, KH, KW = weight.shape
+    O, Cg, KH, KW = wshape
     if C % groups or O % groups:
         raise ValueError(f"{fn}: groups={groups} must divide in channels ({C}) and "
                          f"out channels ({O})")
     if Cg != C // groups:
         raise ValueError(f"{fn}: weight must have shape (O, C/groups, KH, KW) = "
-                         f"({O}, {C // groups}, {KH}, {KW}), got {weight.shape}")
+                         f"({O}, {C // groups}, {KH}, {KW}), got {wshape}")
     if KH < 1 or KW < 1 or H + 2 * pad < KH or W + 2 * pad < KW:
         raise ValueError(f"{fn}: kernel {KH}x{KW} does not fit the padded input "
                          f"{H + 2 * pad}x{W + 2 * pad}")
     _conv_check(fn, "x", x, (N, C, H, W))
-    _conv_check(fn, "weight", weight, (O, Cg, KH, KW))
     return (N, C, H, W, O, KH, KW, (H + 2 * pad - KH) // stride + 1,
             (W + 2 * pad - KW) // stride + 1)
 
@@ -78,6 +100,66 @@ def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=N
     with nogil:
         ac_conv2d_forward(po, px, pw, pb, N, C, H, W, O, KH, KW, stride, pad, groups,
                           pwork, nt)
+    return work
+
+
+def conv2d_pack_weights(weight, bias, int groups, packed=None):
+    """The weights (O,C/groups,KH,KW) and bias (O,) or None packed for conv2d_forward_packed
+    on the current ISA path (set_isa), into a 1-D float32 array (`packed` reused when it is
+    big enough). Returns it."""
+    fn = "conv2d_pack_weights"
+    if not isinstance(weight, np.ndarray) or weight.ndim != 4:
+        raise ValueError(f"{fn}: weight must be a 4-D numpy.ndarray, got "
+                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+    if groups < 1:
+        raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
+    _conv_check(fn, "weight", weight, weight.shape)
+    cdef int O = weight.shape[0], Cg = weight.shape[1], KH = weight.shape[2]
+    cdef int KW = weight.shape[3]
+    if O % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide out channels ({O})")
+    cdef const float *pb = NULL
+    if bias is not None:
+        _conv_check(fn, "bias", bias, (O,))
+        pb = <const float *>cnp.PyArray_DATA(bias)
+    packed = _workspace(packed, ac_conv2d_packed_weights_floats(Cg * groups, O, KH, KW, groups))
+    cdef float *pp = <float *>cnp.PyArray_DATA(packed)
+    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
+    cdef int nt = _nthreads()
+    with nogil:
+        ac_conv2d_pack_weights(pp, pw, pb, Cg * groups, O, KH, KW, groups, nt)
+    return packed
+
+
+def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int groups,
+                          work=None, bint relu=False):
+    """out = conv2d(x, weight) + bias with packed = conv2d_pack_weights(weight, bias, groups)
+    and wshape = weight.shape, then out = relu(out) when relu; bitwise what conv2d_forward
+    (and relu_forward) give. ValueError when packed was made for another ISA path or weight
+    shape. Returns the scratch array (pass it back)."""
+    fn = "conv2d_forward_packed"
+    cdef int N, C, H, W, O, KH, KW, OH, OW
+    N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
+    _conv_check(fn, "out", out, (N, O, OH, OW))
+    cdef size_t need = ac_conv2d_packed_weights_floats(C, O, KH, KW, groups)
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 1 \
+            or not packed.flags.c_contiguous or <size_t>packed.size < need:
+        raise ValueError(f"{fn}: packed must be a 1-D C-contiguous float32 array of at least "
+                         f"{need} floats from conv2d_pack_weights")
+    cdef int nt = _nthreads()
+    work = _workspace(work, ac_conv2d_forward_packed_work_floats(N, C, H, W, O, KH, KW,
+                                                                 stride, pad, groups, nt))
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef const float *pp = <const float *>cnp.PyArray_DATA(packed)
+    cdef float *pwork = <float *>cnp.PyArray_DATA(work)
+    cdef int rc
+    with nogil:
+        rc = ac_conv2d_forward_packed(po, px, pp, N, C, H, W, O, KH, KW, stride, pad, groups,
+                                      relu, pwork, nt)
+    if rc != 0:
+        raise ValueError(f"{fn}: packed was made for another ISA path or weight shape than "
+                         f"{wshape} on {get_isa()}; pack the weights again")
     return work
 
 

@@ -22,6 +22,25 @@ void ac_conv2d_forward(float *out, const float *x, const float *weight, const fl
                        int N, int C, int H, int W, int O, int KH, int KW,
                        int stride, int pad, int groups, float *work, int nthreads);
 
+/* Inference: the weights (and bias, may be NULL) packed once for the GEMM kernel of the
+ * current ISA path (ac_get_isa(), recorded in the buffer), then forwards on them. */
+size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups);
+void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
+                            int C, int O, int KH, int KW, int groups, int nthreads);
+
+/* Floats of scratch ac_conv2d_forward_packed needs. */
+size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
+                                            int stride, int pad, int groups, int nthreads);
+
+/* out = conv(x, weight) + bias with packed = ac_conv2d_pack_weights(weight, bias), then
+ * out = max(out, 0) (as ac_relu_forward) when relu; the same arithmetic as
+ * ac_conv2d_forward (and ac_relu_forward), bitwise. Returns 0, or -1 (nothing written)
+ * when packed was made for another ISA path or other weight shapes. */
+int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
+                             int N, int C, int H, int W, int O, int KH, int KW,
+                             int stride, int pad, int groups, int relu, float *work,
+                             int nthreads);
+
 /* Floats of scratch ac_conv2d_backward needs for these sizes and threads. */
 size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                       int stride, int pad, int groups, int nthreads);
