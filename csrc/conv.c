@@ -467,19 +467,21 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 }
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (csrc/winograd.c) where it measured faster
  * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
- * weight transform eats the gain); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides. */
-static int use_winograd(const geom *g)
+ * weight transform eats the gain unless it was done ahead (pretransformed: packed weights),
+ * then 1.2-1.35x); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides. */
+static int use_winograd(const geom *g, int pretransformed)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
     const char *e = getenv("AC_CONV_WINOGRAD");
     if (e && *e) return *e != '0';
-    return g->Cg >= 16 && g->Og >= 16 && (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96;
+    return g->Cg >= 16 && g->Og >= 16 &&
+           (pretransformed || (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96);
 }
 static size_t forward_floats(const geom *g, int nt)
 {
     const size_t f = fwd_weights_floats(g) + AC_MAX(fwd_thread_floats(g, nt),
                                                     (size_t)nt * fwd_thread_floats(g, 1));
-    return use_winograd(g) ? AC_MAX(f, ac_winograd3x3_work_floats(g->N, g->C, g->H, g->W, g->O,
+    return use_winograd(g, 0) ? AC_MAX(f, ac_winograd3x3_work_floats(g->N, g->C, g->H, g->W, g->O,
                                                                   g->G, nt)) : f;
 }
 
@@ -511,7 +513,7 @@ static wbias_src wbias_of(const float *w, const float *bias, const geom *g, int 
 static void forward(float *out, const float *x, const float *w, const float *bias,
                     const geom *g, float *work, int nt)
 {
-    if (use_winograd(g)) {
+    if (use_winograd(g, 0)) {
         ac_winograd3x3(out, x, w, bias, g->N, g->C, g->H, g->W, g->O, g->G, work, nt);
         return;
     }
@@ -557,20 +559,22 @@ void ac_conv2d_forward(float *out, const float *x, const float *weight, const fl
 /* Pre-packed weights: a header of PACKED_HEADER floats holding what they were packed for
  * (ints: magic, ISA path, O, Cg, KH, KW, groups, has_bias), then each group's weights with
  * the bias column packed as the A operand of that path (prepack_op layout, depth Kd); 3x3
- * weights are also kept as given, then the bias, for the forwards that take Winograd. */
+ * weights also Winograd-transformed for that path, then the bias, for the forwards that take
+ * Winograd. */
 #define PACKED_HEADER 16
 #define PACKED_MAGIC 0x41435057  /* "ACPW" */
 enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_N };
 
-static size_t raw_floats(const geom *g)
+static size_t wino_floats(const geom *g)
 {
-    return g->KH == 3 && g->KW == 3 ? pad16((size_t)g->O * g->Kg + g->O) : 0;
+    return g->KH == 3 && g->KW == 3 ?
+        pad16(ac_winograd3x3_weights_floats(g->C, g->O, g->G)) + pad16((size_t)g->O) : 0;
 }
 
 size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups)
 {
     const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
-    return PACKED_HEADER + fwd_weights_floats(&g) + raw_floats(&g);
+    return PACKED_HEADER + fwd_weights_floats(&g) + wino_floats(&g);
 }
 
 void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
@@ -588,10 +592,12 @@ void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bia
         prepack_op(packed + PACKED_HEADER + gi * wpf, pack_wbias, &ws, g.Og, g.Kg + has_bias, kr,
                    AC_MAX(nthreads, 1));
     }
-    if (raw_floats(&g)) {
-        float *raw = packed + PACKED_HEADER + fwd_weights_floats(&g);
-        memcpy(raw, weight, (size_t)O * g.Kg * sizeof(float));
-        if (bias) memcpy(raw + (size_t)O * g.Kg, bias, (size_t)O * sizeof(float));
+    if (wino_floats(&g)) {
+        float *u = packed + PACKED_HEADER + fwd_weights_floats(&g);
+        ac_winograd3x3_transform_weights(u, weight, C, O, groups, AC_MAX(nthreads, 1));
+        if (bias)
+            memcpy(u + pad16(ac_winograd3x3_weights_floats(C, O, groups)), bias,
+                   (size_t)O * sizeof(float));
     }
 }
 
@@ -602,7 +608,7 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
     nthreads = AC_MAX(nthreads, 1);
     const size_t f = AC_MAX(fwd_thread_floats(&g, nthreads),
                             (size_t)nthreads * fwd_thread_floats(&g, 1));
-    return use_winograd(&g) ? AC_MAX(f, ac_winograd3x3_work_floats(N, C, H, W, O, groups,
+    return use_winograd(&g, 1) ? AC_MAX(f, ac_winograd3x3_work_floats(N, C, H, W, O, groups,
                                                                    nthreads)) : f;
 }
 
@@ -619,10 +625,11 @@ int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
         return -1;
     if (N <= 0) return 0;
     const int has_bias = h[PH_BIAS] != 0;
-    if (use_winograd(&g)) {  /* same arithmetic as ac_conv2d_forward, then the ReLU */
-        const float *raw = packed + PACKED_HEADER + fwd_weights_floats(&g);
-        ac_winograd3x3(out, x, raw, has_bias ? raw + (size_t)O * g.Kg : NULL, N, C, H, W, O,
-                       groups, work, AC_MAX(nthreads, 1));
+    if (use_winograd(&g, 1)) {  /* U transformed at packing, then the ReLU */
+        const float *u = packed + PACKED_HEADER + fwd_weights_floats(&g);
+        const float *b = u + pad16(ac_winograd3x3_weights_floats(C, O, groups));
+        ac_winograd3x3_pretransformed(out, x, u, has_bias ? b : NULL, N, C, H, W, O, groups,
+                                      work, AC_MAX(nthreads, 1));
         if (relu) ac_relu_forward(out, out, (ptrdiff_t)N * O * (ptrdiff_t)g.S, AC_MAX(nthreads, 1));
         return 0;
     }

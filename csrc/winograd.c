@@ -60,11 +60,12 @@ static size_t plane_floats(size_t n) { return (n + 1023) / 1024 * 1024 + 16; }
 typedef struct {
     float *p;
     int xpad, K, KC, R;
+    int x0;  /* first row the gemm sees (a multiple of R) */
 } pview;
 
 static pview make_pview(float *p, int rows, int K, int R, const ac_gemm_kernel *kr)
 {
-    return (pview){p, round_up(rows, R), K, ac_gemm_kc(kr, K), R};
+    return (pview){p, round_up(rows, R), K, ac_gemm_kc(kr, K), R, 0};
 }
 
 /* Depth k of a view: where row 0 of it sits, and the stride from one panel to the next. */
@@ -79,7 +80,7 @@ static const float *pv_at(const void *src, int x0, int k0, int kc, const ac_gemm
 {
     const pview *v = (const pview *)src;
     (void)kr;
-    return v->p + (size_t)k0 * v->xpad + (size_t)x0 * kc;
+    return v->p + (size_t)k0 * v->xpad + (size_t)(v->x0 + x0) * kc;
 }
 
 /* Tiles per chunk: whole B panels (NR tiles), no more than there are. */
@@ -389,9 +390,11 @@ typedef struct {
 } wctx;
 
 /* Tiles [t0, t0 + n), n <= chunk_tiles: per group and row i of B^T, V of four positions and
- * their gemms into M; then the output transform. s: scratch of thread_floats(g, kr, nt). */
+ * their gemms into M; then the output transform. s: scratch of thread_floats(g, kr, nt).
+ * Thread t of P (P > 1: inside a parallel region, nt 1) takes only its share of each group's
+ * output channels, in whole A panels (every thread transforms all of V). */
 static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *cx, float *s,
-                       int nt)
+                       int nt, int t, int P)
 {
     const wgeom *g = cx->g;
     const ac_gemm_kernel *kr = cx->kr;
@@ -401,6 +404,9 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
     float *V = s, *M = V + 4 * vps, *gw = M + NPOS * mps;
     pview vb[4];
     for (int j = 0; j < 4; j++) vb[j] = make_pview(V + j * vps, n, g->Cg, kr->nr, kr);
+    const int np = (g->Og + kr->mr - 1) / kr->mr;
+    const int o0 = AC_MIN(g->Og, np * t / P * kr->mr), o1 = AC_MIN(g->Og, np * (t + 1) / P * kr->mr);
+    if (o1 <= o0) return;
     for (int gi = 0; gi < g->G; gi++) {
         for (int i = 0; i < 4; i++) {
             in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, avx512, nt);
@@ -408,13 +414,15 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
                 const int p = i * 4 + j;
                 pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups, g->Og,
                                       g->Cg, kr->mr, kr);
+                ua.x0 = o0;
                 const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vb[j]};
-                ac_gemm_run(kr, g->Og, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps, n, gw, nt);
+                ac_gemm_run(kr, o1 - o0, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps + (size_t)o0 * n,
+                            n, gw, nt);
             }
         }
         float *yg = out + (size_t)gi * g->Og * HW;
         #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int o = 0; o < g->Og; o++) {
+        for (int o = o0; o < o1; o++) {
             const float b = cx->bias ? cx->bias[gi * g->Og + o] : 0.f;
             if (avx512)
                 out_channel_avx512(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
@@ -425,10 +433,55 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
 }
 
 static void wino_tiles(float *out, const float *x, long t0, long t1, const wctx *cx, float *s,
-                       int nt)
+                       int nt, int t, int P)
 {
     const int ct = chunk_tiles(cx->g, cx->kr->nr);
-    for (long t = t0; t < t1; t += ct) wino_chunk(out, x, t, (int)AC_MIN((long)ct, t1 - t), cx, s, nt);
+    for (long c = t0; c < t1; c += ct)
+        wino_chunk(out, x, c, (int)AC_MIN((long)ct, t1 - c), cx, s, nt, t, P);
+}
+
+size_t ac_winograd3x3_weights_floats(int C, int O, int groups)
+{
+    if (groups < 1) return 16;
+    const wgeom g = make_wgeom(1, C, 1, 1, O, groups);
+    size_t f = 16;
+    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++)  /* any path chosen later */
+        f = AC_MAX(f, (size_t)g.G * NPOS * u_floats(&g, ac_gemm_kernel_for(isa)->mr));
+    return f;
+}
+
+void ac_winograd3x3_transform_weights(float *U, const float *weight, int C, int O, int groups,
+                                      int nthreads)
+{
+    if (O <= 0 || groups < 1) return;
+    const wgeom g = make_wgeom(1, C, 1, 1, O, groups);
+    weight_transform(U, weight, &g, ac_gemm_kernel_for(ac_get_isa()), AC_MAX(nthreads, 1));
+}
+
+/* Every tile, with U transformed for kr's path; tw: the per-thread scratch. Threads share
+ * out the tiles (whole B panels) when there are chunks enough for each, else the output
+ * channels of every chunk (a batch of one). */
+static void run(float *out, const float *x, const float *U, const float *bias, const wgeom *g,
+                const ac_gemm_kernel *kr, float *tw, int nt)
+{
+    const wctx cx = {g, kr, U, bias};
+    const long TT = (long)g->N * g->TI, np = (TT + kr->nr - 1) / kr->nr;
+    const int by_tiles = TT >= (long)nt * chunk_tiles(g, kr->nr);
+    if (nt <= 1) {
+        wino_tiles(out, x, 0, TT, &cx, tw, 1, 0, 1);
+        return;
+    }
+    const size_t per = thread_floats(g, kr, 1);
+    #pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), P = omp_get_num_threads();
+        float *ts = tw + (size_t)t * per;
+        if (by_tiles)
+            wino_tiles(out, x, AC_MIN(TT, np * t / P * kr->nr),
+                       AC_MIN(TT, np * (t + 1) / P * kr->nr), &cx, ts, 1, 0, 1);
+        else
+            wino_tiles(out, x, 0, TT, &cx, ts, 1, t, P);
+    }
 }
 
 void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
@@ -439,18 +492,14 @@ void ac_winograd3x3(float *out, const float *x, const float *weight, const float
     const int nt = AC_MAX(nthreads, 1);
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     weight_transform(work, weight, &g, kr, nt);
-    float *tw = work + (size_t)g.G * NPOS * u_floats(&g, kr->mr);
-    const wctx cx = {&g, kr, work, bias};
-    const long TT = (long)N * g.TI, np = (TT + kr->nr - 1) / kr->nr;
-    if (nt > 1 && TT >= (long)nt * chunk_tiles(&g, kr->nr)) {
-        const size_t per = thread_floats(&g, kr, 1);
-        #pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), P = omp_get_num_threads();
-            const long a = AC_MIN(TT, np * t / P * kr->nr), b = AC_MIN(TT, np * (t + 1) / P * kr->nr);
-            wino_tiles(out, x, a, b, &cx, tw + (size_t)t * per, 1);
-        }
-    } else {
-        wino_tiles(out, x, 0, TT, &cx, tw, nt);
-    }
+    run(out, x, work, bias, &g, kr, work + (size_t)g.G * NPOS * u_floats(&g, kr->mr), nt);
+}
+
+void ac_winograd3x3_pretransformed(float *out, const float *x, const float *U,
+                                   const float *bias, int N, int C, int H, int W, int O,
+                                   int groups, float *work, int nthreads)
+{
+    if (N <= 0 || O <= 0 || groups < 1) return;
+    const wgeom g = make_wgeom(N, C, H, W, O, groups);
+    run(out, x, U, bias, &g, ac_gemm_kernel_for(ac_get_isa()), work, AC_MAX(nthreads, 1));
 }

@@ -214,10 +214,19 @@ def test_eval_packed_weights_follow_loads_and_training_steps():
     assert np.array_equal(net.forward(x), fresh(net))
 
 
-def test_eval_forward_fuses_relu_and_equals_training_forward():
+def test_eval_forward_fuses_relu_and_equals_training_forward(monkeypatch):
     """Eval mode: packed weights and each Conv2d+ReLU fused; the training-mode forward
-    (dropout off) gives the same logits bitwise, and backward still sees the ReLU outputs."""
+    (dropout off) gives the same logits bitwise when both take the same convolution
+    algorithm, and backward still sees the ReLU outputs. (By default packed 3x3 layers take
+    Winograd at any batch, the training forward only from 2 images: equal to rounding.)"""
     net = ac.alexnet("paper", num_classes=5, seed=3)
+    x = np.random.default_rng(2).normal(0, 1, (3, 3, 67, 67)).astype(np.float32)
+    for _, layer in net.layers:
+        if isinstance(layer, Dropout):
+            layer.p = 0.0
+    default = net.eval().forward(x)
+    monkeypatch.setenv("AC_CONV_WINOGRAD", "0")
+    np.testing.assert_allclose(default, net.forward(x), rtol=0, atol=1e-5 * np.abs(default).max())
     for _, layer in net.layers:
         if isinstance(layer, Dropout):
             layer.p = 0.0

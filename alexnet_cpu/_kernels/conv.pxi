@@ -135,8 +135,9 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
                           work=None, bint relu=False):
     """out = conv2d(x, weight) + bias with packed = conv2d_pack_weights(weight, bias, groups)
     and wshape = weight.shape, then out = relu(out) when relu; bitwise what conv2d_forward
-    (and relu_forward) give. ValueError when packed was made for another ISA path or weight
-    shape. Returns the scratch array (pass it back)."""
+    (and relu_forward) give, except that 3x3 stride-1 pad-1 layers take Winograd at any
+    batch (conv2d_forward from 2 images on). ValueError when packed was made for another ISA
+    path or weight shape. Returns the scratch array (pass it back)."""
     fn = "conv2d_forward_packed"
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)

@@ -34,7 +34,9 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
 
 /* out = conv(x, weight) + bias with packed = ac_conv2d_pack_weights(weight, bias), then
  * out = max(out, 0) (as ac_relu_forward) when relu; the same arithmetic as
- * ac_conv2d_forward (and ac_relu_forward), bitwise. Returns 0, or -1 (nothing written)
+ * ac_conv2d_forward (and ac_relu_forward), bitwise, except that 3x3 stride-1 pad-1 layers
+ * take Winograd at any batch (their weights were transformed at packing), where
+ * ac_conv2d_forward does from 2 images of 13x13 on. Returns 0, or -1 (nothing written)
  * when packed was made for another ISA path or other weight shapes. */
 int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                              int N, int C, int H, int W, int O, int KH, int KW,

@@ -16,4 +16,14 @@ size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups,
 void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
                     int N, int C, int H, int W, int O, int groups, float *work, int nthreads);
 
+/* Inference: the weights transformed once (U, for the current ISA path: the caller records
+ * which), then forwards on them; the same arithmetic as ac_winograd3x3. The forward's scratch
+ * is ac_winograd3x3_work_floats. */
+size_t ac_winograd3x3_weights_floats(int C, int O, int groups);
+void ac_winograd3x3_transform_weights(float *U, const float *weight, int C, int O, int groups,
+                                      int nthreads);
+void ac_winograd3x3_pretransformed(float *out, const float *x, const float *U,
+                                   const float *bias, int N, int C, int H, int W, int O,
+                                   int groups, float *work, int nthreads);
+
 #endif
