@@ -35,11 +35,17 @@ def test_eval_forward_is_the_training_forward(groups, isa, nthreads, rng):
     np.testing.assert_array_equal(layer.forward(x1), _fresh_forward(layer, x1))
 
 
-def test_cached_parameters_are_read_only_until_invalidated(rng):
+def _packed_layer(rng):
+    """A conv layer in eval mode that has packed its weights, and the input it saw."""
     layer = _conv(rng)
     x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
     layer.training = False
     layer.forward(x)
+    return layer, x
+
+
+def test_cached_parameters_are_read_only_until_invalidated(rng):
+    layer, x = _packed_layer(rng)
     w = layer.params["weight"]
     with pytest.raises(ValueError, match="read-only"):
         w[...] = 0.0
@@ -49,10 +55,7 @@ def test_cached_parameters_are_read_only_until_invalidated(rng):
 
 
 def test_mode_switch_and_backward_drop_the_pack(rng):
-    layer = _conv(rng)
-    x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
-    layer.training = False
-    layer.forward(x)
+    layer, x = _packed_layer(rng)
     layer.training = True                               # train mode: writeable, no pack
     layer.params["weight"] *= 2
     layer.training = False
@@ -64,10 +67,7 @@ def test_mode_switch_and_backward_drop_the_pack(rng):
 
 
 def test_replaced_parameter_arrays_and_isa_change_repack(rng):
-    layer = _conv(rng)
-    x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
-    layer.training = False
-    layer.forward(x)
+    layer, x = _packed_layer(rng)
     old_w = layer.params["weight"]
     layer.params["weight"] = rng.standard_normal(old_w.shape).astype(np.float32)
     np.testing.assert_array_equal(layer.forward(x), _fresh_forward(layer, x))
