@@ -148,9 +148,6 @@ static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
     return prepack_op(dst, ac_gemm_pack_matrix, m, M, K, kr, nt);
 }
 
-/* Staging buffer of the column packers (on the stack: small, in L1). */
-#define TMP_FLOATS 4096
-
 /* Zero-padded input of one group split into stride x stride phase planes of Hp x Wp:
  * plane (c, a, b) at (i, j) holds padded x[c][i*stride + a][j*stride + b], so column entry
  * (c, kh, kw) at pixel (oh, ow) is plane (c, kh%stride, kw%stride) at (oh + kh/stride,
@@ -198,6 +195,21 @@ typedef struct {
     int x0;           /* pixel of column 0 (a thread's share of the columns) */
 } phase_src;
 
+/* Offset in the phase planes of column-matrix row (c, kh, kw) at output pixel (0, 0). */
+static inline size_t phase_offset(const geom *g, int c, int kh, int kw)
+{
+    const int s = g->stride;
+    return ((size_t)(c * s + kh % s) * s + kw % s) * phase_hp(g) * phase_wp(g) +
+           (size_t)(kh / s) * phase_wp(g) + kw / s;
+}
+
+/* The same for row r of the group's column matrix. */
+static inline size_t phase_row(const geom *g, int r)
+{
+    const int KK = g->KH * g->KW;
+    return phase_offset(g, r / KK, (r / g->KW) % g->KH, r % g->KW);
+}
+
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
  * to panel offset d (panel q*kc*R plus lane). */
 #define MAX_RUNS 128
@@ -208,11 +220,8 @@ typedef struct { size_t so, d; int len; } run;
 static CONV_AVX512_FN void apply_runs_avx512(float *dst, const float *xp, const geom *g,
                                              int k0, int kc, int R, const run *rs, int nr)
 {
-    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
     for (int k = 0; k < kc; k++) {
-        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
-        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
-                            (size_t)(kh / s) * Wp + kw / s;
+        const float *base = xp + phase_row(g, k0 + k);
         float *dk = dst + (size_t)k * R;
         for (int i = 0; i < nr; i++) {
             const float *sp = base + rs[i].so;
@@ -231,11 +240,8 @@ static CONV_AVX512_FN void apply_runs_avx512(float *dst, const float *xp, const 
 static void apply_runs(float *dst, const float *xp, const geom *g, int k0, int kc, int R,
                        const run *rs, int nr)
 {
-    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), KK = g->KH * g->KW;
     for (int k = 0; k < kc; k++) {
-        const int r = k0 + k, c = r / KK, kh = (r / g->KW) % g->KH, kw = r % g->KW;
-        const float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
-                            (size_t)(kh / s) * Wp + kw / s;
+        const float *base = xp + phase_row(g, k0 + k);
         float *dk = dst + (size_t)k * R;
         for (int i = 0; i < nr; i++)
             for (int j = 0; j < rs[i].len; j++) dk[rs[i].d + j] = base[rs[i].so + j];
@@ -366,25 +372,6 @@ static void write_out(float *out, const float *y, int nimg, int o0, int o1, size
     }
 }
 
-/* An operand's rows from x0 on (x0 a multiple of the panel height). */
-typedef struct {
-    const ac_gemm_operand *op;
-    int x0;
-} rows_src;
-
-static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
-                      const ac_gemm_kernel *kr)
-{
-    const rows_src *rs = (const rows_src *)src;
-    rs->op->pack(rs->op->src, dst, rs->x0 + x0, nx, k0, kc, R, kr);
-}
-
-static const float *rows_packed(const void *src, int x0, int k0, int kc, const ac_gemm_kernel *kr)
-{
-    const rows_src *rs = (const rows_src *)src;
-    return rs->op->packed ? rs->op->packed(rs->op->src, rs->x0 + x0, k0, kc, kr) : NULL;
-}
-
 /* Images [0, nimg) of out/x, nimg <= fwd_chunk(g): one gemm per group over all their pixels
  * (output staged in ybuf when nimg > 1), then the ReLU when relu.
  * With nt > 1 (batch 1) all of it runs in one parallel region: the threads build the phase
@@ -432,8 +419,8 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
                 m1 = AC_MIN(g->Og, pm * (t + 1) / T * kr->mr);
             }
             const phase_src ps = {xp, g, has_bias, (int)n0};
-            const rows_src rs = {&wa[gi], m0};
-            const ac_gemm_operand A = {rows_pack, rows_packed, &rs};
+            const ac_gemm_rows rs = {&wa[gi], m0};
+            const ac_gemm_operand A = ac_gemm_rows_of(&rs);
             const ac_gemm_operand B = {pack_phase, NULL, &ps};
             if (n1 > n0 && m1 > m0) {
                 ac_gemm_run(kr, m1 - m0, (int)(n1 - n0), Kd, 1.f, &A, &B, 0.f,
@@ -683,14 +670,13 @@ static void col2phase_group(float *xp, const float *cols, const geom *g, size_t 
                             int nt)
 {
     const size_t ld = s1 - s0;
-    const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g), OW = g->OW;
+    const int Wp = phase_wp(g), OW = g->OW;
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < g->Cg; c++)
         for (int kh = 0; kh < g->KH; kh++)
             for (int kw = 0; kw < g->KW; kw++) {
                 const float *d = cols + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
-                float *base = xp + ((size_t)(c * s + kh % s) * s + kw % s) * Hp * Wp +
-                              (size_t)(kh / s) * Wp + kw / s;
+                float *base = xp + phase_offset(g, c, kh, kw);
                 for (size_t p = s0; p < s1;) {
                     const int oh = (int)(p / OW), ow = (int)(p % OW);
                     const int len = (int)AC_MIN((size_t)(OW - ow), s1 - p);

@@ -60,12 +60,11 @@ static size_t plane_floats(size_t n) { return (n + 1023) / 1024 * 1024 + 16; }
 typedef struct {
     float *p;
     int xpad, K, KC, R;
-    int x0;  /* first row the gemm sees (a multiple of R) */
 } pview;
 
 static pview make_pview(float *p, int rows, int K, int R, const ac_gemm_kernel *kr)
 {
-    return (pview){p, round_up(rows, R), K, ac_gemm_kc(kr, K), R, 0};
+    return (pview){p, round_up(rows, R), K, ac_gemm_kc(kr, K), R};
 }
 
 /* Depth k of a view: where row 0 of it sits, and the stride from one panel to the next. */
@@ -80,7 +79,7 @@ static const float *pv_at(const void *src, int x0, int k0, int kc, const ac_gemm
 {
     const pview *v = (const pview *)src;
     (void)kr;
-    return v->p + (size_t)k0 * v->xpad + (size_t)(v->x0 + x0) * kc;
+    return v->p + (size_t)k0 * v->xpad + (size_t)x0 * kc;
 }
 
 /* Tiles per chunk: whole B panels (NR tiles), no more than there are. */
@@ -412,10 +411,11 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
             in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, avx512, nt);
             for (int j = 0; j < 4; j++) {
                 const int p = i * 4 + j;
-                pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups, g->Og,
-                                      g->Cg, kr->mr, kr);
-                ua.x0 = o0;
-                const ac_gemm_operand A = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vb[j]};
+                const pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups,
+                                            g->Og, g->Cg, kr->mr, kr);
+                const ac_gemm_operand U = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vb[j]};
+                const ac_gemm_rows ur = {&U, o0};
+                const ac_gemm_operand A = ac_gemm_rows_of(&ur);
                 ac_gemm_run(kr, o1 - o0, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps + (size_t)o0 * n,
                             n, gw, nt);
             }

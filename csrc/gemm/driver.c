@@ -125,6 +125,25 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
     }
 }
 
+static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
+                      const ac_gemm_kernel *kr)
+{
+    const ac_gemm_rows *r = (const ac_gemm_rows *)src;
+    r->op->pack(r->op->src, dst, r->x0 + x0, nx, k0, kc, R, kr);
+}
+
+static const float *rows_packed(const void *src, int x0, int k0, int kc,
+                                const ac_gemm_kernel *kr)
+{
+    const ac_gemm_rows *r = (const ac_gemm_rows *)src;
+    return r->op->packed ? r->op->packed(r->op->src, r->x0 + x0, k0, kc, kr) : NULL;
+}
+
+ac_gemm_operand ac_gemm_rows_of(const ac_gemm_rows *r)
+{
+    return (ac_gemm_operand){rows_pack, rows_packed, r};
+}
+
 /* C := beta * C, for K == 0 or alpha == 0 (A and B are not read). */
 static void scale_c(int M, int N, float beta, float *C, size_t ldc)
 {

@@ -35,14 +35,16 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
-    /* The C tile is read only at the end: start bringing it to L2 now. */
-#pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        const char *cr = (const char *)(c + (size_t)i * ldc);
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T1);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T1);  /* a row not line-aligned */
+    /* Every line of the C tile (the last byte too: a row may not be line-aligned). */
+#define PREFETCH_C(HINT)                                                              \
+    _Pragma("GCC unroll 32") for (int i = 0; i < rows; i++) {                         \
+        const char *cr = (const char *)(c + (size_t)i * ldc);                         \
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                          \
+            _mm_prefetch(cr + 64 * v, HINT);                                          \
+        _mm_prefetch(cr + 64 * nv - 4, HINT);                                         \
     }
+    /* The C tile is read only at the end: start bringing it to L2 now. */
+    PREFETCH_C(_MM_HINT_T1)
 
     /* ... and to L1 a little before the end (PF_CK steps, ~600 cycles). */
     int k = 0;
@@ -52,13 +54,8 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
         a += MR;
         b += NR;
     }
-#pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        const char *cr = (const char *)(c + (size_t)i * ldc);
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T0);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);  /* a row not line-aligned */
-    }
+    PREFETCH_C(_MM_HINT_T0)
+#undef PREFETCH_C
 #pragma GCC unroll 4
     for (; k < kc; k++) {
         kstep(acc, a, b, rows, nv);

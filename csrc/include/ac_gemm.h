@@ -81,6 +81,14 @@ typedef struct ac_gemm_matrix {
 void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                          const ac_gemm_kernel *kr);
 
+/* Rows x0.. of another operand (x0 a multiple of its panel height), for a gemm over a
+ * share of its rows: ac_gemm_rows_of(&r) is that operand. r must outlive the gemm. */
+typedef struct ac_gemm_rows {
+    const ac_gemm_operand *op;
+    int x0;
+} ac_gemm_rows;
+ac_gemm_operand ac_gemm_rows_of(const ac_gemm_rows *r);
+
 /* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
                  const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
