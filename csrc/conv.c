@@ -111,24 +111,10 @@ static size_t packed_floats(int M, int K)
     return pad16(f);
 }
 
-/* An operand packed once, block after block (the layout ac_gemm_packed_fn describes). */
-typedef struct {
-    const float *p;
-    int xpad;  /* rows rounded up to R */
-} prepacked;
-
-static const float *prepacked_at(const void *src, int x0, int k0, int kc,
-                                 const ac_gemm_kernel *kr)
-{
-    const prepacked *pp = (const prepacked *)src;
-    (void)kr;
-    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
-}
-
 /* Pack the M x K operand (pack, src) as A (R = MR) into dst, all K blocks; returns the view. */
 #define PREPACK_PANELS 8  /* row panels per packing task */
-static prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M, int K,
-                            const ac_gemm_kernel *kr, int nt)
+static ac_gemm_prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
+                                    int K, const ac_gemm_kernel *kr, int nt)
 {
     const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
     const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + PREPACK_PANELS - 1) / PREPACK_PANELS;
@@ -138,12 +124,12 @@ static prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, i
         pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
              AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
     }
-    return (prepacked){dst, xpad};
+    return (ac_gemm_prepacked){dst, xpad};
 }
 
 /* The M x K matrix m as A operand. */
-static prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
-                           const ac_gemm_kernel *kr, int nt)
+static ac_gemm_prepacked prepack_a(float *dst, const ac_gemm_matrix *m, int M, int K,
+                                   const ac_gemm_kernel *kr, int nt)
 {
     return prepack_op(dst, ac_gemm_pack_matrix, m, M, K, kr, nt);
 }
@@ -506,7 +492,7 @@ static void forward(float *out, const float *x, const float *w, const float *bia
     }
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     const int G1 = g->G > 0 ? g->G : 1;
-    prepacked wp[G1];
+    ac_gemm_prepacked wp[G1];
     wbias_src ws[G1];
     ac_gemm_operand wa[G1];
     /* The bias rides as one more depth step: weights get a bias column, B a row of ones, so
@@ -522,7 +508,7 @@ static void forward(float *out, const float *x, const float *w, const float *bia
             continue;
         }
         wp[gi] = prepack_op(work + gi * wpf, pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
-        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
+        wa[gi] = (ac_gemm_operand){NULL, ac_gemm_prepacked_at, &wp[gi]};
     }
     forward_run(out, x, wa, bias != NULL, 0, g, kr, work + fwd_weights_floats(g), nt);
 }
@@ -623,12 +609,12 @@ int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(h[PH_ISA]);
     const size_t wpf = packed_floats(g.Og, g.Kg + 1);
     const int G1 = groups > 0 ? groups : 1;
-    prepacked wp[G1];
+    ac_gemm_prepacked wp[G1];
     ac_gemm_operand wa[G1];
     for (int gi = 0; gi < groups; gi++) {
-        wp[gi] = (prepacked){packed + PACKED_HEADER + gi * wpf,
-                             (g.Og + kr->mr - 1) / kr->mr * kr->mr};
-        wa[gi] = (ac_gemm_operand){NULL, prepacked_at, &wp[gi]};
+        wp[gi] = (ac_gemm_prepacked){packed + PACKED_HEADER + gi * wpf,
+                                     (g.Og + kr->mr - 1) / kr->mr * kr->mr};
+        wa[gi] = (ac_gemm_operand){NULL, ac_gemm_prepacked_at, &wp[gi]};
     }
     forward_run(out, x, wa, has_bias, relu, &g, kr, work, AC_MAX(nthreads, 1));
     return 0;
@@ -715,8 +701,8 @@ static size_t dxcol_thread_floats(const geom *g, int gemm_nt)
 }
 
 /* dx of one image = col2im(W^T . dY), W_g^T packed once (wt). */
-static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, const geom *g,
-                          const ac_gemm_kernel *kr, float *xp, int nt)
+static void dx_image_cols(float *dx, const float *dout, const ac_gemm_prepacked *wt,
+                          const geom *g, const ac_gemm_kernel *kr, float *xp, int nt)
 {
     const size_t S = g->S, sb = col_block(g), pf = phase_floats(g);
     float *cols = xp + pf, *gw = cols + pad16((size_t)g->Kg * sb);
@@ -727,7 +713,7 @@ static void dx_image_cols(float *dx, const float *dout, const prepacked *wt, con
             const size_t s1 = AC_MIN(s0 + sb, S);
             const int w = (int)(s1 - s0);
             const ac_gemm_matrix bm = {dy + s0, 1, S};
-            const ac_gemm_operand A = {NULL, prepacked_at, &wt[gi]};
+            const ac_gemm_operand A = {NULL, ac_gemm_prepacked_at, &wt[gi]};
             const ac_gemm_operand B = {ac_gemm_pack_matrix, NULL, &bm};
             ac_gemm_run(kr, g->Kg, w, g->Og, 1.f, &A, &B, 0.f, cols, w, gw, nt);
             col2phase_group(xp, cols, g, s0, s1, nt);
@@ -766,7 +752,7 @@ static void input_grad(float *dx, const float *dout, const float *weight, const 
         return;
     }
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
-    prepacked wt[g->G > 0 ? g->G : 1];
+    ac_gemm_prepacked wt[g->G > 0 ? g->G : 1];
     const size_t wpf = packed_floats(g->Kg, g->Og);
     for (int gi = 0; gi < g->G; gi++) {  /* A = W_g^T: rows (c, kh, kw), depth o */
         const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};

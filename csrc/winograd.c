@@ -54,9 +54,9 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
  * 16 planes read or written side by side fall in different cache sets. */
 static size_t plane_floats(size_t n) { return (n + 1023) / 1024 * 1024 + 16; }
 
-/* An operand in the driver's packed layout: rows padded to xpad (a multiple of R), depth K
- * in blocks of KC (ac_gemm_kc); block k0 holds its rows' panels at p + k0*xpad, panel q at
- * q*kc*R, depth k of it at (k - k0)*R. */
+/* Where to write an operand in the driver's packed layout (ac_gemm_prepacked reads it): rows
+ * padded to xpad (a multiple of R), depth K in blocks of KC (ac_gemm_kc); block k0 holds its
+ * rows' panels at p + k0*xpad, panel q at q*kc*R, depth k of it at (k - k0)*R. */
 typedef struct {
     float *p;
     int xpad, K, KC, R;
@@ -73,13 +73,6 @@ static inline size_t pv_base(const pview *v, int k, size_t *pstride)
     const int k0 = k / v->KC * v->KC, kc = AC_MIN(v->KC, v->K - k0);
     *pstride = (size_t)kc * v->R;
     return (size_t)k0 * v->xpad + (size_t)(k - k0) * v->R;
-}
-
-static const float *pv_at(const void *src, int x0, int k0, int kc, const ac_gemm_kernel *kr)
-{
-    const pview *v = (const pview *)src;
-    (void)kr;
-    return v->p + (size_t)k0 * v->xpad + (size_t)x0 * kc;
 }
 
 /* Tiles per chunk: whole B panels (NR tiles), no more than there are. */
@@ -411,9 +404,11 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
             in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, avx512, nt);
             for (int j = 0; j < 4; j++) {
                 const int p = i * 4 + j;
-                const pview ua = make_pview((float *)cx->U + ((size_t)gi * NPOS + p) * ups,
-                                            g->Og, g->Cg, kr->mr, kr);
-                const ac_gemm_operand U = {NULL, pv_at, &ua}, B = {NULL, pv_at, &vb[j]};
+                const ac_gemm_prepacked ua = {cx->U + ((size_t)gi * NPOS + p) * ups,
+                                              round_up(g->Og, kr->mr)};
+                const ac_gemm_prepacked vv = {vb[j].p, vb[j].xpad};
+                const ac_gemm_operand U = {NULL, ac_gemm_prepacked_at, &ua},
+                                      B = {NULL, ac_gemm_prepacked_at, &vv};
                 const ac_gemm_rows ur = {&U, o0};
                 const ac_gemm_operand A = ac_gemm_rows_of(&ur);
                 ac_gemm_run(kr, o1 - o0, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps + (size_t)o0 * n,

@@ -125,6 +125,14 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
     }
 }
 
+const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
+                                  const ac_gemm_kernel *kr)
+{
+    const ac_gemm_prepacked *pp = (const ac_gemm_prepacked *)src;
+    (void)kr;
+    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
+}
+
 static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                       const ac_gemm_kernel *kr)
 {

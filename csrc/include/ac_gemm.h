@@ -81,6 +81,15 @@ typedef struct ac_gemm_matrix {
 void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                          const ac_gemm_kernel *kr);
 
+/* An operand packed ahead, all rows of one K block after another (the layout
+ * ac_gemm_packed_fn describes), rows padded to xpad: {&view} with ac_gemm_prepacked_at. */
+typedef struct ac_gemm_prepacked {
+    const float *p;
+    int xpad;
+} ac_gemm_prepacked;
+const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
+                                  const ac_gemm_kernel *kr);
+
 /* Rows x0.. of another operand (x0 a multiple of its panel height), for a gemm over a
  * share of its rows: ac_gemm_rows_of(&r) is that operand. r must outlive the gemm. */
 typedef struct ac_gemm_rows {
