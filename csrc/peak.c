@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <time.h>
 #include "ac_peak.h"
+#include "ac_simd.h"
 
 #define CHAINS 12
 #define ITERS 4096L  /* per timing check */
@@ -36,7 +37,7 @@ static double now(void)
                          "+" CONSTRAINT(c9), "+" CONSTRAINT(c10), "+" CONSTRAINT(c11));  \
     }
 
-__attribute__((target("avx512f,fma"), noinline)) static float chains_avx512(long iters)
+AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
     CHAIN_LOOP(__m512, _mm512_fmadd_ps, _mm512_set1_ps, "v")
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
@@ -45,7 +46,7 @@ __attribute__((target("avx512f,fma"), noinline)) static float chains_avx512(long
     return _mm512_reduce_add_ps(s);
 }
 
-__attribute__((target("avx2,fma"), noinline)) static float chains_avx2(long iters)
+AC_TARGET_AVX2 __attribute__((noinline)) static float chains_avx2(long iters)
 {
     CHAIN_LOOP(__m256, _mm256_fmadd_ps, _mm256_set1_ps, "x")
     __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
@@ -76,6 +77,7 @@ double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
 {
     const double lanes = isa == AC_ISA_AVX512 ? 16 : isa == AC_ISA_AVX2 ? 8 : 4;
     const double flops_per_iter = 2.0 * lanes * CHAINS;
+    float (*const chains)(long) = AC_ISA_PICK(isa, chains);
     double total = 0.0, t0 = 0.0, t1 = 0.0;
     volatile float sink = 0.f;
     if (nthreads < 1) nthreads = 1;
@@ -86,17 +88,13 @@ double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
         long done = 0;
         /* Warm up (wide-vector clocks settle), then time all threads from one start. */
         double w = now();
-        while (now() - w < 0.02) s += isa == AC_ISA_AVX512 ? chains_avx512(ITERS)
-                                    : isa == AC_ISA_AVX2  ? chains_avx2(ITERS)
-                                                          : chains_generic(ITERS);
+        while (now() - w < 0.02) s += chains(ITERS);
 #pragma omp barrier
 #pragma omp master
         t0 = now();
 #pragma omp barrier
         while (now() - t0 < seconds) {
-            s += isa == AC_ISA_AVX512 ? chains_avx512(ITERS)
-               : isa == AC_ISA_AVX2  ? chains_avx2(ITERS)
-                                     : chains_generic(ITERS);
+            s += chains(ITERS);
             done += ITERS;
         }
 #pragma omp barrier

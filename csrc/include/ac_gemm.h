@@ -33,7 +33,8 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
 typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                               float alpha, float beta, int mr, int nr);
 
-/* One ISA path: micro-kernel, its tile and the cache blocking tuned for it. */
+/* One ISA path: micro-kernel, its tile and the cache blocking chosen for it (the values and
+ * the measurements behind them: csrc/gemm/blocking.h). */
 typedef struct ac_gemm_kernel {
     int isa;               /* enum ac_isa */
     int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
