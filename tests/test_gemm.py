@@ -157,7 +157,7 @@ def test_workspace_reused_across_calls(rng):
 def test_bad_arguments():
     f = np.ones((3, 4), np.float32)
     g = np.ones((4, 5), np.float32)
-    with pytest.raises(TypeError, match="a must be float32"):
+    with pytest.raises(TypeError, match="a must have dtype float32"):
         ac.sgemm(f.astype(np.float64), g)
     with pytest.raises(TypeError, match="b must be a numpy.ndarray"):
         ac.sgemm(f, [[1.0]])
@@ -169,7 +169,7 @@ def test_bad_arguments():
         ac.sgemm(f, g, trans_a=True)
     with pytest.raises(ValueError, match=r"out must have shape \(3, 5\)"):
         ac.sgemm(f, g, out=np.empty((5, 3), np.float32))
-    with pytest.raises(TypeError, match="out must be float32"):
+    with pytest.raises(TypeError, match="out must have dtype float32"):
         ac.sgemm(f, g, out=np.empty((3, 5), np.float64))
     sq = np.ones((4, 4), np.float32)
     with pytest.raises(ValueError, match="overlap"):

@@ -211,9 +211,9 @@ def test_bad_arguments_raise(rng):
     am = np.empty((2, 3, 4, 4), np.int32)
     with pytest.raises(ValueError, match=r"out must have shape \(2, 3, 4, 4\), got \(2, 3, 3, 3\)"):
         _C.maxpool2d_forward(np.empty((2, 3, 3, 3), np.float32), am, x, 3, 2)
-    with pytest.raises(TypeError, match="argmax must be int32, got int64"):
+    with pytest.raises(TypeError, match="argmax must have dtype int32, got int64"):
         _C.maxpool2d_forward(out, am.astype(np.int64), x, 3, 2)
-    with pytest.raises(TypeError, match="x must be float32"):
+    with pytest.raises(TypeError, match="x must have dtype float32"):
         _C.maxpool2d_forward(out, am, x.astype(np.float64), 3, 2)
     with pytest.raises(ValueError, match="x must be C-contiguous"):
         _C.maxpool2d_forward(out, am, np.asfortranarray(x), 3, 2)

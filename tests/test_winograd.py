@@ -1,7 +1,7 @@
-"""Winograd F(2x2, 3x3) (csrc/winograd.c), reached through conv2d_forward and the input
+"""Winograd F(2x2, 3x3) (csrc/conv/winograd.c), reached through conv2d_forward and the input
 gradient of conv2d_backward (a forward convolution of dY) for 3x3 stride-1 pad-1 layers:
 vs a naive float64 NumPy reference, across ISA paths and thread counts (bitwise), vs the
-im2col path and vs torch. AC_CONV_WINOGRAD=1 forces it on any size, =0 forces it off."""
+im2col path and vs torch. _C.set_conv_winograd("on") forces it on any size, "off" off."""
 import numpy as np
 import pytest
 
@@ -29,8 +29,8 @@ IDS = ["N{}C{}H{}W{}O{}g{}".format(*c) for c in CASES]
 
 
 @pytest.fixture
-def winograd(monkeypatch):
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "1")
+def winograd(conv_winograd):
+    conv_winograd("on")
 
 
 def conv3x3_ref(x, w, b, groups):
@@ -125,14 +125,14 @@ def test_error_is_small_at_alexnet_size(rng, winograd):
 
 
 @pytest.mark.parametrize("n, expect", [(2, True), (1, False)])
-def test_default_dispatch(n, expect, rng, monkeypatch):
+def test_default_dispatch(n, expect, rng, conv_winograd):
     """AlexNet-sized 3x3 layers take Winograd from 2 images on, and im2col at 1 image."""
     x, w, b, _, G = _make(rng, (n, 32, 13, 13, 32, 2))
-    monkeypatch.delenv("AC_CONV_WINOGRAD", raising=False)
+    conv_winograd("auto")
     default = _forward(x, w, b, G)
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "1" if expect else "0")
+    conv_winograd("on" if expect else "off")
     assert np.array_equal(default, _forward(x, w, b, G))
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "0" if expect else "1")
+    conv_winograd("off" if expect else "on")
     assert_close(default, _forward(x, w, b, G), what="other path")
 
 

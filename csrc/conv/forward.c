@@ -8,7 +8,6 @@
  * Threads (nt): the first floor(N/nt)*nt images are shared out whole, each thread running
  * one-thread gemms with its own scratch (ac_items_run); the rest run chunk by chunk with the
  * threads sharing each (forward_chunk). */
-#include <stdlib.h>
 #include <string.h>
 
 #include "ac_cpu.h"
@@ -217,15 +216,18 @@ void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int
 
 /* ------------------------------------------------------------------- the forward */
 
+static int winograd_mode = AC_CONV_WINOGRAD_AUTO;
+void ac_conv_set_winograd(int mode) { winograd_mode = mode; }
+int ac_conv_get_winograd(void) { return winograd_mode; }
+
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (winograd.c) where it measured faster
  * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
  * weight transform eats the gain unless it was done ahead (pretransformed: packed weights),
- * then 1.2-1.35x); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides. */
+ * then 1.2-1.35x); ac_conv_set_winograd (AC_CONV_WINOGRAD) may force it off or on. */
 int conv_use_winograd(const geom *g, int pretransformed)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
-    const char *e = getenv("AC_CONV_WINOGRAD");
-    if (e && *e) return *e != '0';
+    if (winograd_mode != AC_CONV_WINOGRAD_AUTO) return winograd_mode == AC_CONV_WINOGRAD_ON;
     return g->Cg >= 16 && g->Og >= 16 &&
            (pretransformed || (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96);
 }

@@ -13,6 +13,13 @@
 #define AC_CONV_H
 #include "ac_common.h"
 
+/* Whether 3x3 stride-1 pad-1 layers take Winograd F(2x2, 3x3) (ac_winograd.h): AUTO where it
+ * measured faster (the default), OFF, ON. Process-wide like the ISA path; the Python package
+ * sets it once at import from the AC_CONV_WINOGRAD environment variable. */
+enum { AC_CONV_WINOGRAD_AUTO = -1, AC_CONV_WINOGRAD_OFF = 0, AC_CONV_WINOGRAD_ON = 1 };
+void ac_conv_set_winograd(int mode);
+int ac_conv_get_winograd(void);
+
 /* Floats of scratch ac_conv2d_forward needs for these sizes and threads. */
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                      int stride, int pad, int groups, int nthreads);
