@@ -5,6 +5,7 @@ import pytest
 
 from alexnet_cpu import _C
 from gradcheck import assert_close, numerical_grad
+from references import conv_ref, conv_ref_backward
 
 # (N, C, H, W, O, KH, KW, stride, pad, groups)
 CASES = [
@@ -37,45 +38,6 @@ CASES = [
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
 
-
-# ------------------------------------------------------------ float64 reference
-
-def _windows(x, KH, KW, stride, pad):
-    """x (N,C,H,W) -> (N,C,OH,OW,KH,KW) views of the zero-padded input."""
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (KH, KW), axis=(2, 3))
-    return win[:, :, ::stride, ::stride]
-
-
-def conv_ref(x, w, b, stride, pad, groups):
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    O, Cg, KH, KW = w.shape
-    Og = O // groups
-    win = _windows(x, KH, KW, stride, pad)
-    out = np.concatenate([np.einsum("nchwij,ocij->nohw", win[:, g * Cg:(g + 1) * Cg],
-                                    w[g * Og:(g + 1) * Og]) for g in range(groups)], axis=1)
-    if b is not None:
-        out += np.asarray(b, np.float64)[None, :, None, None]
-    return out
-
-
-def conv_ref_backward(dout, x, w, stride, pad, groups):
-    """(dx, dw, db) of sum(conv_ref(x, w, b) * dout)."""
-    dout, x, w = (np.asarray(a, np.float64) for a in (dout, x, w))
-    N, C, H, W = x.shape
-    O, Cg, KH, KW = w.shape
-    Og, OH, OW = O // groups, dout.shape[2], dout.shape[3]
-    win = _windows(x, KH, KW, stride, pad)
-    dw = np.concatenate([np.einsum("nohw,nchwij->ocij", dout[:, g * Og:(g + 1) * Og],
-                                   win[:, g * Cg:(g + 1) * Cg]) for g in range(groups)])
-    dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
-    for g in range(groups):
-        dy, wg = dout[:, g * Og:(g + 1) * Og], w[g * Og:(g + 1) * Og]
-        for i in range(KH):
-            for j in range(KW):
-                dxp[:, g * Cg:(g + 1) * Cg, i:i + stride * OH:stride, j:j + stride * OW:stride] \
-                    += np.einsum("nohw,oc->nchw", dy, wg[:, :, i, j])
-    return dxp[:, :, pad:pad + H, pad:pad + W], dw, dout.sum(axis=(0, 2, 3))
 
 
 # ------------------------------------------------------------------- helpers
@@ -234,6 +196,17 @@ def test_bad_arguments_raise(rng):
         bwd(np.empty((2, 4, 7, 6), np.float32), np.zeros_like(w), None, dout, x, w, *hp)
     with pytest.raises(TypeError, match="dbias must have dtype float32"):
         bwd(None, np.zeros_like(w), np.zeros(6), dout, x, w, *hp)
+    with pytest.raises(ValueError, match="dx and x must not overlap"):
+        bwd(x, np.zeros_like(w), None, dout, x, w, *hp)
+    with pytest.raises(ValueError, match="dweight and weight must not overlap"):
+        bwd(None, w, None, dout, x, w, *hp)
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is an output and must be writeable"):
+        fwd(ro, x, w, b, *hp)
+    with pytest.raises(ValueError, match="out and bias must not overlap"):
+        big = np.zeros(out.size + 8, np.float32)
+        fwd(big[:out.size].reshape(out.shape), x, w, big[out.size - 3:out.size + 3], *hp)
 
 
 TORCH_CASES = [

@@ -108,7 +108,7 @@ def test_layer_graph_gradients_by_finite_differences(monkeypatch):
 
 def _torch_alexnet(variant, num_classes):
     torch = pytest.importorskip("torch")
-    from alexnet_cpu.reference import torch_alexnet
+    from references import torch_alexnet
     return torch, torch_alexnet(variant, num_classes)
 
 
