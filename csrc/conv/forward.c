@@ -27,14 +27,14 @@ size_t conv_packed_floats(int M, int K)
     return ac_pad16(f);
 }
 
-#define AC_CONV_PREPACK_PANELS 8  /* row panels per packing task */
+#define AC_CONV_PREPACK_PANELS 8 /* row panels per packing task */
 ac_gemm_prepacked conv_prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
                                   int K, const ac_gemm_kernel *kr, int nt)
 {
     const int P = AC_CONV_PREPACK_PANELS;
     const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
     const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + P - 1) / P;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
     for (int t = 0; t < nkb * nrc; t++) {
         const int k0 = t / nrc * KC, x0 = t % nrc * P * MR, kc = AC_MIN(KC, K - k0);
         pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * MR, M - x0), k0, kc,
@@ -57,15 +57,18 @@ void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc
         float *d = dst + (size_t)q * kc * R;
         const int r = AC_MIN(R, nx - q * R);
         if (kx > 0) ac_gemm_pack_matrix(&ws->m, d, x0 + q * R, r, k0, kx, R, kr);
-        if (kx < kc)  /* the bias row */
-            for (int i = 0; i < R; i++) d[(size_t)kx * R + i] = i < r ? ws->bias[x0 + q * R + i] : 0.f;
+        if (kx < kc) /* the bias row */
+            for (int i = 0; i < R; i++)
+                d[(size_t)kx * R + i] = i < r ? ws->bias[x0 + q * R + i] : 0.f;
     }
 }
 
 wbias_src conv_wbias_of(const float *w, const float *bias, const geom *g, int gi)
 {
     return (wbias_src){{w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1},
-                       bias ? bias + gi * g->Og : NULL, g->Kg, g->Og};
+                       bias ? bias + gi * g->Og : NULL,
+                       g->Kg,
+                       g->Og};
 }
 
 /* ------------------------------------------------------------------ the images */
@@ -101,7 +104,8 @@ static void write_out(float *out, const float *y, int nimg, int o0, int o1, size
     for (size_t c = n0; c < n1;) {
         const size_t i = c / S, p = c % S, len = AC_MIN(S - p, n1 - c);
         for (int o = o0; o < o1; o++)
-            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len, relu);
+            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len,
+                      relu);
         c += len;
     }
 }
@@ -125,7 +129,7 @@ static void chunk_share(void *ctx, int t, int T, float *gw)
     const ac_range rows = ac_split(g->Cg * g->stride * phase_hp(g), 1, t, T);
     for (int i = 0; i < c->nimg; i++)
         conv_make_phase_rows(c->xp + i * pf, c->xg + i * xs, g, (int)rows.lo, (int)rows.hi);
-    #pragma omp barrier
+#pragma omp barrier
     const ac_range n = c->by_n ? ac_split((long)ld, c->kr->nr, t, T) : (ac_range){0, (long)ld};
     const ac_range m = c->by_n ? (ac_range){0, g->Og} : ac_split(g->Og, c->kr->mr, t, T);
     const phase_src ps = {c->xp, g, c->has_bias, (int)n.lo};
@@ -158,17 +162,16 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         const float *xg = x + (size_t)gi * g->Cg * HW;
-        if (nt == 1) {  /* no region (entering one costs even with one thread) */
-            for (int i = 0; i < nimg; i++)
-                conv_make_phases(xp + i * pf, xg + i * xs, g);
+        if (nt == 1) { /* no region (entering one costs even with one thread) */
+            for (int i = 0; i < nimg; i++) conv_make_phases(xp + i * pf, xg + i * xs, g);
             const phase_src ps = {xp, g, has_bias, 0};
             const ac_gemm_operand B = {conv_pack_phase, NULL, &ps};
             ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, 1);
             write_out(out, y, nimg, 0, g->Og, 0, ld, relu, g, gi);
             continue;
         }
-        chunk_team c = {out, y, xp, xg, wa, g, kr, nimg, has_bias, relu, gi,
-                        (size_t)g->Og <= ld};
+        chunk_team c = {out, y,    xp,       xg,   wa, g,
+                        kr,  nimg, has_bias, relu, gi, (size_t)g->Og <= ld};
         ac_team_run(nt, chunk_share, &c, gw, ac_pad16(ac_sgemm_work_floats(1)));
     }
 }
@@ -178,7 +181,7 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
     const int ch = fwd_chunk(g);
     return (size_t)ch * phase_floats(g) + (ch > 1 ? ac_pad16((size_t)g->Og * ch * g->S) : 0) +
-           (size_t)gemm_nt * ac_pad16(ac_sgemm_work_floats(1));  /* a one-thread gemm each */
+           (size_t)gemm_nt * ac_pad16(ac_sgemm_work_floats(1)); /* a one-thread gemm each */
 }
 
 size_t conv_forward_run_floats(const geom *g, int nt)
@@ -241,8 +244,8 @@ size_t conv_forward_floats(const geom *g, int nt)
                : f;
 }
 
-void conv_forward(float *out, const float *x, const float *w, const float *bias,
-                  const geom *g, float *work, int nt)
+void conv_forward(float *out, const float *x, const float *w, const float *bias, const geom *g,
+                  float *work, int nt)
 {
     if (conv_use_winograd(g, 0)) {
         ac_winograd3x3(out, x, w, bias, g->N, g->C, g->H, g->W, g->O, g->G, work, nt);
@@ -279,8 +282,8 @@ size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, 
 }
 
 void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int KH, int KW,
-                       int stride, int pad, int groups, float *work, int nthreads)
+                       int N, int C, int H, int W, int O, int KH, int KW, int stride, int pad,
+                       int groups, float *work, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     if (N <= 0) return;

@@ -53,9 +53,9 @@ size_t ac_sgemm_work_floats(int nthreads)
 {
     size_t need = 0;
     if (nthreads < 1) nthreads = 1;
-    for (int i = 0; i < NKERNELS; i++)  /* any path may be selected at call time */
+    for (int i = 0; i < NKERNELS; i++) /* any path may be selected at call time */
         need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
-    return need + AC_ALIGN / sizeof(float);  /* slack to align the start */
+    return need + AC_ALIGN / sizeof(float); /* slack to align the start */
 }
 
 /* Split n into nearly equal blocks of at most bmax, each a multiple of unit. */
@@ -103,8 +103,8 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
                         float *Cc = C + (size_t)(ib + ic) * ldc + jc + jr;
                         const int nr = AC_MIN(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR)
-                            kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc, ldc,
-                                        alpha, beta_k, AC_MIN(MR, mc - ir), nr);
+                            kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc,
+                                        ldc, alpha, beta_k, AC_MIN(MR, mc - ir), nr);
                     }
                 }
             }
@@ -172,11 +172,12 @@ static int split_m(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
 {
     const double f = 2.0 * M * N * K / nt;
     const double cn = imbalance(N, kr->nr, nt) * f +
-                      AC_GEMM_PACK_FLOPS * ((double)M * K +
-                                            (double)K * N / nt * ac_ceil_div(M, kr->mb));
+                      AC_GEMM_PACK_FLOPS *
+                          ((double)M * K + (double)K * N / nt * ac_ceil_div(M, kr->mb));
     const double cm = imbalance(M, kr->mr, nt) * f +
-                      AC_GEMM_PACK_FLOPS * ((double)M / nt * K +
-                                            (double)K * N * ac_ceil_div(ac_ceil_div(M, nt), kr->mb));
+                      AC_GEMM_PACK_FLOPS *
+                          ((double)M / nt * K +
+                           (double)K * N * ac_ceil_div(ac_ceil_div(M, nt), kr->mb));
     return cm < 0.99 * cn;
 }
 
@@ -205,8 +206,8 @@ static void gemm_share(void *ctx, int t, int T, float *wt)
 }
 
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
-                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
-                 float *C, int ldc, float *work, int nthreads)
+                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta, float *C,
+                 int ldc, float *work, int nthreads)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.f) {
@@ -229,9 +230,9 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
     ac_team_run(nt, gemm_share, &p, w, asz + bsz);
 }
 
-void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
-              const float *A, int lda, const float *B, int ldb, float beta,
-              float *C, int ldc, float *work, int nthreads)
+void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+              int nthreads)
 {
     const int isa = ac_get_isa();
     if (ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
