@@ -21,30 +21,23 @@ static double now(void)
 
 /* Twelve named accumulators (an array would live in memory); the empty asm keeps the
  * chains live and unmerged. */
-#define CHAIN_LOOP(V, FMA, SET1, CONSTRAINT)                                                   \
-    V c0 = SET1(0.f), c1 = SET1(1.f), c2 = SET1(2.f), c3 = SET1(3.f), c4 = SET1(4.f),          \
-      c5 = SET1(5.f), c6 = SET1(6.f), c7 = SET1(7.f), c8 = SET1(8.f), c9 = SET1(9.f),          \
-      c10 = SET1(10.f), c11 = SET1(11.f);                                                      \
-    const V m = SET1(0.999999f), a = SET1(1e-6f);                                              \
-    for (long it = 0; it < iters; it++) {                                                      \
-        c0 = FMA(c0, m, a);                                                                    \
-        c1 = FMA(c1, m, a);                                                                    \
-        c2 = FMA(c2, m, a);                                                                    \
-        c3 = FMA(c3, m, a);                                                                    \
-        c4 = FMA(c4, m, a);                                                                    \
-        c5 = FMA(c5, m, a);                                                                    \
-        c6 = FMA(c6, m, a);                                                                    \
-        c7 = FMA(c7, m, a);                                                                    \
-        c8 = FMA(c8, m, a);                                                                    \
-        c9 = FMA(c9, m, a);                                                                    \
-        c10 = FMA(c10, m, a);                                                                  \
-        c11 = FMA(c11, m, a);                                                                  \
-        __asm__ volatile(""                                                                    \
-                         : "+" CONSTRAINT(c0), "+" CONSTRAINT(c1), "+" CONSTRAINT(c2),         \
-                           "+" CONSTRAINT(c3), "+" CONSTRAINT(c4), "+" CONSTRAINT(c5),         \
-                           "+" CONSTRAINT(c6), "+" CONSTRAINT(c7), "+" CONSTRAINT(c8),         \
-                           "+" CONSTRAINT(c9), "+" CONSTRAINT(c10), "+" CONSTRAINT(c11));      \
+/* clang-format off */
+#define CHAIN_LOOP(V, FMA, SET1, CONSTRAINT)                                            \
+    V c0 = SET1(0.f), c1 = SET1(1.f), c2 = SET1(2.f), c3 = SET1(3.f), c4 = SET1(4.f),    \
+      c5 = SET1(5.f), c6 = SET1(6.f), c7 = SET1(7.f), c8 = SET1(8.f), c9 = SET1(9.f),    \
+      c10 = SET1(10.f), c11 = SET1(11.f);                                                \
+    const V m = SET1(0.999999f), a = SET1(1e-6f);                                       \
+    for (long it = 0; it < iters; it++) {                                               \
+        c0 = FMA(c0, m, a); c1 = FMA(c1, m, a); c2 = FMA(c2, m, a); c3 = FMA(c3, m, a);  \
+        c4 = FMA(c4, m, a); c5 = FMA(c5, m, a); c6 = FMA(c6, m, a); c7 = FMA(c7, m, a);  \
+        c8 = FMA(c8, m, a); c9 = FMA(c9, m, a); c10 = FMA(c10, m, a);                   \
+        c11 = FMA(c11, m, a);                                                           \
+        __asm__ volatile("" : "+" CONSTRAINT(c0), "+" CONSTRAINT(c1), "+" CONSTRAINT(c2), \
+                         "+" CONSTRAINT(c3), "+" CONSTRAINT(c4), "+" CONSTRAINT(c5),     \
+                         "+" CONSTRAINT(c6), "+" CONSTRAINT(c7), "+" CONSTRAINT(c8),     \
+                         "+" CONSTRAINT(c9), "+" CONSTRAINT(c10), "+" CONSTRAINT(c11));  \
     }
+/* clang-format on */
 
 AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
