@@ -220,6 +220,8 @@ def _resolve_data(cfg):
 def fit(cfg):
     """Train as configured; returns the history (one dict per epoch)."""
     cfg.check()
+    if not cfg.train_dir:
+        raise ValueError("no training folder given (TrainConfig.train_dir, -data)")
     say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     if cfg.threads:
         _threads.set_num_threads(cfg.threads)
