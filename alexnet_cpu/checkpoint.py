@@ -147,7 +147,8 @@ def check_train_state(path, state):
     best = state.get("best")
     need(best is None or _is_number(best) or best == -math.inf or (
         isinstance(best, dict) and _is_int(best.get("epoch"), 1, state["epoch"])
-        and all(_is_number(v) or v is None for k, v in best.items() if k != "epoch")),
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for k, v in best.items() if k != "epoch")),   # NaN: no validation data
         "train.best: expected the best epoch's record")
     config = state.get("config")
     need(isinstance(config, dict), "train.config: expected an object")

@@ -241,8 +241,8 @@ def fit(cfg):
     if cfg.resume:
         if meta.get("classes") != classes:
             raise ValueError(f"{cfg.resume}: checkpoint classes differ from the data's")
-        if "preprocess" not in meta:
-            raise WeightFileError(f"{cfg.resume}: checkpoint has no preprocess statistics")
+        if not all(k in meta.get("preprocess", {}) for k in ("mean", "std", "eigval", "eigvec")):
+            raise WeightFileError(f"{cfg.resume}: checkpoint lacks preprocess statistics")
         stats = meta["preprocess"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         # checkpoints before best/last files kept only the best top-1 (a number)
