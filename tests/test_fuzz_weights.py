@@ -88,8 +88,31 @@ def _encode(header, data, rng, sign):
     return len(hb).to_bytes(8, "little") + hb
 
 
+def _every_field(raw, rng):
+    """One edit of each header field and each metadata field (an odd value in its place,
+    or the field deleted), re-signed so the checksum holds."""
+    header, data = _split(raw)
+    inner = json.loads(header["__metadata__"]["alexnet_cpu"])
+    for where, tree in (("header", header), ("metadata", inner)):
+        for path in _paths(tree):
+            if not path:
+                continue
+            h = json.loads(json.dumps(header))
+            target = h if where == "header" else json.loads(json.dumps(inner))
+            parent = _get(target, path[:-1])
+            if isinstance(parent, dict) and rng.random() < 0.2:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = ODD_VALUES[rng.integers(len(ODD_VALUES))]
+            if where == "metadata":
+                h["__metadata__"]["alexnet_cpu"] = target
+            yield f"{where} field {path}", _encode(h, data, rng, sign=True) + data
+
+
 def _mutations(raw, rng, count):
-    """Yield (description, bytes or (header bytes, data length)) mutations of a file."""
+    """Yield (description, bytes) mutations of a file: first one edit of every field, then
+    `count` random ones."""
+    yield from _every_field(raw, rng)
     header, data = _split(raw)
     n = len(raw) - len(data) - 8
     for i in range(count):
