@@ -158,6 +158,8 @@ def check_train_state(path, state):
                     ("seed", _is_int),
                     ("val_fraction", lambda v: _is_number(v) and 0 <= v < 1)):
         need(key in config and ok(config[key]), f"train.config.{key}: bad or missing")
+    need("dropout" not in config or (_is_number(config["dropout"]) and 0 <= config["dropout"] < 1),
+         "train.config.dropout: expected a number in [0, 1)")
 
 
 def _needer(path):

@@ -21,6 +21,7 @@ import numpy as np
 from . import _threads
 from .checkpoint import check_train_state, load, save, save_checkpoint
 from .data import DataLoader, ImageFolder, compute_stats
+from .layers import Dropout
 from .loss import softmax, softmax_cross_entropy
 from .model import INITS, MIN_INPUT, VARIANTS, alexnet
 from .optim import SCHEDULES, SGD, PlateauLR, make_schedule
@@ -73,6 +74,7 @@ class TrainConfig:
                                 "drop before it ends", min=0)
     step_size: int = option(30, "epochs per LR drop with -schedule step", min=1)
     early_stop: bool = option(False, "stop when the metric stalls at the lowest LR (plateau)")
+    dropout: float = option(0.5, "dropout probability before fc6 and fc7", min=0, below=1)
     init: str = option("kaiming", "weight initialisation", choices=INITS)
     bias_value: float = option(1.0, "bias of conv2/4/5 and fc6/7 with -init paper",
                                flag="bias")
@@ -236,6 +238,10 @@ def fit(cfg):
         # What shaped the interrupted run's data order and model must not change.
         for key in ("variant", "size", "batch_size", "seed", "val_fraction"):
             setattr(cfg, key, state["config"][key])
+        cfg.dropout = state["config"].get("dropout", 0.5)   # absent before it was a flag
+        for _, layer in net.layers:
+            if isinstance(layer, Dropout):
+                layer.p = cfg.dropout
     train_ds, val_ds, where = _resolve_data(cfg)
     classes = train_ds.classes
     if cfg.resume:
@@ -249,7 +255,7 @@ def fit(cfg):
         best = state["best"] if isinstance(state["best"], dict) else None
     else:
         net = alexnet(cfg.variant, num_classes=len(classes), init=cfg.init,
-                      bias_value=cfg.bias_value, seed=cfg.seed)
+                      bias_value=cfg.bias_value, dropout=cfg.dropout, seed=cfg.seed)
         if cfg.load_pretrained:
             _load_pretrained(net, cfg.load_pretrained, say)
         stats = _stats_dict(compute_stats(train_ds, cfg.size, seed=cfg.seed))
