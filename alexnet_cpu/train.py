@@ -65,7 +65,7 @@ class TrainConfig:
     threshold: float = option(0.01, "relative change of the metric that counts as an "
                                     "improvement (plateau)", min=0)
     patience: int = option(0, "epochs without improvement before an LR drop (plateau; "
-                              "default 0: max(3, epochs / 10))", min=0)
+                              "default 0: max(3, epochs / 5))", min=0)
     min_epochs: int = option(0, "fewest epochs at each LR before the next drop (plateau)",
                              min=0)
     min_lr: Optional[float] = option(None, "the plateau schedule's lowest LR "
@@ -365,7 +365,7 @@ def _schedule_args(cfg):
     if cfg.schedule == "step":
         return {"step_size": cfg.step_size}
     if cfg.schedule == "plateau":
-        return {"patience": cfg.patience or max(3, cfg.epochs // 10), "monitor": cfg.monitor,
+        return {"patience": cfg.patience or max(3, cfg.epochs // 5), "monitor": cfg.monitor,
                 "threshold": cfg.threshold, "min_lr": cfg.min_lr, "min_epochs": cfg.min_epochs,
                 "warmup_epochs": math.ceil(cfg.warmup), "early_stop": cfg.early_stop}
     return {}
