@@ -282,3 +282,11 @@ def test_training_refuses_one_class_and_unreadable_classes(tmp_path):
     (tmp_path / "one" / "dogs" / "x.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="dogs: no readable image"):
         fit(_cfg(str(tmp_path / "one"), str(tmp_path / "m.safetensors")))
+
+
+def test_default_patience_fits_the_run_length():
+    patience = lambda **kw: train._schedule_args(TrainConfig(**kw))["patience"]  # noqa: E731
+    assert [patience(epochs=e) for e in (5, 15, 40, 90)] == [3, 3, 8, 18]
+    assert patience(epochs=90, patience=2) == 2
+    args = train._schedule_args(TrainConfig(warmup=1.5, min_lr=1e-4))
+    assert args["warmup_epochs"] == 2 and args["min_lr"] == 1e-4 and args["monitor"] == "loss"
