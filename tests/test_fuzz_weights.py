@@ -182,7 +182,7 @@ def test_fuzz_small_file(tmp_path):
     write_file(p, tensors, meta)
     raw = p.read_bytes()
     loaded = 0
-    for what, blob in _mutations(raw, rng, 3000):
+    for what, blob in _mutations(raw, rng, 2000):
         p.write_bytes(blob)
         try:
             read_file(p)
@@ -192,7 +192,7 @@ def test_fuzz_small_file(tmp_path):
         except Exception as e:   # noqa: BLE001
             pytest.fail(f"{what}: {type(e).__name__}: {e}")
         _expect_load_or_weight_file_error(checkpoint.inspect, p, what)
-    assert 0 < loaded < 3000   # some edits are harmless, most are caught
+    assert 0 < loaded < 2000   # some edits are harmless, most are caught
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_fuzz_real_model_header(real_header, tmp_path):
     assert shapes["classifier.6.weight"] == (3, 4096)
     accepted = 0
     # the data block stands in as zeros: only the header matters to inspect()
-    for what, blob in _mutations(head + data_start, rng, 2000):
+    for what, blob in _mutations(head + data_start, rng, 1500):
         p.write_bytes(blob)
         if not what.startswith("truncated"):   # the rest of the data block, sparse
             with open(p, "r+b") as f:
@@ -244,7 +244,7 @@ def test_fuzz_real_model_header(real_header, tmp_path):
             assert str(e).startswith(str(p)) and "\n" not in str(e), (what, str(e))
         except Exception as e:   # noqa: BLE001
             pytest.fail(f"{what}: {type(e).__name__}: {e}")
-    assert 0 < accepted < 2000
+    assert 0 < accepted < 1500
 
 
 @pytest.mark.parametrize("field, value, msg", [

@@ -220,12 +220,6 @@ def test_plateau_drops_and_early_stop_in_fit(tiny_data, tmp_path, monkeypatch, c
     assert "early stop" in capsys.readouterr().out
 
 
-def test_step_schedule_in_fit(tiny_data, tmp_path):
-    history = fit(_cfg(tiny_data, str(tmp_path / "m.safetensors"), epochs=2,
-                       schedule="step", step_size=1, warmup=0))
-    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.001])
-
-
 def test_options_reach_the_loaders_and_pretrained_weights_load(runs, tiny_data, tmp_path,
                                                              monkeypatch, capsys):
     """-tencrop, -val_fraction, -crop/-flip/-lighting off and -load_pretrained in one run."""
@@ -290,3 +284,7 @@ def test_default_patience_fits_the_run_length():
     assert patience(epochs=90, patience=2) == 2
     args = train._schedule_args(TrainConfig(warmup=1.5, min_lr=1e-4))
     assert args["warmup_epochs"] == 2 and args["min_lr"] == 1e-4 and args["monitor"] == "loss"
+    # -schedule step reaches StepLR with its step size (its rule: test_optim.py)
+    cfg = TrainConfig(schedule="step", step_size=7)
+    sched = train.make_schedule(cfg.schedule, cfg.lr, **train._schedule_args(cfg))
+    assert sched.name == "step" and sched.step_size == 7
