@@ -5,12 +5,13 @@ rebuild the net and its preprocessing: variant, num_classes, in_channels, input 
 class names, normalisation and PCA data. A checkpoint adds the momentum buffers
 (optim.velocity.<name>) and the training state (epoch, step, schedule, RNG).
 """
+import math
 import os
 
 import numpy as np
 
-from .model import VARIANTS, alexnet
-from .weights import WeightFileError, read_file, write_file
+from .model import MIN_INPUT, VARIANTS, alexnet
+from .weights import WeightFileError, read_file, read_metadata, write_file
 
 
 def save(path, net, **metadata):
@@ -34,16 +35,13 @@ def save_checkpoint(path, net, opt, **metadata):
 def load(path, with_tensors=False):
     """(net, metadata) from a weight file or checkpoint; also accepts a plain safetensors
     file of a torchvision AlexNet state dict (then the variant is inferred as owt).
-    with_tensors=True also returns every tensor in the file (for resuming)."""
+    with_tensors=True also returns every tensor in the file (for resuming).
+    Every metadata field is checked (type, range, agreement with the tensors) before the
+    net is built; any problem is a WeightFileError naming the file."""
+    path = os.fspath(path)
     tensors, meta = read_file(path)
-    variant = meta.get("variant") or _infer_variant(path, tensors)
-    if variant not in VARIANTS:
-        raise WeightFileError(f"{path}: unknown variant {variant!r}")
-    try:
-        num_classes = int(meta.get("num_classes") or tensors["classifier.6.weight"].shape[0])
-        in_channels = int(meta.get("in_channels") or tensors["features.0.weight"].shape[1])
-    except KeyError as e:
-        raise WeightFileError(f"{path}: not an AlexNet weight file (no tensor {e})") from None
+    variant, num_classes, in_channels = check_metadata(
+        path, meta, {k: v.shape for k, v in tensors.items()})
     net = alexnet(variant, num_classes=num_classes, in_channels=in_channels)
     model = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
              if not k.startswith("optim.")}
@@ -52,16 +50,135 @@ def load(path, with_tensors=False):
     except ValueError as e:
         raise WeightFileError(f"{path}: {e}") from None
     if "dropout" in meta:
+        if len(meta["dropout"]) != len(net.dropout_state()):
+            raise WeightFileError(f"{path}: dropout: {len(meta['dropout'])} states for "
+                                  f"{len(net.dropout_state())} dropout layers")
         net.set_dropout_state(meta["dropout"])
     net.eval()
     return (net, meta, tensors) if with_tensors else (net, meta)
 
 
-def _infer_variant(path, tensors):
-    w = tensors.get("features.0.weight")
-    if w is None:
+MAX_INPUT = 4096   # input sizes beyond this are taken as a corrupt field, not a request
+
+
+def _is_int(x, lo=0, hi=2 ** 63 - 1):
+    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _numbers(x, shape):
+    """x is a nested list of finite numbers of this shape."""
+    if not shape:
+        return _is_number(x)
+    return (isinstance(x, list) and len(x) == shape[0]
+            and all(_numbers(v, shape[1:]) for v in x))
+
+
+def inspect(path):
+    """(metadata, {name: shape}) of a weight file or checkpoint, every field checked as
+    load() and resume check them, without reading the tensors or building the net."""
+    shapes, meta = read_metadata(path)
+    check_metadata(path, meta, shapes)
+    if meta.get("kind") == "checkpoint":
+        check_train_state(path, meta.get("train"))
+    return meta, shapes
+
+
+def check_metadata(path, meta, shapes):
+    """Validate the fields the runtime reads -> (variant, num_classes, in_channels); the
+    last two are taken from the tensor shapes {name: shape} and checked against the
+    metadata."""
+    need = _needer(path)
+    variant = meta.get("variant") or _infer_variant(path, shapes)
+
+    need(meta.get("kind", "weights") in ("weights", "checkpoint"),
+         f"unknown kind {_short(meta.get('kind'))}")
+    need(variant in VARIANTS, f"unknown variant {_short(variant)} (expected one of "
+                              f"{', '.join(VARIANTS)})")
+    for name, ndim in (("features.0.weight", 4), ("classifier.6.weight", 2)):
+        t = shapes.get(name)
+        need(t is not None, f"not an AlexNet weight file (no tensor {name!r})")
+        need(len(t) == ndim, f"tensor {name!r} has shape {t}, expected {ndim} dimensions")
+    num_classes = shapes["classifier.6.weight"][0]
+    in_channels = shapes["features.0.weight"][1]
+    need(num_classes >= 1 and in_channels >= 1, "a tensor has an empty side")
+    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if key in meta:
+            need(_is_int(meta[key], 1) and meta[key] == value,
+                 f"{key} {_short(meta[key])} does not match the tensors ({value})")
+    if "input_size" in meta:
+        need(_is_int(meta["input_size"], MIN_INPUT, MAX_INPUT),
+             f"input_size {_short(meta['input_size'])}: expected an integer in "
+             f"{MIN_INPUT}..{MAX_INPUT}")
+    if "classes" in meta:
+        c = meta["classes"]
+        need(isinstance(c, list) and all(isinstance(n, str) for n in c)
+             and len(set(c)) == len(c) == num_classes,
+             f"classes: expected {num_classes} distinct names")
+    if "preprocess" in meta:
+        pre = meta["preprocess"]
+        need(isinstance(pre, dict), "preprocess: expected an object")
+        for key, shape in (("mean", (3,)), ("std", (3,)), ("eigval", (3,)), ("eigvec", (3, 3))):
+            need(key not in pre or _numbers(pre[key], shape),
+                 f"preprocess.{key}: expected {'x'.join(map(str, shape))} finite numbers")
+        need("std" not in pre or min(pre["std"]) > 0, "preprocess.std: expected values > 0")
+    if "dropout" in meta:
+        d = meta["dropout"]
+        need(isinstance(d, list) and len(d) <= 8
+             and all(isinstance(p, list) and len(p) == 2 and all(_is_int(v) for v in p)
+                     for p in d),
+             "dropout: expected pairs of non-negative integers (seed, calls)")
+    return variant, num_classes, in_channels
+
+
+def check_train_state(path, state):
+    """The training state of a checkpoint, as fit() writes it, before resume reads it."""
+    need = _needer(path)
+    need(isinstance(state, dict), "checkpoint has no training state")
+    for key in ("epoch", "step"):
+        need(_is_int(state.get(key)), f"train.{key}: expected a non-negative integer")
+    need(isinstance(state.get("history"), list) and len(state["history"]) == state["epoch"]
+         and all(isinstance(r, dict) for r in state["history"]),
+         f"train.history: expected {state['epoch']} epoch records")
+    need(isinstance(state.get("schedule"), dict), "train.schedule: expected an object")
+    best = state.get("best")
+    need(best is None or _is_number(best) or best == -math.inf or (
+        isinstance(best, dict) and _is_int(best.get("epoch"), 1, state["epoch"])
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for k, v in best.items() if k != "epoch")),   # NaN: no validation data
+        "train.best: expected the best epoch's record")
+    config = state.get("config")
+    need(isinstance(config, dict), "train.config: expected an object")
+    for key, ok in (("variant", lambda v: v in VARIANTS),
+                    ("size", lambda v: _is_int(v, MIN_INPUT, MAX_INPUT)),
+                    ("batch_size", lambda v: _is_int(v, 1)),
+                    ("seed", _is_int),
+                    ("val_fraction", lambda v: _is_number(v) and 0 <= v < 1)):
+        need(key in config and ok(config[key]), f"train.config.{key}: bad or missing")
+    need("dropout" not in config or (_is_number(config["dropout"]) and 0 <= config["dropout"] < 1),
+         "train.config.dropout: expected a number in [0, 1)")
+
+
+def _needer(path):
+    def need(ok, what):
+        if not ok:
+            raise WeightFileError(f"{path}: {what}")
+    return need
+
+
+def _infer_variant(path, shapes):
+    w = shapes.get("features.0.weight")
+    if not w:
         raise WeightFileError(f"{path}: not an AlexNet weight file (no features.0.weight)")
-    return "owt" if w.shape[0] == 64 else "paper"
+    return "owt" if w[0] == 64 else "paper"
+
+
+def _short(x, limit=60):
+    s = repr(x)
+    return s if len(s) <= limit else s[:limit] + "..."
 
 
 def _jsonable(obj):

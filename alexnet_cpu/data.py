@@ -90,6 +90,20 @@ class ImageFolder:
             raise ValueError(f"{self.root}: no images ({', '.join(IMG_EXTENSIONS)}) "
                              f"in any of {len(found)} class folders")
 
+    def check_classes(self, minimum=2):
+        """Refuse a training set with fewer than `minimum` classes or a class without one
+        readable image (each class's files are tried in order until one decodes)."""
+        if len(self.classes) < minimum:
+            raise ValueError(f"{self.root}: {len(self.classes)} class folder(s) "
+                             f"({', '.join(self.classes)}); training needs at least {minimum}")
+        by_class = {}
+        for path, label in self.samples:
+            by_class.setdefault(label, []).append(path)
+        for label, name in enumerate(self.classes):
+            if not any(_readable(p) for p in by_class.get(label, ())):
+                raise ValueError(f"{os.path.join(self.root, name)}: no readable image "
+                                 f"({', '.join(IMG_EXTENSIONS)}) in class {name!r}")
+
     @classmethod
     def _from_samples(cls, root, classes, samples):
         self = cls.__new__(cls)
@@ -184,6 +198,14 @@ def load_image(path, base):
     if a.shape != (base, base, 3):
         raise ImageError(f"{os.fspath(path)}: decoded to shape {a.shape}, expected {(base, base, 3)}")
     return a
+
+
+def _readable(path):
+    try:
+        load_image(path, 8)
+    except ImageError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- statistics

@@ -35,25 +35,50 @@ class SGD:
 
 
 class Schedule:
-    """Base: the learning rate after each epoch is decided from the validation metric."""
+    """Base: the learning rate for the next epoch, decided after each epoch from the
+    validation metrics {"loss": ..., "top1": ...}."""
 
     def __init__(self, lr):
         self.lr = lr
 
-    def step(self, metric):
-        """Called once per epoch with the validation top-1 accuracy; returns the new lr."""
+    def step(self, metrics):
+        """Called once per epoch with the validation metrics; returns the new lr."""
         return self.lr
 
     def state_dict(self):
         return dict(vars(self))
 
     def load_state_dict(self, state):
+        """Restore a state_dict(); refuses keys or value types this schedule does not have
+        (a checkpoint of another schedule, or a corrupt one)."""
+        mine = vars(self)
+        if not isinstance(state, dict) or set(state) != set(mine):
+            raise ValueError(f"schedule state does not match the {self.name} schedule "
+                             f"(expected the fields {', '.join(sorted(mine))})")
+        for k, v in state.items():
+            if not _same_kind(v, mine[k]):
+                raise ValueError(f"schedule state: {k} = {v!r} is not a {type(mine[k]).__name__}")
         for k, v in state.items():
             setattr(self, k, v)
 
     @property
     def finished(self):
         return False
+
+
+def _same_kind(v, like):
+    """v can stand for a state value like `like`: the same kind, numbers finite."""
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if like is None or v is None:
+        return v is None or number(v)
+    if isinstance(like, bool):
+        return isinstance(v, bool)
+    if isinstance(like, int):
+        return isinstance(v, int) and number(v)
+    if isinstance(like, float):
+        return number(v)
+    return type(v) is type(like)
 
 
 class ConstantLR(Schedule):
@@ -68,37 +93,73 @@ class StepLR(Schedule):
         super().__init__(lr)
         self.base_lr, self.step_size, self.gamma, self.epoch = lr, step_size, gamma, 0
 
-    def step(self, metric):
+    def step(self, metrics):
         self.epoch += 1
         self.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
         return self.lr
 
 
 class PlateauLR(Schedule):
-    """The paper's schedule: divide the lr by 10 when the validation metric stops
-    improving for `patience` epochs, at most `max_drops` times. With early_stop, the run
-    is finished once it plateaus again after the last drop."""
+    """Divide the lr by 10 (`factor`) when the monitored validation metric stops improving.
+
+    An epoch improves when the metric beats the best so far by more than `threshold`
+    relative to it (loss: below best * (1 - threshold); top1: above best * (1 + threshold)),
+    so noise on a small validation set does not count as progress. After `patience` epochs
+    without improvement the lr drops, but never during the first `warmup_epochs` epochs, never
+    after fewer than `min_epochs` epochs at the current lr, and never below `min_lr`. With
+    early_stop, the run is finished when it stalls again at min_lr.
+
+    The paper's recipe (validation error, any improvement, three drops) is
+    monitor="top1", threshold=0, min_lr=lr / 1000.
+    """
     name = "plateau"
+    MONITORS = ("loss", "top1")
 
-    def __init__(self, lr, factor=0.1, patience=2, max_drops=3, early_stop=False,
-                 min_delta=1e-4):
+    def __init__(self, lr, factor=0.1, patience=3, monitor="loss", threshold=0.01,
+                 min_lr=None, min_epochs=0, warmup_epochs=0, early_stop=False):
         super().__init__(lr)
-        self.factor, self.patience, self.max_drops = factor, patience, max_drops
-        self.early_stop, self.min_delta = early_stop, min_delta
-        self.best, self.bad_epochs, self.drops, self.stop = -math.inf, 0, 0, False
+        if monitor not in self.MONITORS:
+            raise ValueError(f"monitor: expected one of {', '.join(self.MONITORS)}, got {monitor!r}")
+        if not 0 < factor < 1 or patience < 1 or threshold < 0:
+            raise ValueError(f"PlateauLR: need 0 < factor < 1, patience >= 1, threshold >= 0; "
+                             f"got {factor}, {patience}, {threshold}")
+        self.factor, self.patience, self.monitor = float(factor), int(patience), monitor
+        self.threshold = float(threshold)
+        self.min_lr = float(lr * factor ** 3 if min_lr is None else min_lr)
+        self.min_epochs, self.warmup_epochs = int(min_epochs), int(warmup_epochs)
+        self.early_stop = bool(early_stop)
+        self.best = None        # best monitored value so far (None before the first epoch)
+        self.epoch = self.bad_epochs = self.epochs_at_lr = self.drops = 0
+        self.stop = False
 
-    def step(self, metric):
-        if metric > self.best + self.min_delta:
-            self.best, self.bad_epochs = metric, 0
+    def _improved(self, value):
+        if self.best is None:
+            return True
+        if self.monitor == "loss":
+            return value < self.best - self.threshold * abs(self.best)
+        return value > self.best + self.threshold * abs(self.best)
+
+    def step(self, metrics):
+        value = float(metrics[self.monitor])
+        self.epoch += 1
+        self.epochs_at_lr += 1
+        if not math.isfinite(value):
+            return self.lr          # no validation data: nothing to judge on
+        if self._improved(value):
+            self.best, self.bad_epochs = value, 0
             return self.lr
+        if self.epoch <= self.warmup_epochs:
+            return self.lr          # the warm-up's stalls do not count
         self.bad_epochs += 1
-        if self.bad_epochs >= self.patience:
-            self.bad_epochs = 0
-            if self.drops < self.max_drops:
-                self.drops += 1
-                self.lr *= self.factor
-            elif self.early_stop:
-                self.stop = True
+        if self.bad_epochs < self.patience or self.epochs_at_lr < self.min_epochs:
+            return self.lr
+        self.bad_epochs = 0
+        if self.lr > self.min_lr * (1 + 1e-9):
+            self.lr = max(self.lr * self.factor, self.min_lr)
+            self.drops += 1
+            self.epochs_at_lr = 0
+        elif self.early_stop:
+            self.stop = True
         return self.lr
 
     @property

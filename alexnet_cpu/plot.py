@@ -36,7 +36,7 @@ def _panel(draw, box, title, series, xs):
 
 def plot_history(history, path):
     """history: list of per-epoch dicts with epoch, train_loss, val_loss, train_acc,
-    val_top1, val_top5. Writes a two-panel PNG: losses and accuracies."""
+    val_top1, val_topk and k. Writes a two-panel PNG: losses and accuracies."""
     img = Image.new("RGB", (900, 400), "white")
     draw = ImageDraw.Draw(img)
     xs = [h["epoch"] for h in history]
@@ -45,5 +45,6 @@ def plot_history(history, path):
            [("train loss", get("train_loss")), ("val loss", get("val_loss"))], xs)
     _panel(draw, (510, 30, 880, 340), "accuracy",
            [("train acc", get("train_acc")), ("val top-1", get("val_top1")),
-            ("val top-5", get("val_top5"))], xs)
+            (f"val top-{history[-1].get('k', 5) if history else 5}",
+             [h.get("val_topk", h.get("val_top5")) for h in history])], xs)
     img.save(path)

@@ -1,68 +1,133 @@
 """Training and evaluation: epochs, metrics, checkpoints, resume, logs.
 
 One epoch: for each batch, forward, softmax cross-entropy, backward, SGD step; then
-validation (loss, top-1, top-5), the LR schedule, a checkpoint and a log line. Every
-random choice derives from the seed and the epoch/step counters, so a run resumed from
-the checkpoint of epoch k ends with the same weights as an uninterrupted run.
+validation (loss, top-1, top-k with k = min(5, classes)), the LR schedule, the files and a
+log line. `-save PATH` holds the weights of the best validation epoch so far (by top-1,
+then loss), PATH.last.safetensors those of the latest epoch, PATH.ckpt.safetensors the
+latest training state for resuming. Every random choice derives from the seed and the
+epoch/step counters, so a run resumed from the checkpoint of epoch k ends with the same
+weights as an uninterrupted run.
 """
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 import numpy as np
 
 from . import _threads
-from .checkpoint import load, save, save_checkpoint
+from .checkpoint import check_train_state, load, save, save_checkpoint
 from .data import DataLoader, ImageFolder, compute_stats
+from .layers import Dropout
 from .loss import softmax, softmax_cross_entropy
-from .model import alexnet
-from .optim import SGD, make_schedule
+from .model import INITS, MIN_INPUT, VARIANTS, alexnet
+from .optim import SCHEDULES, SGD, PlateauLR, make_schedule
 from .plot import plot_history
+from .weights import WeightFileError
+
+
+def option(default, help, flag=None, **meta):
+    """A TrainConfig field that is also a `train` flag: -FLAG (default: the field's name)
+    with this help; meta may give choices, min (inclusive), above (exclusive), below
+    (exclusive). Booleans: off by default -> a switch, on by default -> -FLAG on|off."""
+    return field(default=default, metadata={"help": help, "flag": flag, **meta})
 
 
 @dataclass
 class TrainConfig:
-    train_dir: str
-    val_dir: Optional[str] = None
-    val_fraction: float = 0.1
-    save: str = "alexnet.safetensors"
-    variant: str = "paper"
-    size: int = 224
-    batch_size: int = 128
-    epochs: int = 90
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "plateau"
-    patience: int = 2
-    warmup: float = 1.0
-    step_size: int = 30
-    early_stop: bool = False
-    init: str = "kaiming"
-    bias_value: float = 1.0
-    seed: int = 0
-    threads: Optional[int] = None
-    workers: int = 2
-    crop: bool = True
-    flip: bool = True
-    lighting: bool = True
-    tencrop: bool = False
-    cache: bool = False
-    load_pretrained: Optional[str] = None
-    resume: Optional[str] = None
-    log: Optional[str] = None
-    quiet: bool = False
+    """Everything a training run depends on. Each field with help is a flag of
+    `alexnet-cpu train` (cli.py builds the parser from these fields), checked by check()."""
+    train_dir: Optional[str] = option(
+        None, "training folder (one sub-folder per class), or a root holding train/ and "
+              "val/; default ./images, else the built-in data set", flag="data")
+    val_dir: Optional[str] = option(
+        None, "validation folder (default: hold out -val_fraction of the data)", flag="val")
+    val_fraction: float = option(0.1, "share of each class held out for validation "
+                                      "when there is no -val", min=0, below=1)
+    save: str = option("alexnet.safetensors",
+                       "weight file of the best validation epoch (the last epoch's go to "
+                       "PATH.last.safetensors, the checkpoint to PATH.ckpt.safetensors)")
+    variant: str = option("paper", "network variant", choices=VARIANTS)
+    size: int = option(224, "input size in pixels", min=MIN_INPUT)
+    batch_size: int = option(128, "images per step", flag="batchsize", min=1)
+    epochs: int = option(90, "total epochs", min=1)
+    lr: float = option(0.01, "learning rate", above=0)
+    momentum: float = option(0.9, "SGD momentum", min=0, below=1)
+    weight_decay: float = option(5e-4, "weight decay", flag="wd", min=0)
+    schedule: str = option("plateau", "LR schedule: plateau divides by 10 when the "
+                                      "validation metric stalls; step every -step_size "
+                                      "epochs", choices=tuple(SCHEDULES))
+    monitor: str = option("loss", "validation metric the plateau schedule watches",
+                          choices=PlateauLR.MONITORS)
+    threshold: float = option(0.01, "relative change of the metric that counts as an "
+                                    "improvement (plateau)", min=0)
+    patience: int = option(0, "epochs without improvement before an LR drop (plateau; "
+                              "default 0: max(3, epochs / 5))", min=0)
+    min_epochs: int = option(0, "fewest epochs at each LR before the next drop (plateau)",
+                             min=0)
+    min_lr: Optional[float] = option(None, "the plateau schedule's lowest LR "
+                                           "(default: lr / 1000, three drops)", min=0)
+    warmup: float = option(1.0, "epochs of linear LR warm-up (0 for none); no plateau "
+                                "drop before it ends", min=0)
+    step_size: int = option(30, "epochs per LR drop with -schedule step", min=1)
+    early_stop: bool = option(False, "stop when the metric stalls at the lowest LR (plateau)")
+    dropout: float = option(0.5, "dropout probability before fc6 and fc7", min=0, below=1)
+    init: str = option("kaiming", "weight initialisation", choices=INITS)
+    bias_value: float = option(1.0, "bias of conv2/4/5 and fc6/7 with -init paper",
+                               flag="bias")
+    seed: int = option(0, "seed of every random choice", min=0)
+    threads: Optional[int] = option(None, "compute threads (default: all cores)", min=1)
+    workers: int = option(2, "image decoding threads", min=0)
+    crop: bool = option(True, "random crops")
+    flip: bool = option(True, "random horizontal flips")
+    lighting: bool = option(True, "PCA lighting noise")
+    tencrop: bool = option(False, "validate with the paper's 10 crops")
+    cache: bool = option(False, "keep decoded images in memory")
+    load_pretrained: Optional[str] = option(None, "start from these weights (tensors of "
+                                                  "matching name and shape)")
+    resume: Optional[str] = option(None, "continue from a checkpoint (*.ckpt.safetensors)")
+    log: Optional[str] = option(None, "metrics log (JSON lines; a PNG plot is written "
+                                      "beside it)")
+    quiet: bool = option(False, "no progress and epoch lines")
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def options(cls):
+        """The fields that are flags: [(field, flag name)]."""
+        return [(f, f.metadata["flag"] or f.name) for f in fields(cls) if "help" in f.metadata]
+
+    def check(self):
+        """Raise ValueError naming the flag of the first value out of its range."""
+        for f, flag in self.options():
+            v, m = getattr(self, f.name), f.metadata
+            if v is None:
+                continue
+            if "choices" in m and v not in m["choices"]:
+                raise ValueError(f"-{flag}: expected one of {', '.join(m['choices'])}, got {v!r}")
+            for key, bad, words in (("min", lambda a, b: a < b, ">="),
+                                    ("above", lambda a, b: a <= b, ">"),
+                                    ("below", lambda a, b: a >= b, "<")):
+                if key in m and (bad(v, m[key]) or not math.isfinite(v)):
+                    raise ValueError(f"-{flag} must be {words} {m[key]}, got {v}")
+        return self
 
 
 def checkpoint_path(save_path):
     """model.safetensors -> model.ckpt.safetensors (weights + optimiser + training state)."""
+    return _beside(save_path, "ckpt")
+
+
+def last_path(save_path):
+    """model.safetensors -> model.last.safetensors (the latest epoch's weights)."""
+    return _beside(save_path, "last")
+
+
+def _beside(save_path, tag):
     root, ext = os.path.splitext(save_path)
-    return f"{root}.ckpt{ext or '.safetensors'}"
+    return f"{root}.{tag}{ext or '.safetensors'}"
 
 
 def topk_correct(logits, labels, ks=(1, 5)):
@@ -72,12 +137,12 @@ def topk_correct(logits, labels, ks=(1, 5)):
             for k in ks]
 
 
-def evaluate(net, loader, tencrop=False):
-    """Loss and top-1/top-5 accuracy over a loader, in eval mode (dropout off).
+def evaluate(net, loader, tencrop=False, k=5):
+    """Loss, top-1 and top-k accuracy over a loader, in eval mode (dropout off).
     With tencrop the loader yields (B, 10, C, H, W) and softmax outputs are averaged."""
     was_training = net.training
     net.eval()
-    n = loss_sum = c1 = c5 = 0
+    n = loss_sum = c1 = ck = 0
     for x, y in loader:
         if tencrop:
             b = x.shape[0]
@@ -89,15 +154,22 @@ def evaluate(net, loader, tencrop=False):
         else:
             scores = net.forward(x)
             loss, _ = softmax_cross_entropy(scores, y)
-        k1, k5 = topk_correct(scores, y)
+        k1, kk = topk_correct(scores, y, (1, k))
         n += len(y)
         loss_sum += loss * len(y)
         c1 += k1
-        c5 += k5
+        ck += kk
     net.train(was_training)
     if n == 0:
-        return {"loss": math.nan, "top1": math.nan, "top5": math.nan, "n": 0}
-    return {"loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "n": n}
+        return {"loss": math.nan, "top1": math.nan, "topk": math.nan, "k": k, "n": 0}
+    return {"loss": loss_sum / n, "top1": c1 / n, "topk": ck / n, "k": k, "n": n}
+
+
+def _better(val, best):
+    """Is this validation result better than the best record: top-1, then loss."""
+    if best is None or not math.isfinite(val["top1"]):
+        return True      # no validation data: the latest epoch is the best we know
+    return (val["top1"], -val["loss"]) > (best["val_top1"], -best["val_loss"])
 
 
 class Progress:
@@ -139,6 +211,7 @@ def _resolve_data(cfg):
             val_dir = os.path.join(train_dir, "val")
         train_dir = os.path.join(train_dir, "train")
     train = ImageFolder(train_dir)
+    train.check_classes(minimum=2)
     if val_dir is not None:
         val = ImageFolder(val_dir, classes=train.classes)
         return train, val, f"{train_dir} (val {val_dir})"
@@ -148,41 +221,53 @@ def _resolve_data(cfg):
 
 def fit(cfg):
     """Train as configured; returns the history (one dict per epoch)."""
+    cfg.check()
+    if not cfg.train_dir:
+        raise ValueError("no training folder given (TrainConfig.train_dir, -data)")
     say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     if cfg.threads:
         _threads.set_num_threads(cfg.threads)
-    start_epoch, history, step, best = 0, [], 0, -math.inf
+    start_epoch, history, step, best = 0, [], 0, None
     if cfg.resume:
         net, meta, tensors = load(cfg.resume, with_tensors=True)
         if meta.get("kind") != "checkpoint":
             raise ValueError(f"{cfg.resume}: not a checkpoint (no optimiser state); "
                              f"use -load_pretrained for plain weights")
-        state = meta["train"]
+        state = meta.get("train")
+        check_train_state(cfg.resume, state)
         # What shaped the interrupted run's data order and model must not change.
         for key in ("variant", "size", "batch_size", "seed", "val_fraction"):
             setattr(cfg, key, state["config"][key])
+        cfg.dropout = state["config"].get("dropout", 0.5)   # absent before it was a flag
+        for _, layer in net.layers:
+            if isinstance(layer, Dropout):
+                layer.p = cfg.dropout
     train_ds, val_ds, where = _resolve_data(cfg)
     classes = train_ds.classes
     if cfg.resume:
         if meta.get("classes") != classes:
             raise ValueError(f"{cfg.resume}: checkpoint classes differ from the data's")
+        if not all(k in meta.get("preprocess", {}) for k in ("mean", "std", "eigval", "eigvec")):
+            raise WeightFileError(f"{cfg.resume}: checkpoint lacks preprocess statistics")
         stats = meta["preprocess"]
-        start_epoch, step, best = state["epoch"], state["step"], state["best"]
-        history = state["history"]
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        # checkpoints before best/last files kept only the best top-1 (a number)
+        best = state["best"] if isinstance(state["best"], dict) else None
     else:
         net = alexnet(cfg.variant, num_classes=len(classes), init=cfg.init,
-                      bias_value=cfg.bias_value, seed=cfg.seed)
+                      bias_value=cfg.bias_value, dropout=cfg.dropout, seed=cfg.seed)
         if cfg.load_pretrained:
             _load_pretrained(net, cfg.load_pretrained, say)
         stats = _stats_dict(compute_stats(train_ds, cfg.size, seed=cfg.seed))
 
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched_kw = {"plateau": {"patience": cfg.patience, "early_stop": cfg.early_stop},
-                "step": {"step_size": cfg.step_size}}.get(cfg.schedule, {})
-    sched = make_schedule(cfg.schedule, cfg.lr, **sched_kw)
+    sched = make_schedule(cfg.schedule, cfg.lr, **_schedule_args(cfg))
     if cfg.resume:
-        opt.load_state_dict(tensors)
-        sched.load_state_dict(state["schedule"])
+        try:
+            opt.load_state_dict(tensors)
+            sched.load_state_dict(state["schedule"])
+        except ValueError as e:
+            raise WeightFileError(f"{cfg.resume}: {e}") from None
 
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     eigval, eigvec = np.asarray(stats["eigval"]), np.asarray(stats["eigvec"])
@@ -194,13 +279,16 @@ def fit(cfg):
     val_loader = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
                             shuffle=False, seed=cfg.seed, workers=cfg.workers,
                             cache=cfg.cache, ten_crop=cfg.tencrop)
+    k = min(5, len(classes))
     info = _threads.cpu_info()
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
         f"{len(classes)} classes, input {cfg.size}x{cfg.size}")
     say(f"data: {where}: {len(train_ds)} train / {len(val_ds)} val images")
     say(f"engine: {info['isa']} kernels, {info['threads']} threads; batch {cfg.batch_size}, "
-        f"lr {opt.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
-        f"schedule {cfg.schedule}")
+        f"lr {cfg.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
+        f"schedule {_describe(sched)}")
+    say(f"files: best epoch -> {cfg.save}, last epoch -> {last_path(cfg.save)}, "
+        f"checkpoint -> {checkpoint_path(cfg.save)}")
     if start_epoch:
         say(f"resuming from {cfg.resume} after epoch {start_epoch}")
 
@@ -209,7 +297,7 @@ def fit(cfg):
     net.train()
     for epoch in range(start_epoch, cfg.epochs):
         if sched.finished:
-            say("early stop: validation accuracy stopped improving after the last LR drop")
+            say("early stop: the validation metric stopped improving at the lowest LR")
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
@@ -233,34 +321,67 @@ def fit(cfg):
             correct += int((logits.argmax(axis=1) == y).sum())
             progress.update(i + 1, n, loss_sum / n)
         train_time = time.perf_counter() - t0
-        val = evaluate(net, val_loader, tencrop=cfg.tencrop)
+        val = evaluate(net, val_loader, tencrop=cfg.tencrop, k=k)
         lr_used = opt.lr
-        sched.step(val["top1"])
-        best = max(best, val["top1"])
+        sched.step(val)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
                "train_acc": correct / max(n, 1), "val_loss": val["loss"],
-               "val_top1": val["top1"], "val_top5": val["top5"], "lr": lr_used,
+               "val_top1": val["top1"], "val_topk": val["topk"], "k": k, "lr": lr_used,
                "img_per_s": n / train_time if train_time > 0 else 0.0,
                "time": time.perf_counter() - t0,
                "skipped_images": len(train_loader.skipped | val_loader.skipped)}
         history.append(row)
-        say(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.3f}  val loss {val['loss']:.4f} top-1 {val['top1']:.3f} "
-            f"top-5 {val['top5']:.3f}  lr {lr_used:g}  {row['img_per_s']:.1f} img/s  "
-            f"{row['time']:.1f}s")
+        improved = _better(val, best)
+        if improved:
+            best = {"epoch": epoch + 1, "val_top1": val["top1"], "val_loss": val["loss"],
+                    "val_topk": val["topk"], "k": k}
         train_state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
                        "schedule": sched.state_dict(),
-                       "config": {k: v for k, v in asdict(cfg).items() if k != "extra"}}
+                       "config": {key: v for key, v in asdict(cfg).items() if key != "extra"}}
         save_checkpoint(checkpoint_path(cfg.save), net, opt, train=train_state, **meta_common)
-        save(cfg.save, net, **meta_common)
+        save(last_path(cfg.save), net, epoch=epoch + 1, metrics=_metrics(row), **meta_common)
+        if improved:
+            save(cfg.save, net, epoch=epoch + 1, metrics=_metrics(row), best=best,
+                 **meta_common)
+        say(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f}  val loss {val['loss']:.4f} top-1 {val['top1']:.3f} "
+            f"top-{k} {val['topk']:.3f}  lr {lr_used:g}  {row['img_per_s']:.1f} img/s  "
+            f"{row['time']:.1f}s  " + ("best: saved" if improved else
+                                      f"best: epoch {best['epoch']} ({best['val_top1']:.3f})"))
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         plot_history(history, os.path.splitext(log_path)[0].removesuffix(".log") + ".png")
     skipped = train_loader.skipped | val_loader.skipped
     if skipped:
         say(f"skipped {len(skipped)} unreadable image(s); see the warnings above")
-    say(f"saved weights to {cfg.save} (checkpoint {checkpoint_path(cfg.save)}, log {log_path})")
+    if best is not None:
+        say(f"best epoch {best['epoch']} (val top-1 {best['val_top1']:.3f}, loss "
+            f"{best['val_loss']:.4f}) in {cfg.save}; last epoch in {last_path(cfg.save)}; "
+            f"checkpoint {checkpoint_path(cfg.save)}; log {log_path}")
     return history
+
+
+def _schedule_args(cfg):
+    if cfg.schedule == "step":
+        return {"step_size": cfg.step_size}
+    if cfg.schedule == "plateau":
+        return {"patience": cfg.patience or max(3, cfg.epochs // 5), "monitor": cfg.monitor,
+                "threshold": cfg.threshold, "min_lr": cfg.min_lr, "min_epochs": cfg.min_epochs,
+                "warmup_epochs": math.ceil(cfg.warmup), "early_stop": cfg.early_stop}
+    return {}
+
+
+def _describe(sched):
+    if isinstance(sched, PlateauLR):
+        return (f"plateau (val {sched.monitor}, threshold {sched.threshold:g}, patience "
+                f"{sched.patience}, min lr {sched.min_lr:g})")
+    if sched.name == "step":
+        return f"step (x{sched.gamma:g} every {sched.step_size} epochs)"
+    return sched.name
+
+
+def _metrics(row):
+    return {key: row[key] for key in ("val_loss", "val_top1", "val_topk", "k", "train_loss")}
 
 
 def _load_pretrained(net, path, say):

@@ -239,3 +239,50 @@ def test_eval_forward_fuses_relu_and_equals_training_forward(conv_winograd):
     net.backward(np.ones_like(trained))
     for (name, _, g), gt in zip(net.parameters(), g_train):
         assert np.array_equal(g, gt), name
+
+
+# torchvision.models.alexnet(num_classes=10).state_dict(), written out from torchvision's
+# source (features: Conv2d(3, 64, 11, 4, 2), Conv2d(64, 192, 5, padding=2),
+# Conv2d(192, 384, 3, padding=1), Conv2d(384, 256, 3, padding=1), Conv2d(256, 256, 3,
+# padding=1); classifier: Linear(9216, 4096), Linear(4096, 4096), Linear(4096, 10)),
+# independent of our model code.
+TORCHVISION_ALEXNET_10 = {
+    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
+    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
+    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
+    "classifier.6.weight": (10, 4096), "classifier.6.bias": (10,),
+}
+
+
+def test_owt_names_and_shapes_are_torchvisions():
+    net = ac.alexnet("owt", num_classes=10)
+    assert {k: v.shape for k, v in net.state_dict().items()} == TORCHVISION_ALEXNET_10
+    tv = pytest.importorskip("torchvision.models", reason="torchvision not installed: "
+                                                          "the literal table stands alone")
+    theirs = tv.alexnet(num_classes=10).state_dict()
+    assert {k: tuple(v.shape) for k, v in theirs.items()} == TORCHVISION_ALEXNET_10
+
+
+def test_file_with_torchvisions_names_loads_as_owt(tmp_path):
+    """A plain safetensors file (no metadata of ours) laid out as the table says."""
+    from alexnet_cpu.weights import write_file
+    rng = np.random.default_rng(0)
+    tensors = {k: rng.normal(0, 0.01, s).astype(np.float32)
+               for k, s in TORCHVISION_ALEXNET_10.items()}
+    path = tmp_path / "tv.safetensors"
+    write_file(path, tensors)
+    raw = bytearray(path.read_bytes())     # strip our metadata: a foreign file
+    n = int.from_bytes(raw[:8], "little")
+    import json
+    h = json.loads(raw[8:8 + n])
+    h.pop("__metadata__")
+    hb = json.dumps(h).encode()
+    path.write_bytes(len(hb).to_bytes(8, "little") + hb + bytes(raw[8 + n:]))
+    net, meta = ac.load(str(path))
+    assert meta == {} and net.variant == "owt" and net.num_classes == 10
+    for name, p in net.named_params():
+        assert np.array_equal(p, tensors[name]), name

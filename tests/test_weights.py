@@ -61,7 +61,7 @@ def test_layout_is_safetensors(tmp_path):
     assert h["a"] == {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}
     assert h["b"] == {"dtype": "I64", "shape": [2, 2], "data_offsets": [12, 44]}
     m = h["__metadata__"]
-    assert m["format"] == "alexnet-cpu" and m["format_version"] == "1"
+    assert m["format"] == "alexnet-cpu" and m["format_version"] == "2"
     assert json.loads(m["alexnet_cpu"]) == {"x": 1}
     assert all(isinstance(v, str) for v in m.values())
     assert len(raw) == 8 + n + 44
@@ -139,7 +139,7 @@ def test_flipped_byte_in_data(tmp_path):
     raw[-10] ^= 0x01
     p.write_bytes(bytes(raw))
     with pytest.raises(WeightFileError,
-                       match=r"x\.safetensors: checksum mismatch \(file corrupt or truncated\)"):
+                       match=r"x\.safetensors: checksum mismatch \(file corrupt, truncated or edited\)"):
         read_file(p)
     read_file(p, verify=False)  # structure still fine, checksum skipped
 
@@ -214,6 +214,70 @@ def test_header_inconsistent(tmp_path, edit, msg):
     assert str(e.value).startswith(str(p) + ": ") and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda h: h["__metadata__"].update(alexnet_cpu=json.dumps({**META, "epoch": 4})),
+    lambda h: h["__metadata__"].update(extra="x"),
+    lambda h: h["features.0.bias"].update(shape=[2, 2]),            # same byte count
+    lambda h: h.update({"renamed": h.pop("scalar")}),               # a tensor renamed
+])
+def test_checksum_covers_header_and_metadata(tmp_path, edit):
+    p = _written(tmp_path)
+    _rewrite_header(p, edit)
+    with pytest.raises(WeightFileError, match="checksum mismatch"):
+        read_file(p)
+    read_file(p, verify=False)   # the structure itself is fine
+
+
+def test_our_files_require_the_checksum(tmp_path):
+    p = _written(tmp_path)
+    _rewrite_header(p, lambda h: h["__metadata__"].pop("sha256"))
+    with pytest.raises(WeightFileError, match="no sha256 checksum"):
+        read_file(p)
+    _rewrite_header(p, lambda h: h["__metadata__"].update(sha256="abc"))
+    with pytest.raises(WeightFileError, match="bad sha256"):
+        read_file(p)
+
+
+def test_version_1_files_still_load(tmp_path):
+    """Version 1 (checksum of the data block only) as the previous writer made them."""
+    p = _written(tmp_path)
+    raw = p.read_bytes()
+    n = _header_len(raw)
+    data = raw[8 + n:]
+    import hashlib
+    _rewrite_header(p, lambda h: h["__metadata__"].update(
+        format_version="1", sha256=hashlib.sha256(data).hexdigest()))
+    t, m = read_file(p)
+    assert m == META and np.array_equal(t["ints"], _tensors()["ints"])
+    raw = bytearray(p.read_bytes())
+    raw[-10] ^= 1
+    p.write_bytes(bytes(raw))
+    with pytest.raises(WeightFileError, match="checksum mismatch"):
+        read_file(p)
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("3.5", "metadata is a JSON float, not an object"),
+    ("null", "metadata is a JSON NoneType, not an object"),
+    ("[1, 2]", "metadata is a JSON list"),
+    ("[" * 100_000 + "]" * 100_000, "metadata is nested too deeply"),
+])
+def test_metadata_must_be_an_object(tmp_path, value, msg):
+    p = _written(tmp_path)
+    _rewrite_header(p, lambda h: h["__metadata__"].update(alexnet_cpu=value))
+    with pytest.raises(WeightFileError, match=msg) as e:
+        read_file(p)
+    assert str(e.value).startswith(str(p) + ": ")
+
+
+def test_deeply_nested_header(tmp_path):
+    p = tmp_path / "deep.safetensors"
+    hb = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    p.write_bytes(len(hb).to_bytes(8, "little") + hb)
+    with pytest.raises(WeightFileError, match="header is nested too deeply"):
+        read_file(p)
+
+
 def test_plain_safetensors_without_checksum(tmp_path):
     p = _written(tmp_path)
     _rewrite_header(p, lambda h: h.update(__metadata__={"format": "pt"}))
@@ -279,6 +343,27 @@ def test_new_file_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_file(tmp_path / "n.safetensors", {"a": np.ones(3, np.float32)}, {})
     assert _paths(tmp_path) == []
+
+
+def test_save_removes_stale_temporaries_of_the_same_path(tmp_path):
+    import subprocess
+    import sys
+    import time
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [f".w.safetensors.{dead}.0123456789ab.tmp",        # its process is gone
+             ".w.safetensors.0123456789ab.tmp"]                 # older writer, an hour old
+    keep = [f".w.safetensors.{os.getpid()}.0123456789ab.tmp",   # a save of this process
+            f".w.safetensors.{os.getppid()}.0123456789ab.tmp",  # a running process's
+            ".w.safetensors.fedcba987654.tmp",                  # no PID, but recent
+            f".v.safetensors.{dead}.0123456789ab.tmp",          # another file's
+            f".w.safetensors.{dead}.xyz.tmp", "w.safetensors.tmp"]   # not our pattern
+    for name in stale + keep:
+        (tmp_path / name).write_bytes(b"partial")
+    old = time.time() - 2 * weights._STALE_NO_PID
+    os.utime(tmp_path / stale[1], (old, old))
+    write_file(tmp_path / "w.safetensors", {"a": np.ones(2, np.float32)})
+    assert _paths(tmp_path) == sorted(keep + ["w.safetensors"])
 
 
 def test_file_mode_follows_umask(tmp_path):
