@@ -8,7 +8,7 @@ import os
 import sys
 
 
-from . import _threads
+from . import _threads, distributed
 
 SYNTHETIC_NOTE = ("no -data given and no ./images folder: using the built-in procedural "
                   "data set")
@@ -74,6 +74,18 @@ def build_parser():
     _opt(t, "resume", help="continue from a checkpoint (*.ckpt.safetensors)")
     _opt(t, "log", help="metrics log (JSON lines; a PNG plot is written beside it)")
     _opt(t, "quiet", action="store_true")
+    _opt(t, "mpi", type=_bool, help="data-parallel over MPI (default: on when mpiexec "
+                                   "starts more than one process); -batchsize is global")
+    _opt(t, "accumulate", type=int, default=1,
+         help="micro-batches per step: one gradient reduce per K (default 1)")
+    _opt(t, "bucket_mb", type=float, default=distributed.DEFAULT_BUCKET_MB,
+         help="MB of gradients per MPI allreduce")
+    _opt(t, "overlap", type=_bool, default=True,
+         help="reduce gradients during the backward pass (on/off)")
+    _opt(t, "check_every", type=int, default=100,
+         help="steps between checks that every rank holds the same weights")
+    _opt(t, "timeout", type=float, default=distributed.DEFAULT_TIMEOUT,
+         help="seconds stuck in a collective before the job is aborted (0: never)")
 
     i = sub.add_parser("inference", help="classify images with a trained model")
     _opt(i, "input", required=True, help="an image file or a folder (searched recursively)")
@@ -118,7 +130,11 @@ def _default_data(quiet=False):
 
 def cmd_train(a):
     from .train import TrainConfig, fit
-    _check_positive(a, "batchsize", "epochs", "threads", "workers", "patience", "step_size")
+    _check_positive(a, "batchsize", "epochs", "threads", "workers", "patience", "step_size",
+                    "accumulate", "check_every")
+    if a.bucket_mb <= 0:
+        raise ValueError(f"-bucket_mb must be > 0, got {a.bucket_mb}")
+    world = distributed.init(a.mpi, a.timeout)
     if a.size < 63:
         raise ValueError(f"-size must be >= 63 (AlexNet's smallest input), got {a.size}")
     if a.data is not None and not os.path.isdir(a.data):
@@ -127,7 +143,8 @@ def cmd_train(a):
         path = getattr(a, f)
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"-{f} {path}: no such file")
-    cfg = TrainConfig(train_dir=a.data or _default_data(a.quiet), val_dir=a.val,
+    cfg = TrainConfig(train_dir=a.data or world.bcast(lambda: _default_data(a.quiet)),
+                      val_dir=a.val,
                       val_fraction=a.val_fraction, save=a.save, variant=a.variant,
                       size=a.size, batch_size=a.batchsize, epochs=a.epochs, lr=a.lr,
                       momentum=a.momentum, weight_decay=a.wd, schedule=a.schedule,
@@ -136,7 +153,9 @@ def cmd_train(a):
                       init=a.init, bias_value=a.bias, seed=a.seed, threads=a.threads,
                       workers=a.workers, crop=a.crop, flip=a.flip, lighting=a.lighting,
                       tencrop=a.tencrop, cache=a.cache, load_pretrained=a.load_pretrained,
-                      resume=a.resume, log=a.log, quiet=a.quiet)
+                      resume=a.resume, log=a.log, quiet=a.quiet, mpi=a.mpi,
+                      accumulate=a.accumulate, bucket_mb=a.bucket_mb, overlap=a.overlap,
+                      check_every=a.check_every, timeout=a.timeout)
     os.makedirs(os.path.dirname(os.path.abspath(cfg.save)), exist_ok=True)
     fit(cfg)
 
@@ -226,7 +245,8 @@ COMMANDS = {"train": cmd_train, "inference": cmd_inference, "info": cmd_info,
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with distributed.abort_on_error():   # under MPI: one line naming the rank, Abort
+            COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("alexnet-cpu: interrupted (the last checkpoint written stays loadable)",
               file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _threads
+from . import _threads, distributed
 from .checkpoint import load, save, save_checkpoint
 from .data import DataLoader, ImageFolder, compute_stats
 from .loss import softmax, softmax_cross_entropy
@@ -56,6 +56,13 @@ class TrainConfig:
     resume: Optional[str] = None
     log: Optional[str] = None
     quiet: bool = False
+    # Data-parallel (MPI): batch_size is the global batch of one SGD step.
+    mpi: Optional[bool] = None        # None: when mpiexec started > 1 process
+    accumulate: int = 1               # micro-batches per step (one gradient reduce per step)
+    bucket_mb: float = distributed.DEFAULT_BUCKET_MB
+    overlap: bool = True              # reduce gradient buckets during backward
+    check_every: int = 100            # steps between cross-rank parameter checksums
+    timeout: float = distributed.DEFAULT_TIMEOUT   # s stuck in a collective -> abort
     extra: dict = field(default_factory=dict)
 
 
@@ -147,10 +154,20 @@ def _resolve_data(cfg):
 
 
 def fit(cfg):
-    """Train as configured; returns the history (one dict per epoch)."""
-    say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
-    if cfg.threads:
-        _threads.set_num_threads(cfg.threads)
+    """Train as configured; returns the history (one dict per epoch). Under mpiexec every
+    rank runs this: rank r trains on its rows of each global batch; an error on any rank
+    ends the job (distributed.World.abort_on_error)."""
+    world = distributed.init(cfg.mpi, cfg.timeout)
+    with world.abort_on_error():
+        return _fit(cfg, world)
+
+
+def _fit(cfg, world):
+    quiet = cfg.quiet or not world.is_root
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    if cfg.threads or world.local_size > 1:
+        # Ranks sharing a machine share its cores.
+        _threads.set_num_threads(cfg.threads or max(1, os.cpu_count() // world.local_size))
     start_epoch, history, step, best = 0, [], 0, -math.inf
     if cfg.resume:
         net, meta, tensors = load(cfg.resume, with_tensors=True)
@@ -174,7 +191,8 @@ def fit(cfg):
                       bias_value=cfg.bias_value, seed=cfg.seed)
         if cfg.load_pretrained:
             _load_pretrained(net, cfg.load_pretrained, say)
-        stats = _stats_dict(compute_stats(train_ds, cfg.size, seed=cfg.seed))
+        stats = world.bcast(lambda: _stats_dict(compute_stats(train_ds, cfg.size,
+                                                              seed=cfg.seed)))
 
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched_kw = {"plateau": {"patience": cfg.patience, "early_stop": cfg.early_stop},
@@ -183,6 +201,13 @@ def fit(cfg):
     if cfg.resume:
         opt.load_state_dict(tensors)
         sched.load_state_dict(state["schedule"])
+    world.broadcast_parameters(net, opt)
+    reducer = world.gradient_reducer(net, cfg.bucket_mb, cfg.overlap)
+    if min(cfg.batch_size, len(train_ds)) < world.size * cfg.accumulate:
+        raise ValueError(f"-batchsize {cfg.batch_size} (or the {len(train_ds)} training "
+                         f"images) must be >= processes x -accumulate = "
+                         f"{world.size} x {cfg.accumulate}")
+    shard = (world.rank, world.size)
 
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     eigval, eigvec = np.asarray(stats["eigval"]), np.asarray(stats["eigvec"])
@@ -190,10 +215,10 @@ def fit(cfg):
                               shuffle=True, seed=cfg.seed, eigval=eigval, eigvec=eigvec,
                               crop=cfg.crop, flip=cfg.flip, lighting=cfg.lighting,
                               drop_last=len(train_ds) > cfg.batch_size, workers=cfg.workers,
-                              cache=cfg.cache)
+                              cache=cfg.cache, shard=shard)
     val_loader = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
                             shuffle=False, seed=cfg.seed, workers=cfg.workers,
-                            cache=cfg.cache, ten_crop=cfg.tencrop)
+                            cache=cfg.cache, ten_crop=cfg.tencrop, shard=shard)
     info = _threads.cpu_info()
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
         f"{len(classes)} classes, input {cfg.size}x{cfg.size}")
@@ -201,6 +226,10 @@ def fit(cfg):
     say(f"engine: {info['isa']} kernels, {info['threads']} threads; batch {cfg.batch_size}, "
         f"lr {opt.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
         f"schedule {cfg.schedule}")
+    if world.size > 1 or cfg.accumulate > 1:
+        say(f"data-parallel: {world.size} processes (rank:pid@host {world.pids()}), "
+            f"{cfg.accumulate} micro-batch(es) per step, gradient buckets {cfg.bucket_mb:g} MB"
+            f"{', overlapped with backward' if cfg.overlap else ''}")
     if start_epoch:
         say(f"resuming from {cfg.resume} after epoch {start_epoch}")
 
@@ -213,27 +242,44 @@ def fit(cfg):
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
-        progress = Progress(len(train_loader), cfg.quiet)
-        n = loss_sum = correct = 0
+        progress = Progress(len(train_loader), quiet)
+        n = loss_sum = correct = n_all = 0
         for i, (x, y) in enumerate(train_loader):
             # Linear warm-up over the first `warmup` epochs keeps He-initialised
             # AlexNet from diverging in its first steps at lr 0.01.
             ramp = (step + 1) / (cfg.warmup * len(train_loader)) if cfg.warmup > 0 else 1.0
             opt.lr = sched.lr * min(1.0, ramp)
-            logits = net.forward(x)
-            loss, dlogits = softmax_cross_entropy(logits, y)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step "
-                                         f"{step}: lower the learning rate (-lr)")
-            net.backward(dlogits)
+            # The loss is the mean over the global batch: each micro-batch's mean gradient
+            # is weighted by its share of it, and the ranks' gradients are summed.
+            total = int(world.allreduce([len(y)])[0]) if world.size > 1 else len(y)
+            row0 = distributed.shard_slice(min(cfg.batch_size, len(train_ds) -
+                                               i * cfg.batch_size), *shard).start
+            for k in range(cfg.accumulate):
+                part = distributed.shard_slice(len(y), k, cfg.accumulate)
+                distributed.set_dropout_rows(net, step, row0 + part.start)
+                logits = net.forward(x[part])
+                loss, dlogits = softmax_cross_entropy(logits, y[part])
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step "
+                                             f"{step}: lower the learning rate (-lr)")
+                m = len(y[part])
+                if m != total:
+                    dlogits *= np.float32(m / total)
+                reducer.backward(dlogits, reduce=k == cfg.accumulate - 1)
+                loss_sum += loss * m
+                correct += int((logits.argmax(axis=1) == y[part]).sum())
             opt.step()
             step += 1
+            if step % cfg.check_every == 0:
+                world.check_parameters(net, step)
             n += len(y)
-            loss_sum += loss * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum())
-            progress.update(i + 1, n, loss_sum / n)
+            n_all += total
+            progress.update(i + 1, n_all, loss_sum / n)
         train_time = time.perf_counter() - t0
-        val = evaluate(net, val_loader, tencrop=cfg.tencrop)
+        rates = world.allgather(round(n / train_time, 2) if train_time > 0 else 0.0)
+        n, loss_sum, correct = world.allreduce([n, loss_sum, correct]).tolist()
+        world.check_parameters(net, step)
+        val = world.reduce_eval(evaluate(net, val_loader, tencrop=cfg.tencrop))
         lr_used = opt.lr
         sched.step(val["top1"])
         best = max(best, val["top1"])
@@ -243,6 +289,8 @@ def fit(cfg):
                "img_per_s": n / train_time if train_time > 0 else 0.0,
                "time": time.perf_counter() - t0,
                "skipped_images": len(train_loader.skipped | val_loader.skipped)}
+        if world.size > 1:
+            row["rank_img_per_s"] = rates
         history.append(row)
         say(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.3f}  val loss {val['loss']:.4f} top-1 {val['top1']:.3f} "
@@ -251,6 +299,8 @@ def fit(cfg):
         train_state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
                        "schedule": sched.state_dict(),
                        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"}}
+        if not world.is_root:
+            continue   # every rank reached this point: rank 0 writes the files
         save_checkpoint(checkpoint_path(cfg.save), net, opt, train=train_state, **meta_common)
         save(cfg.save, net, **meta_common)
         with open(log_path, "a") as f:
