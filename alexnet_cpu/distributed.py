@@ -54,7 +54,7 @@ def _import_mpi():
     try:
         from mpi4py import MPI
     except ImportError:
-        raise RuntimeError("MPI was asked for but mpi4py is not installed: "
+        raise ValueError("MPI was asked for but mpi4py is not installed: "
                            "pip install 'alexnet-cpu[mpi]' (mpi4py and mpich)") from None
     return MPI
 
