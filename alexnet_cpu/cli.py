@@ -80,8 +80,8 @@ def build_parser():
          help="micro-batches per step: one gradient reduce per K (default 1)")
     _opt(t, "bucket_mb", type=float, default=distributed.DEFAULT_BUCKET_MB,
          help="MB of gradients per MPI allreduce")
-    _opt(t, "overlap", type=_bool, default=True,
-         help="reduce gradients during the backward pass (on/off)")
+    _opt(t, "overlap", type=_bool, help="reduce gradients during the backward pass (on/off; "
+                                       "default on when ranks span machines)")
     _opt(t, "check_every", type=int, default=100,
          help="steps between checks that every rank holds the same weights")
     _opt(t, "timeout", type=float, default=distributed.DEFAULT_TIMEOUT,

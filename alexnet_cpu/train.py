@@ -60,7 +60,7 @@ class TrainConfig:
     mpi: Optional[bool] = None        # None: when mpiexec started > 1 process
     accumulate: int = 1               # micro-batches per step (one gradient reduce per step)
     bucket_mb: float = distributed.DEFAULT_BUCKET_MB
-    overlap: bool = True              # reduce gradient buckets during backward
+    overlap: Optional[bool] = None    # reduce buckets during backward (None: across machines)
     check_every: int = 100            # steps between cross-rank parameter checksums
     timeout: float = distributed.DEFAULT_TIMEOUT   # s stuck in a collective -> abort
     extra: dict = field(default_factory=dict)
@@ -229,7 +229,7 @@ def _fit(cfg, world):
     if world.size > 1 or cfg.accumulate > 1:
         say(f"data-parallel: {world.size} processes (rank:pid@host {world.pids()}), "
             f"{cfg.accumulate} micro-batch(es) per step, gradient buckets {cfg.bucket_mb:g} MB"
-            f"{', overlapped with backward' if cfg.overlap else ''}")
+            f"{', overlapped with backward' if reducer.overlap else ', after backward'}")
     if start_epoch:
         say(f"resuming from {cfg.resume} after epoch {start_epoch}")
 

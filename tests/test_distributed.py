@@ -90,7 +90,7 @@ def reference_losses():
 
 @needs_mpi
 @pytest.mark.parametrize("variant,extra", [
-    ("owt", {}), ("owt", {"accumulate": 2, "overlap": "off", "bucket_mb": 0.5}),
+    ("owt", {"overlap": "on"}), ("owt", {"accumulate": 2, "bucket_mb": 0.5}),
     ("paper", {})])
 def test_two_processes_train_the_model_of_one(data, reference, tmp_path, variant, extra):
     kw = dict(variant=variant, epochs=2 if variant == "owt" else 1)
