@@ -161,7 +161,8 @@ class World:
 
         def hook(kind, value, tb):
             previous(kind, value, tb)
-            self.abort(_one_line(value))
+            if self.must_abort(value):
+                self.abort(_one_line(value))
         sys.excepthook = hook
 
     @contextlib.contextmanager
