@@ -2,7 +2,7 @@
 argv[1] while rank 0 waits in a collective.
 
 raise: an exception inside World.abort_on_error; hook: an uncaught exception (the
-excepthook aborts); kill: SIGKILL; hang: stops responding (the watchdog aborts)."""
+excepthook aborts); kill: SIGKILL; hang: stops responding (the watchdog aborts); drift: its weights differ."""
 import os
 import signal
 import sys
@@ -13,6 +13,13 @@ from alexnet_cpu import distributed
 world = distributed.init(mpi=True, timeout=3.0)
 print(f"ranks {world.pids()}", flush=True)
 how = sys.argv[1]
+if how == "drift":
+    from alexnet_cpu import alexnet
+    net = alexnet("owt", num_classes=2)
+    if world.rank == 1:
+        net.named_params()[3][1][0] += 1e-7     # one float of features.3.bias
+    with world.abort_on_error():
+        world.check_parameters(net, step=7)
 if world.rank == 1:
     time.sleep(0.5)
     if how == "raise":

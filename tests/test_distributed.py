@@ -119,7 +119,7 @@ def test_resume_with_another_process_count(data, reference, tmp_path, first, sec
 
 
 @needs_mpi
-@pytest.mark.parametrize("how", ["raise", "hook", "kill", "hang"])
+@pytest.mark.parametrize("how", ["raise", "hook", "kill", "hang", "drift"])
 def test_a_failing_rank_ends_the_job(how):
     t = time.monotonic()
     r = _run([os.path.join(HERE, "mpi_fail.py"), how], nproc=2, timeout=60)
@@ -130,6 +130,10 @@ def test_a_failing_rank_ends_the_job(how):
         assert f"1:{pid}@" in r.stdout, r.stdout
         return
     errors = [l for l in r.stderr.splitlines() if l.startswith("alexnet-cpu: error")]
+    if how == "drift":   # every rank finds it; the first to abort ends the job
+        assert errors and all("rank(s) [1] differ from rank 0's at step 7" in e
+                              for e in errors), r.stderr
+        return
     assert len(errors) == 1, r.stderr
     expect = {"raise": "rank 1/2: bad file images/x.jpg",
               "hook": "rank 1/2: uncaught on purpose",
