@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 SO     := alexnet_cpu/_C$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 SRCS   := $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.h alexnet_cpu/_C.pyx alexnet_cpu/_kernels/*.pxi) setup.py
 
-.PHONY: all venv build test demo bench clean
+.PHONY: all venv build test demo bench mpi clean
 
 all: build
 
@@ -29,6 +29,10 @@ test: build
 
 demo: build
 	$(VENV)/bin/alexnet-cpu demo
+
+# Data-parallel training: mpi4py and an MPI from PyPI wheels (no system MPI needed).
+mpi: build
+	$(PY) -m pip install -q "mpi4py>=4" mpich
 
 bench: build
 	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime

@@ -8,6 +8,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._C import sgemm  # noqa: E402
 from ._threads import cpu_info, get_num_threads, set_num_threads
+from . import distributed  # noqa: F401  (mpi4py is imported only when MPI is used)
 from .checkpoint import load, save
 from .loss import softmax, softmax_cross_entropy
 from .model import alexnet

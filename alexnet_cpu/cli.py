@@ -9,7 +9,7 @@ import sys
 import typing
 
 
-from . import _threads
+from . import _threads, distributed
 
 # `demo`: many quick steps at 64 px, so a few minutes learn the built-in data set; no
 # dropout (2,000 images, 13 epochs: it only slowed learning) and lr / 10 for the last 5
@@ -48,7 +48,7 @@ def _config_flags(parser, config):
         kind = hints[f.name]
         kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         kw = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
-        if kind is bool and not f.default:
+        if kind is bool and f.default is False:
             kw["action"] = "store_true"
         elif kind is bool:
             kw.update(type=_bool, metavar="on|off")
@@ -115,6 +115,8 @@ def _default_data(quiet=False):
 def cmd_train(a):
     from .train import TrainConfig, fit
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f, _ in TrainConfig.options()})
+    # The world first: a bad flag on one rank must then end the job, not leave it waiting.
+    world = distributed.init(cfg.mpi, cfg.timeout)
     cfg.check()
     if cfg.train_dir is not None and not os.path.isdir(cfg.train_dir):
         raise FileNotFoundError(f"-data {cfg.train_dir}: no such folder")
@@ -122,7 +124,7 @@ def cmd_train(a):
         path = getattr(cfg, f)
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"-{f} {path}: no such file")
-    cfg.train_dir = cfg.train_dir or _default_data(cfg.quiet)
+    cfg.train_dir = cfg.train_dir or world.bcast(lambda: _default_data(cfg.quiet))
     os.makedirs(os.path.dirname(os.path.abspath(cfg.save)), exist_ok=True)
     fit(cfg)
 
@@ -218,7 +220,8 @@ COMMANDS = {"train": cmd_train, "inference": cmd_inference, "info": cmd_info,
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with distributed.abort_on_error():   # under MPI: one line naming the rank, Abort
+            COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("alexnet-cpu: interrupted (the last checkpoint written stays loadable)",
               file=sys.stderr)

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from .distributed import shard_slice
+
 __all__ = ["IMG_EXTENSIONS", "ImageError", "ImageFolder", "DataLoader", "base_size", "load_image",
            "compute_stats", "augment", "crop_normalize", "center_crop", "ten_crop", "lighting_shift",
            "sample_rng"]
@@ -352,12 +354,15 @@ class DataLoader:
     (seed, epoch, sample index). Unreadable images are skipped with one warning each and
     recorded in ``self.skipped``; their batch comes out shorter (an empty batch is not
     yielded), so len(loader) is the count of batches before skips.
+
+    shard=(rank, size): yield only rank's rows of each batch (distributed.shard_slice);
+    every rank gets len(loader) batches, together each batch's rows exactly once.
     """
 
     def __init__(self, dataset, batch_size, size, mean=None, std=None, train=False, shuffle=None,
                  seed=0, eigval=None, eigvec=None, crop=True, flip=True, lighting=True,
                  lighting_std=LIGHTING_STD, drop_last=False, workers=2, prefetch=2, cache=False,
-                 ten_crop=False):
+                 ten_crop=False, shard=(0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         if size < 1:
@@ -386,6 +391,7 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.workers, self.prefetch = int(workers), int(prefetch)
         self.ten_crop = bool(ten_crop)
+        self.shard = tuple(shard)
         self.cache = {} if cache else None
         self.skipped = set()
         self.epoch = 0
@@ -458,7 +464,8 @@ class DataLoader:
         order = self.order(epoch)
         n, b = len(order), self.batch_size
         stop = n - n % b if self.drop_last else n
-        return [order[s:s + b] for s in range(0, stop, b)]
+        return [order[s:s + b][shard_slice(min(b, n - s), *self.shard)]
+                for s in range(0, stop, b)]
 
     def __iter__(self):
         epoch = self.epoch

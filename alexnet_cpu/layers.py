@@ -302,12 +302,14 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: scales kept units by 1/(1-p) in training, identity in eval.
-    The mask of call t is drawn from seed (self.seed, t): reproducible and resumable."""
+    The mask of call t is drawn from seed (self.seed, t): reproducible and resumable.
+    row_offset r: the batch's rows are rows r, r+1, ... of that call's mask (a data-parallel
+    rank or a micro-batch gets the mask its samples would get in the whole batch)."""
     kind = "Dropout"
 
     def __init__(self, p=0.5, seed=0):
         super().__init__()
-        self.p, self.seed, self.calls = p, seed, 0
+        self.p, self.seed, self.calls, self.row_offset = p, seed, 0, 0
         self._y = self._mask = self._dx = None
 
     def forward(self, x):
@@ -319,6 +321,8 @@ class Dropout(Layer):
         call_seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(
             1, np.uint64)[0])
         self.calls += 1
+        if self.row_offset:
+            call_seed = _skip_seed(call_seed, self.row_offset * (x.size // x.shape[0]))
         _C.dropout_forward(self._y, self._mask, x, self.p, call_seed)
         return self._y
 
@@ -331,6 +335,27 @@ class Dropout(Layer):
 
     def describe(self):
         return f"Dropout(p={self.p:g})"
+
+
+_M64, _GOLD = 2 ** 64 - 1, 0x9e3779b97f4a7c15
+
+
+def _skip_seed(seed, n):
+    """The seed whose dropout mask (eltwise.c: element i hashes mix64(mix64(seed + G) +
+    (i + 1) G)) starts at element n of seed's mask: invert mix64, SplitMix64's bijection."""
+    z = (_mix64((seed + _GOLD) & _M64) + n * _GOLD) & _M64
+    for shift, mul in ((31, 0x94d049bb133111eb), (27, 0xbf58476d1ce4e5b9), (30, None)):
+        y = z
+        for _ in range(64 // shift + 1):          # undo z ^= z >> shift
+            y = z ^ (y >> shift)
+        z = y if mul is None else y * pow(mul, -1, 2 ** 64) & _M64
+    return (z - _GOLD) & _M64
+
+
+def _mix64(z):
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9 & _M64
+    z = (z ^ (z >> 27)) * 0x94d049bb133111eb & _M64
+    return z ^ (z >> 31)
 
 
 class Linear(Layer):

@@ -69,11 +69,15 @@ class Net:
             i += 1
         return x.copy()
 
-    def backward(self, dlogits):
-        """Back-propagate d loss / d logits; accumulates into every parameter gradient."""
+    def backward(self, dlogits, grad_ready=None):
+        """Back-propagate d loss / d logits; accumulates into every parameter gradient.
+        grad_ready(k), if given, is called once layer k's gradients are final (a
+        data-parallel run starts reducing them while the earlier layers' backward runs)."""
         d = np.ascontiguousarray(dlogits, dtype=np.float32)
-        for _, layer in reversed(self.layers):
-            d = layer.backward(d)
+        for k in range(len(self.layers) - 1, -1, -1):
+            d = self.layers[k][1].backward(d)
+            if grad_ready is not None:
+                grad_ready(k)
             if d is None:
                 break
 

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _threads
+from . import _threads, distributed
 from .checkpoint import check_train_state, load, save, save_checkpoint
 from .data import DataLoader, ImageFolder, compute_stats
 from .layers import Dropout
@@ -92,6 +92,19 @@ class TrainConfig:
     log: Optional[str] = option(None, "metrics log (JSON lines; a PNG plot is written "
                                       "beside it)")
     quiet: bool = option(False, "no progress and epoch lines")
+    # Data-parallel (MPI): batch_size is the global batch of one SGD step.
+    mpi: Optional[bool] = option(None, "data-parallel over MPI (default: on when mpiexec "
+                                       "starts more than one process); -batchsize is global")
+    accumulate: int = option(1, "micro-batches per step: one gradient reduce per K", min=1)
+    bucket_mb: float = option(distributed.DEFAULT_BUCKET_MB, "MB of gradients per MPI "
+                                                             "Allreduce", above=0)
+    overlap: Optional[bool] = option(None, "reduce gradients during the backward pass "
+                                           "(default: on when ranks span machines)")
+    check_every: int = option(100, "steps between checks that every rank holds the same "
+                                   "weights", min=1)
+    timeout: float = option(distributed.DEFAULT_TIMEOUT, "seconds stuck in a collective "
+                                                          "before the job is aborted (0: never)",
+                            min=0)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -220,13 +233,23 @@ def _resolve_data(cfg):
 
 
 def fit(cfg):
-    """Train as configured; returns the history (one dict per epoch)."""
+    """Train as configured; returns the history (one dict per epoch). Under mpiexec every
+    rank runs this: rank r trains on its rows of each global batch; an error on any rank
+    ends the job (distributed.World.abort_on_error)."""
     cfg.check()
     if not cfg.train_dir:
         raise ValueError("no training folder given (TrainConfig.train_dir, -data)")
-    say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
-    if cfg.threads:
-        _threads.set_num_threads(cfg.threads)
+    world = distributed.init(cfg.mpi, cfg.timeout)
+    with world.abort_on_error():
+        return _fit(cfg, world)
+
+
+def _fit(cfg, world):
+    quiet = cfg.quiet or not world.is_root
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    if cfg.threads or world.local_size > 1:
+        # Ranks sharing a machine share its cores.
+        _threads.set_num_threads(cfg.threads or max(1, os.cpu_count() // world.local_size))
     start_epoch, history, step, best = 0, [], 0, None
     if cfg.resume:
         net, meta, tensors = load(cfg.resume, with_tensors=True)
@@ -258,7 +281,8 @@ def fit(cfg):
                       bias_value=cfg.bias_value, dropout=cfg.dropout, seed=cfg.seed)
         if cfg.load_pretrained:
             _load_pretrained(net, cfg.load_pretrained, say)
-        stats = _stats_dict(compute_stats(train_ds, cfg.size, seed=cfg.seed))
+        stats = world.bcast(lambda: _stats_dict(compute_stats(train_ds, cfg.size,
+                                                              seed=cfg.seed)))
 
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = make_schedule(cfg.schedule, cfg.lr, **_schedule_args(cfg))
@@ -268,6 +292,13 @@ def fit(cfg):
             sched.load_state_dict(state["schedule"])
         except ValueError as e:
             raise WeightFileError(f"{cfg.resume}: {e}") from None
+    world.broadcast_parameters(net, opt)
+    reducer = world.gradient_reducer(net, cfg.bucket_mb, cfg.overlap)
+    if min(cfg.batch_size, len(train_ds)) < world.size * cfg.accumulate:
+        raise ValueError(f"-batchsize {cfg.batch_size} (or the {len(train_ds)} training "
+                         f"images) must be >= processes x -accumulate = "
+                         f"{world.size} x {cfg.accumulate}")
+    shard = (world.rank, world.size)
 
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     eigval, eigvec = np.asarray(stats["eigval"]), np.asarray(stats["eigvec"])
@@ -275,10 +306,10 @@ def fit(cfg):
                               shuffle=True, seed=cfg.seed, eigval=eigval, eigvec=eigvec,
                               crop=cfg.crop, flip=cfg.flip, lighting=cfg.lighting,
                               drop_last=len(train_ds) > cfg.batch_size, workers=cfg.workers,
-                              cache=cfg.cache)
+                              cache=cfg.cache, shard=shard)
     val_loader = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
                             shuffle=False, seed=cfg.seed, workers=cfg.workers,
-                            cache=cfg.cache, ten_crop=cfg.tencrop)
+                            cache=cfg.cache, ten_crop=cfg.tencrop, shard=shard)
     k = min(5, len(classes))
     info = _threads.cpu_info()
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
@@ -289,6 +320,10 @@ def fit(cfg):
         f"schedule {_describe(sched)}")
     say(f"files: best epoch -> {cfg.save}, last epoch -> {last_path(cfg.save)}, "
         f"checkpoint -> {checkpoint_path(cfg.save)}")
+    if world.size > 1 or cfg.accumulate > 1:
+        say(f"data-parallel: {world.size} processes (rank:pid@host {world.pids()}), "
+            f"{cfg.accumulate} micro-batch(es) per step, gradient buckets {cfg.bucket_mb:g} MB"
+            f"{', overlapped with backward' if reducer.overlap else ', after backward'}")
     if start_epoch:
         say(f"resuming from {cfg.resume} after epoch {start_epoch}")
 
@@ -301,27 +336,44 @@ def fit(cfg):
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
-        progress = Progress(len(train_loader), cfg.quiet)
-        n = loss_sum = correct = 0
+        progress = Progress(len(train_loader), quiet)
+        n = loss_sum = correct = n_all = 0
         for i, (x, y) in enumerate(train_loader):
             # Linear warm-up over the first `warmup` epochs keeps He-initialised
             # AlexNet from diverging in its first steps at lr 0.01.
             ramp = (step + 1) / (cfg.warmup * len(train_loader)) if cfg.warmup > 0 else 1.0
             opt.lr = sched.lr * min(1.0, ramp)
-            logits = net.forward(x)
-            loss, dlogits = softmax_cross_entropy(logits, y)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step "
-                                         f"{step}: lower the learning rate (-lr)")
-            net.backward(dlogits)
+            # The loss is the mean over the global batch: each micro-batch's mean gradient
+            # is weighted by its share of it, and the ranks' gradients are summed.
+            total = int(world.allreduce([len(y)])[0]) if world.size > 1 else len(y)
+            row0 = distributed.shard_slice(min(cfg.batch_size, len(train_ds) -
+                                               i * cfg.batch_size), *shard).start
+            for j in range(cfg.accumulate):
+                part = distributed.shard_slice(len(y), j, cfg.accumulate)
+                distributed.set_dropout_rows(net, step, row0 + part.start)
+                logits = net.forward(x[part])
+                loss, dlogits = softmax_cross_entropy(logits, y[part])
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step "
+                                             f"{step}: lower the learning rate (-lr)")
+                m = len(y[part])
+                if m != total:
+                    dlogits *= np.float32(m / total)
+                reducer.backward(dlogits, reduce=j == cfg.accumulate - 1)
+                loss_sum += loss * m
+                correct += int((logits.argmax(axis=1) == y[part]).sum())
             opt.step()
             step += 1
+            if step % cfg.check_every == 0:
+                world.check_parameters(net, step)
             n += len(y)
-            loss_sum += loss * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum())
-            progress.update(i + 1, n, loss_sum / n)
+            n_all += total
+            progress.update(i + 1, n_all, loss_sum / n)
         train_time = time.perf_counter() - t0
-        val = evaluate(net, val_loader, tencrop=cfg.tencrop, k=k)
+        rates = world.allgather(round(n / train_time, 2) if train_time > 0 else 0.0)
+        n, loss_sum, correct = world.allreduce([n, loss_sum, correct]).tolist()
+        world.check_parameters(net, step)
+        val = world.reduce_eval(evaluate(net, val_loader, tencrop=cfg.tencrop, k=k))
         lr_used = opt.lr
         sched.step(val)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
@@ -330,6 +382,8 @@ def fit(cfg):
                "img_per_s": n / train_time if train_time > 0 else 0.0,
                "time": time.perf_counter() - t0,
                "skipped_images": len(train_loader.skipped | val_loader.skipped)}
+        if world.size > 1:
+            row["rank_img_per_s"] = rates
         history.append(row)
         improved = _better(val, best)
         if improved:
@@ -338,6 +392,8 @@ def fit(cfg):
         train_state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
                        "schedule": sched.state_dict(),
                        "config": {key: v for key, v in asdict(cfg).items() if key != "extra"}}
+        if not world.is_root:
+            continue   # every rank reached this point: rank 0 writes the files
         save_checkpoint(checkpoint_path(cfg.save), net, opt, train=train_state, **meta_common)
         save(last_path(cfg.save), net, epoch=epoch + 1, metrics=_metrics(row), **meta_common)
         if improved:

@@ -1,0 +1,206 @@
+"""Data-parallel training (alexnet_cpu.distributed): 2 MPI processes train the same model as
+one, resume across process counts, failures end the job, sharding covers every sample once,
+and the package works without mpi4py. The MPI tests start `mpiexec -n 2` subprocesses."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from alexnet_cpu import distributed
+from alexnet_cpu.checkpoint import load
+from alexnet_cpu.data import DataLoader, ImageFolder
+from alexnet_cpu.synthetic import make_dataset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.dirname(sys.executable)
+MPIEXEC = shutil.which("mpiexec", path=BIN + os.pathsep + os.environ.get("PATH", ""))
+try:
+    import mpi4py  # noqa: F401
+    NO_MPI = None if MPIEXEC else "no mpiexec on PATH (pip install 'alexnet-cpu[mpi]')"
+except ImportError:
+    NO_MPI = "mpi4py not installed (pip install 'alexnet-cpu[mpi]')"
+needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=str(NO_MPI))
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k not in distributed.SIZE_VARS}
+    env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(args, nproc=1, timeout=120):
+    cmd = ([MPIEXEC, "-n", str(nproc)] if nproc > 1 else []) + [sys.executable] + args
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mpi_data")
+    make_dataset(str(root), num_classes=3, train_per_class=6, val_per_class=2,
+                 image_size=48, seed=0)
+    return str(root)
+
+
+def _train(data, save, nproc=1, **kw):
+    opts = dict(variant="owt", size=63, batchsize=6, epochs=2, schedule="constant",
+                seed=3, threads=1, workers=1, lr=0.0005, warmup=0.5)
+    opts.update(kw)
+    args = ["-m", "alexnet_cpu.cli", "train", "-data", data, "-save", save, "-cache", "-quiet"]
+    for k, v in opts.items():
+        args += [f"-{k}", str(v)]
+    r = _run(args, nproc)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return load(save)[0].state_dict()
+
+
+def _assert_close(a, b):
+    """Equal to float32 rounding grown over 6 SGD steps (sums in another order; measured
+    <= 1e-6 of each tensor's largest value): the steps moved every weight tensor by
+    >= 2e-3 of it, so a wrong gradient, sample or dropout mask shows. (At lr >= 0.002 this
+    tiny run is chaotic: the loss climbs and rounding differences grow to 1e-3.)"""
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-3,
+                                   atol=1e-5 * float(np.abs(a[name]).max()), err_msg=name)
+
+
+def _losses(save):
+    return [json.loads(line)["train_loss"] for line in open(save.replace(".safetensors",
+                                                                         ".log.jsonl"))]
+
+
+REF = {}
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """One process, 2 epochs of 3 steps of global batch 6, owt with dropout on."""
+    REF["save"] = str(tmp_path_factory.mktemp("ref") / "m.safetensors")
+    return _train(data, REF["save"])
+
+
+def reference_losses():
+    return _losses(REF["save"])
+
+
+@needs_mpi
+@pytest.mark.parametrize("variant,extra", [
+    ("owt", {"overlap": "on"}), ("owt", {"accumulate": 2, "bucket_mb": 0.5}),
+    ("paper", {})])
+def test_two_processes_train_the_model_of_one(data, reference, tmp_path, variant, extra):
+    kw = dict(variant=variant, epochs=2 if variant == "owt" else 1)
+    one = reference if variant == "owt" else _train(data, str(tmp_path / "1.safetensors"),
+                                                    **kw)
+    two = _train(data, str(tmp_path / "2.safetensors"), nproc=2, **kw, **extra)
+    _assert_close(one, two)
+    np.testing.assert_allclose(_losses(str(tmp_path / "2.safetensors")),
+                               _losses(str(tmp_path / "1.safetensors")) if variant != "owt"
+                               else reference_losses(), rtol=1e-5)
+    log = [l for l in open(tmp_path / "2.log.jsonl")]
+    assert len(log) == kw["epochs"] and '"rank_img_per_s": [' in log[-1]
+
+
+def test_accumulation_in_one_process_equals_the_whole_batch(data, reference, tmp_path):
+    _assert_close(reference, _train(data, str(tmp_path / "a.safetensors"), accumulate=3))
+
+
+@needs_mpi
+@pytest.mark.parametrize("first,second", [(2, 1), (1, 2)])
+def test_resume_with_another_process_count(data, reference, tmp_path, first, second):
+    save = str(tmp_path / "m.safetensors")
+    _train(data, save, nproc=first, epochs=1)
+    ckpt = str(tmp_path / "m.ckpt.safetensors")
+    _assert_close(reference, _train(data, save, nproc=second, resume=ckpt))
+
+
+@needs_mpi
+@pytest.mark.parametrize("how", ["raise", "hook", "kill", "hang", "drift"])
+def test_a_failing_rank_ends_the_job(how):
+    t = time.monotonic()
+    r = _run([os.path.join(HERE, "mpi_fail.py"), how], nproc=2, timeout=60)
+    assert time.monotonic() - t < 30
+    assert r.returncode != 0 and "not aborted" not in r.stdout
+    if how == "kill":   # mpiexec names the dead process's PID; our first line maps it
+        pid = re.search(r"PID (\d+)", r.stdout + r.stderr).group(1)
+        assert f"1:{pid}@" in r.stdout, r.stdout
+        return
+    errors = [l for l in r.stderr.splitlines() if l.startswith("alexnet-cpu: error")]
+    if how == "drift":   # every rank finds it; the first to abort ends the job
+        assert errors and all("rank(s) [1] differ from rank 0's at step 7" in e
+                              for e in errors), r.stderr
+        return
+    assert len(errors) == 1, r.stderr
+    expect = {"raise": "rank 1/2: bad file images/x.jpg",
+              "hook": "rank 1/2: uncaught on purpose",
+              "hang": "rank 0/2: no progress in allreduce for 3 s"}[how]
+    assert expect in errors[0], errors
+
+
+@needs_mpi
+def test_a_rank_that_fails_in_training_ends_the_job(data, tmp_path):
+    """-resume names a file rank 1 cannot read (it is not there for rank 1)."""
+    t = time.monotonic()
+    script = ("import os, sys; from alexnet_cpu import cli\n"
+              "rank = int(os.environ['PMI_RANK'])\n"
+              "sys.exit(cli.main(sys.argv[1:] + (['-lr', 'nan'] if rank == 1 else [])))\n")
+    r = _run(["-c", script, "train", "-data", data, "-save", str(tmp_path / "m.safetensors"),
+              "-size", "63", "-batchsize", "4", "-epochs", "1", "-quiet", "-threads", "1"],
+             nproc=2, timeout=60)
+    assert time.monotonic() - t < 30 and r.returncode != 0
+    errors = [l for l in r.stderr.splitlines() if l.startswith("alexnet-cpu: error")]
+    assert len(errors) == 1 and "rank 1/2" in errors[0], r.stderr
+
+
+def test_sharding_covers_every_sample_once_for_uneven_sizes():
+    for n, batch, ranks in [(23, 6, 2), (23, 6, 4), (10, 7, 3), (5, 8, 2), (101, 9, 4)]:
+        ds = ImageFolder._from_samples("x", ["a"], [(f"{i}.png", 0) for i in range(n)])
+        for drop_last in (False, True):
+            loaders = [DataLoader(ds, batch, 63, shuffle=True, seed=1, drop_last=drop_last,
+                                  shard=(r, ranks)) for r in range(ranks)]
+            whole = DataLoader(ds, batch, 63, shuffle=True, seed=1, drop_last=drop_last)
+            for epoch in (0, 1):
+                parts = [l._batches(epoch) for l in loaders]
+                assert len({len(p) for p in parts}) == 1        # equal step counts
+                for k, b in enumerate(whole._batches(epoch)):
+                    got = np.concatenate([p[k] for p in parts])
+                    assert np.array_equal(got, b)               # each row once, in order
+                    sizes = [len(p[k]) for p in parts]
+                    assert max(sizes) - min(sizes) <= 1
+                seen = np.concatenate([b for p in parts for b in p] + [np.zeros(0, int)])
+                assert len(seen) == len(set(seen.tolist())) == (n - n % batch if drop_last
+                                                                 else n)
+
+
+def test_dropout_mask_of_a_row_does_not_depend_on_the_split():
+    from alexnet_cpu.layers import Dropout
+    x = np.random.default_rng(0).random((7, 50), dtype=np.float32)
+    whole = Dropout(0.5, seed=11).forward(x).copy()
+    for cuts in ([0, 3, 7], [0, 1, 4, 7]):
+        parts = []
+        for a, b in zip(cuts, cuts[1:]):
+            d = Dropout(0.5, seed=11)
+            d.row_offset = a
+            parts.append(d.forward(np.ascontiguousarray(x[a:b])).copy())
+        assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_without_mpi4py(data, tmp_path):
+    """mpi4py hidden: one process trains as before; asking for MPI is one line, exit 2."""
+    block = ("import sys; sys.modules['mpi4py'] = None\n"
+             "from alexnet_cpu import cli; sys.exit(cli.main(sys.argv[1:]))\n")
+    args = ["-c", block, "train", "-data", data, "-save", str(tmp_path / "m.safetensors"),
+            "-size", "63", "-batchsize", "6", "-epochs", "1", "-quiet", "-threads", "1"]
+    r = _run(args)
+    assert r.returncode == 0, r.stderr
+    r = _run(args + ["-mpi", "on"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "mpi4py is not installed" in r.stderr
+    env = dict(_env(), PMI_SIZE="2")   # as if mpiexec had started 2 processes
+    r = subprocess.run([sys.executable] + args, capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode == 2 and "mpi4py is not installed" in r.stderr, r.stderr
