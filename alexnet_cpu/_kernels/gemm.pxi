@@ -44,12 +44,17 @@ cdef _check_matrix(str name, m):
 
 
 def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
-          float alpha=1.0, float beta=0.0):
+          float alpha=1.0, float beta=0.0, precision=None):
     """out = alpha * op(a) @ op(b) + beta * out on float32 2-D C-contiguous arrays.
 
     op(x) is x or x.T (trans_a / trans_b). out=None allocates (beta is then ignored);
     with beta == 0 out is write-only; out must not overlap a or b. Returns out.
+    precision: "fp32" or "bf16" (operands rounded to bf16, fp32 sums) for this call;
+    None: the current one (get_precision()).
     """
+    if precision is not None:
+        with precision_scope(precision):
+            return sgemm(a, b, out, trans_a, trans_b, alpha, beta)
     _check_matrix("a", a)
     _check_matrix("b", b)
     cdef int M = a.shape[1] if trans_a else a.shape[0]

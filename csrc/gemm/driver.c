@@ -12,6 +12,7 @@
  * micro-panels and run independently (no barriers); each packs what its part needs.
  * K is never split and its blocking depends only on K, so every element of C sees the same
  * arithmetic for any thread count: results are bitwise identical across nthreads. */
+#include "ac_bf16.h"
 #include "ac_cpu.h"
 #include "gemm_internal.h"
 
@@ -31,6 +32,17 @@
 #define AC_AVX512_MB 2048
 #endif
 
+/* bf16 (AVX512_BF16): the same bytes per block as fp32, twice the depth. */
+#ifndef AC_AVX512BF16_KC
+#define AC_AVX512BF16_KC 768
+#endif
+#ifndef AC_AVX512BF16_MC
+#define AC_AVX512BF16_MC 120
+#endif
+#ifndef AC_AVX512BF16_NC
+#define AC_AVX512BF16_NC 512
+#endif
+
 static const ac_gemm_kernel kernels[] = {
     {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 128, 512, 1024, ac_ukernel_generic},
     {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, 256, 144, 512, 1536, ac_ukernel_avx2},
@@ -38,12 +50,22 @@ static const ac_gemm_kernel kernels[] = {
      AC_AVX512_MB, ac_ukernel_avx512},
 };
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
+/* bf16: the reference kernel serves the portable path (and SIMD paths of CPUs without
+ * AVX512_BF16, which ac_set_precision refuses unless the path changed since). */
+static const ac_gemm_kernel kernels_bf16[] = {
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 128, 512, 1024, ac_ukernel_generic_bf16,
+     AC_BF16, ac_bf16_convert_generic},
+    {AC_ISA_AVX512, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC, AC_AVX512BF16_MC,
+     AC_AVX512BF16_NC, AC_AVX512_MB, ac_ukernel_avx512bf16, AC_BF16, ac_bf16_convert_avx512},
+};
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
 #define SERIAL_MACS (1 << 19)
 
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 {
+    if (ac_get_precision() == AC_BF16)
+        return &kernels_bf16[isa == AC_ISA_AVX512 && ac_bf16_supported()];
     for (int i = 0; i < NKERNELS; i++)
         if (kernels[i].isa == isa) return &kernels[i];
     return &kernels[0];
@@ -68,6 +90,9 @@ size_t ac_sgemm_work_floats(int nthreads)
     if (nthreads < 1) nthreads = 1;
     for (int i = 0; i < NKERNELS; i++)  /* any path may be selected at call time */
         need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
+    for (int i = 0; i < 2; i++)
+        need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels_bf16[i]) +
+                                                b_floats(&kernels_bf16[i])));
     return need + AC_ALIGN / sizeof(float);  /* slack to align the start */
 }
 
@@ -78,7 +103,18 @@ static int block_size(int n, int bmax, int unit)
     return (int)round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
 }
 
-int ac_gemm_kc(const ac_gemm_kernel *kr, int K) { return K > 0 ? block_size(K, kr->kc, 1) : 1; }
+/* bf16 blocks are whole k-pairs (but the last). */
+int ac_gemm_kc(const ac_gemm_kernel *kr, int K)
+{
+    return K > 0 ? block_size(K, kr->kc, kr->convert ? 2 : 1) : 1;
+}
+
+void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
+                  int nx, int k0, int kc, int R)
+{
+    op->pack(op->src, dst, x0, nx, k0, kc, R, kr);
+    if (kr->convert) kr->convert(dst, nx, kc, R);
+}
 
 /* Rows [m0, m1) x columns [n0, n1) of C, on the caller's thread with its own buffers. */
 static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, int K,
@@ -94,29 +130,29 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
     for (int ib = m0; ib < m1; ib += MB) {
         const int mb = AC_MIN(MB, m1 - ib);
         for (int pc = 0; pc < K; pc += KC) {
-            const int kc = AC_MIN(KC, K - pc);
+            const int kc = AC_MIN(KC, K - pc), kw = ac_gemm_kwords(kr, kc);
             const float beta_k = pc == 0 ? beta : 1.f;
             const float *Ab = A->packed ? A->packed(A->src, ib, pc, kc, kr) : NULL;
             if (!Ab) {
-                A->pack(A->src, Abuf, ib, mb, pc, kc, MR, kr);
+                ac_gemm_pack(kr, A, Abuf, ib, mb, pc, kc, MR);
                 Ab = Abuf;
             }
             for (int jc = n0; jc < n1; jc += NC) {
                 const int nc = AC_MIN(NC, n1 - jc);
                 const float *Bb = B->packed ? B->packed(B->src, jc, pc, kc, kr) : NULL;
                 if (!Bb) {
-                    B->pack(B->src, Bbuf, jc, nc, pc, kc, NR, kr);
+                    ac_gemm_pack(kr, B, Bbuf, jc, nc, pc, kc, NR);
                     Bb = Bbuf;
                 }
                 for (int ic = 0; ic < mb; ic += MC) {
                     const int mc = AC_MIN(MC, mb - ic);
-                    const float *Ap = Ab + (size_t)ic * kc;
+                    const float *Ap = Ab + (size_t)ic * kw;
                     for (int jr = 0; jr < nc; jr += NR) {
-                        const float *Bp = Bb + (size_t)jr * kc;
+                        const float *Bp = Bb + (size_t)jr * kw;
                         float *Cc = C + (size_t)(ib + ic) * ldc + jc + jr;
                         const int nr = AC_MIN(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR)
-                            kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc, ldc,
+                            kr->ukernel(kc, Ap + (size_t)ir * kw, Bp, Cc + (size_t)ir * ldc, ldc,
                                         alpha, beta_k, AC_MIN(MR, mc - ir), nr);
                     }
                 }
@@ -129,8 +165,8 @@ const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
                                   const ac_gemm_kernel *kr)
 {
     const ac_gemm_prepacked *pp = (const ac_gemm_prepacked *)src;
-    (void)kr;
-    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
+    const int kw = ac_gemm_kwords(kr, kc);
+    return pp->p + (size_t)(kr->convert ? k0 / 2 : k0) * pp->xpad + (size_t)x0 * kw;
 }
 
 static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
@@ -236,7 +272,8 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
               float *C, int ldc, float *work, int nthreads)
 {
     const int isa = ac_get_isa();
-    if (ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    /* The small path multiplies in fp32 only. */
+    if (ac_get_precision() == AC_FP32 && ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                        work, nthreads))
         return;
     /* op(A): row x, depth k;  op(B): column x, depth k. */

@@ -42,9 +42,21 @@ typedef struct ac_gemm_kernel {
     int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
     int mb;                /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
+    int precision;         /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
+    /* bf16: turns nx rows of packed fp32 panels (depth kc) into the k-pair panels the
+     * micro-kernel reads, in place (NULL for fp32). */
+    void (*convert)(float *buf, int nx, int kc, int R);
 } ac_gemm_kernel;
 
-/* The kernel context of a path (ac_get_isa() for the current one). */
+/* Words (floats' worth) per panel row of a packed block of depth kc: kc for fp32, the
+ * ceil(kc/2) k-pairs for bf16. Panels are R * ac_gemm_kwords(kr, kc) floats apart. */
+static inline int ac_gemm_kwords(const ac_gemm_kernel *kr, int kc)
+{
+    return kr->convert ? (kc + 1) / 2 : kc;
+}
+
+/* The kernel context of a path (ac_get_isa() for the current one) at the current precision
+ * (ac_get_precision(), ac_bf16.h). */
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
 
 /* Depth of the driver's K blocks for this K (depends on K and the path only). */
@@ -61,7 +73,7 @@ typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int
  * example weights packed once for inference), or NULL to have it packed. The driver splits
  * K into blocks of ac_gemm_kc(kr, K) (the last one shorter) and rows at multiples of R, so
  * an operand packed block after block, all rows per K block, is found at k0*Xpad + x0*kc
- * (Xpad = rows rounded up to R). */
+ * (Xpad = rows rounded up to R; for bf16 (k0/2)*Xpad + x0*ceil(kc/2), K blocks being even). */
 typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int kc,
                                           const ac_gemm_kernel *kr);
 
@@ -70,6 +82,11 @@ typedef struct ac_gemm_operand {
     ac_gemm_packed_fn packed;  /* NULL: always pack */
     const void *src;           /* what pack reads: an ac_gemm_matrix for plain matrices */
 } ac_gemm_operand;
+
+/* Pack through op->pack, then into the kernel's own panels (kr->convert): what the driver
+ * does for every block, and what whoever packs an operand ahead must do. */
+void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
+                  int nx, int k0, int kc, int R);
 
 /* A plain strided matrix as an operand: element (row x, depth k) is p[x*sx + k*sk]. */
 typedef struct ac_gemm_matrix {
