@@ -62,7 +62,7 @@ class Layer:
 class Conv2d(Layer):
     """In eval mode the weights and bias are packed once for the GEMM (on first forward) and
     reused; the pack is dropped on any mode switch, on backward, on invalidate() and when
-    the ISA path or the parameter arrays change. While packed, the parameter arrays are
+    the ISA path, the precision or the parameter arrays change. While packed, the parameter arrays are
     read-only, so a stray in-place write fails loudly instead of going unseen."""
     kind = "Conv2d"
 
@@ -109,9 +109,10 @@ class Conv2d(Layer):
         self._packed = self._packed_for = None
 
     def _packed_weights(self):
-        """The weights and bias packed for the current ISA path, packing them if needed."""
+        """The weights and bias packed for the current ISA path and precision, packing them
+        if needed."""
         w, b = self.params["weight"], self.params["bias"]
-        isa = _C.get_isa()
+        isa = (_C.get_isa(), _C.get_precision())
         if self._packed is not None:
             fisa, arrays = self._packed_for
             if fisa == isa and arrays[0][0] is w and arrays[1][0] is b:

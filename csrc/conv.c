@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ac_bf16.h"
 #include "ac_conv.h"
 #include "ac_eltwise.h"
 #include "ac_cpu.h"
@@ -124,6 +125,7 @@ static ac_gemm_prepacked prepack_op(float *dst, ac_gemm_pack_fn pack, const void
         pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0,
              AC_MIN(PREPACK_PANELS * MR, M - x0), k0, kc, MR, kr);
     }
+    ac_gemm_convert_prepacked(kr, dst, xpad, K, MR);
     return (ac_gemm_prepacked){dst, xpad};
 }
 
@@ -536,7 +538,7 @@ void ac_conv2d_forward(float *out, const float *x, const float *weight, const fl
  * Winograd. */
 #define PACKED_HEADER 16
 #define PACKED_MAGIC 0x41435057  /* "ACPW" */
-enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_N };
+enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_PREC, PH_N };
 
 static size_t wino_floats(const geom *g)
 {
@@ -555,7 +557,8 @@ void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bia
 {
     const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
     const int isa = ac_get_isa(), has_bias = bias != NULL;
-    const int h[PH_N] = {PACKED_MAGIC, isa, O, g.Cg, KH, KW, groups, has_bias};
+    const int h[PH_N] = {PACKED_MAGIC, isa, O, g.Cg, KH, KW, groups, has_bias,
+                         ac_get_precision()};
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(isa);
     const size_t wpf = packed_floats(g.Og, g.Kg + 1);
     memset(packed, 0, PACKED_HEADER * sizeof(float));
@@ -593,7 +596,8 @@ int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     int h[PH_N];
     memcpy(h, packed, sizeof h);
-    if (h[PH_MAGIC] != PACKED_MAGIC || h[PH_ISA] != ac_get_isa() || h[PH_O] != O ||
+    if (h[PH_MAGIC] != PACKED_MAGIC || h[PH_ISA] != ac_get_isa() ||
+        h[PH_PREC] != ac_get_precision() || h[PH_O] != O ||
         h[PH_CG] != g.Cg || h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
         return -1;
     if (N <= 0) return 0;

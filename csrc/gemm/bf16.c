@@ -52,16 +52,17 @@ int ac_set_precision(int precision)
 
 int ac_get_precision(void) { return g_precision; }
 
-/* ---- fp32 panels -> bf16 k-pair panels, in place ----
- * Input: ceil(nx/R) panels of kc*R floats ([k][R]); output: the same panels at kp*R words.
- * Every output word lies at or before the inputs it is made of (kp <= kc, p <= 2p), and a
- * pair is read before it is written, so one forward sweep converts in place. */
-void ac_bf16_convert_generic(float *buf, int nx, int kc, int R)
+/* ---- fp32 panels -> bf16 k-pair panels ----
+ * src: ceil(nx/R) panels of kc*R floats ([k][R]); dst: the same panels at kp*R words.
+ * dst may be src or lie before it: every output word then lies at or before the inputs it
+ * is made of (kp <= kc, p <= 2p) and a pair is read before it is written, so one forward
+ * sweep converts in place. */
+void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R)
 {
     const int kp = (kc + 1) / 2;
-    uint32_t *out = (uint32_t *)buf;
+    uint32_t *out = (uint32_t *)dst;
     for (int q = 0; q < nx; q += R) {
-        const float *in = buf + (size_t)(q / R) * kc * R;
+        const float *in = src + (size_t)(q / R) * kc * R;
         uint32_t *o = out + (size_t)(q / R) * kp * R;
         for (int p = 0; p < kp; p++)
             for (int i = 0; i < R; i++) {
@@ -72,16 +73,17 @@ void ac_bf16_convert_generic(float *buf, int nx, int kc, int R)
     }
 }
 
-AC_AVX512BF16_FN void ac_bf16_convert_avx512(float *buf, int nx, int kc, int R)
+AC_AVX512BF16_FN void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc,
+                                             int R)
 {
     const int kp = (kc + 1) / 2;
     /* word j of 16 = (element j, element 16 + j) of the 32 bf16 cvtne2ps makes */
     const __m512i ilv = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
                                          24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
                                          16, 0);
-    uint16_t *out = (uint16_t *)buf;
+    uint16_t *out = (uint16_t *)dst;
     for (int q = 0; q < nx; q += R) {
-        const float *in = buf + (size_t)(q / R) * kc * R;
+        const float *in = src + (size_t)(q / R) * kc * R;
         uint16_t *o = out + (size_t)2 * (q / R) * kp * R;
         for (int p = 0; p < kp; p++) {
             const float *r0 = in + (size_t)2 * p * R, *r1 = r0 + R;

@@ -113,7 +113,15 @@ void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *ds
                   int nx, int k0, int kc, int R)
 {
     op->pack(op->src, dst, x0, nx, k0, kc, R, kr);
-    if (kr->convert) kr->convert(dst, nx, kc, R);
+    if (kr->convert) kr->convert(dst, dst, nx, kc, R);
+}
+
+void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R)
+{
+    const int KC = ac_gemm_kc(kr, K);
+    if (!kr->convert) return;
+    for (int k0 = 0; k0 < K; k0 += KC)  /* in order: each block moves down over converted ones */
+        kr->convert(p + (size_t)k0 / 2 * xpad, p + (size_t)k0 * xpad, xpad, AC_MIN(KC, K - k0), R);
 }
 
 /* Rows [m0, m1) x columns [n0, n1) of C, on the caller's thread with its own buffers. */

@@ -34,14 +34,14 @@ void ac_ukernel_avx2(int kc, const float *Ap, const float *Bp, float *C, size_t 
 void ac_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                        float alpha, float beta, int mr, int nr);
 
-/* bf16 (bf16.c, ukernel_avx512bf16.c): micro-kernels over k-pair panels, and the in-place
- * conversion of nx rows of packed fp32 panels into them (the kernel context's convert). */
+/* bf16 (bf16.c, ukernel_avx512bf16.c): micro-kernels over k-pair panels, and the conversion
+ * of nx rows of packed fp32 panels into them (the kernel context's convert). */
 void ac_ukernel_generic_bf16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                              float alpha, float beta, int mr, int nr);
 void ac_ukernel_avx512bf16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                            float alpha, float beta, int mr, int nr);
-void ac_bf16_convert_generic(float *buf, int nx, int kc, int R);
-void ac_bf16_convert_avx512(float *buf, int nx, int kc, int R);
+void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R);
+void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc, int R);
 
 /* Pack panels of R rows from element (x, k) = p[x*sx + k*sk], rows [0, nx), depth [0, kc). */
 void ac_pack_generic(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);

@@ -43,9 +43,9 @@ typedef struct ac_gemm_kernel {
     int mb;                /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
     int precision;         /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
-    /* bf16: turns nx rows of packed fp32 panels (depth kc) into the k-pair panels the
-     * micro-kernel reads, in place (NULL for fp32). */
-    void (*convert)(float *buf, int nx, int kc, int R);
+    /* bf16: turns nx rows of packed fp32 panels (depth kc) at src into the k-pair panels
+     * the micro-kernel reads at dst, which may be src or lie before it (NULL for fp32). */
+    void (*convert)(float *dst, const float *src, int nx, int kc, int R);
 } ac_gemm_kernel;
 
 /* Words (floats' worth) per panel row of a packed block of depth kc: kc for fp32, the
@@ -87,6 +87,10 @@ typedef struct ac_gemm_operand {
  * does for every block, and what whoever packs an operand ahead must do. */
 void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
                   int nx, int k0, int kc, int R);
+
+/* An M x K operand packed ahead in fp32 (ac_gemm_pack_fn into p + k0*xpad + x0*kc for each
+ * K block): turned into the kernel's layout in place (nothing to do for fp32). */
+void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R);
 
 /* A plain strided matrix as an operand: element (row x, depth k) is p[x*sx + k*sk]. */
 typedef struct ac_gemm_matrix {
