@@ -20,14 +20,15 @@
 
 #include "ac_cpu.h"
 #include "ac_lrn.h"
+#include "ac_simd.h"
 
 #define LRN_TILE_MAX 4096      /* positions per task at most (the window sum is on the stack) */
 #define LRN_TILE_MIN 256
 #define LRN_MIN_TASKS 16
-#define INLINE static inline __attribute__((always_inline))
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define TARGET_AVX512 \
-    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+#define INLINE AC_INLINE
+#define TARGET_AVX2 AC_TARGET_AVX2
+/* 512-bit vectors for the loops gcc vectorises itself (its default tuning stops at 256). */
+#define TARGET_AVX512 __attribute__((target(AC_ISA_AVX512_FEATURES ",prefer-vector-width=512")))
 
 /* ln x for normal x > 0 (Cephes logf: mantissa in [sqrt(1/2), sqrt 2), degree-9 poly). */
 INLINE float lrn_logf(float x)
@@ -316,8 +317,7 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
                     int size, float alpha, float beta, float k, int nthreads)
 {
     const int isa = ac_get_isa();
-    const lrn_fwd_fn f = isa == AC_ISA_AVX512 ? fwd_avx512
-                       : isa == AC_ISA_AVX2 ? fwd_avx2 : fwd_generic;
+    const lrn_fwd_fn f = AC_ISA_PICK(isa, fwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
     #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -334,8 +334,7 @@ void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *
                      float alpha, float beta, int nthreads)
 {
     const int isa = ac_get_isa();
-    const lrn_bwd_fn f = isa == AC_ISA_AVX512 ? bwd_avx512
-                       : isa == AC_ISA_AVX2 ? bwd_avx2 : bwd_generic;
+    const lrn_bwd_fn f = AC_ISA_PICK(isa, bwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
     #pragma omp parallel for num_threads(nthreads) schedule(static)

@@ -4,6 +4,7 @@
 #include <time.h>
 #include "ac_bf16.h"
 #include "ac_peak.h"
+#include "ac_simd.h"
 
 #define CHAINS 12
 #define ITERS 4096L  /* per timing check */
@@ -37,7 +38,7 @@ static double now(void)
                          "+" CONSTRAINT(c9), "+" CONSTRAINT(c10), "+" CONSTRAINT(c11));  \
     }
 
-__attribute__((target("avx512f,fma"), noinline)) static float chains_avx512(long iters)
+AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
     CHAIN_LOOP(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_set1_ps(0.999999f),
                _mm512_set1_ps(1e-6f), "v")
@@ -47,7 +48,7 @@ __attribute__((target("avx512f,fma"), noinline)) static float chains_avx512(long
     return _mm512_reduce_add_ps(s);
 }
 
-__attribute__((target("avx2,fma"), noinline)) static float chains_avx2(long iters)
+AC_TARGET_AVX2 __attribute__((noinline)) static float chains_avx2(long iters)
 {
     CHAIN_LOOP(__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_set1_ps(0.999999f),
                _mm256_set1_ps(1e-6f), "x")
@@ -62,7 +63,7 @@ __attribute__((target("avx2,fma"), noinline)) static float chains_avx2(long iter
 /* vdpbf16ps chains: c += 1.0 * 2^-10 twice per lane and step (bf16 pairs; no overflow). */
 #define DPBF16(c, m, a) _mm512_dpbf16_ps(c, (__m512bh)(m), (__m512bh)(a))
 #define PAIRS(w) _mm512_castsi512_ps(_mm512_set1_epi32(w))
-__attribute__((target("avx512f,avx512bf16"), noinline)) static float chains_bf16(long iters)
+AC_TARGET_AVX512BF16 __attribute__((noinline)) static float chains_bf16(long iters)
 {
     CHAIN_LOOP(__m512, DPBF16, _mm512_set1_ps, PAIRS(0x3f803f80), PAIRS(0x3a803a80), "v")
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
@@ -122,9 +123,7 @@ static double run(float (*chains)(long), double flops_per_iter, double seconds, 
 double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
 {
     const double lanes = isa == AC_ISA_AVX512 ? 16 : isa == AC_ISA_AVX2 ? 8 : 4;
-    return run(isa == AC_ISA_AVX512 ? chains_avx512 : isa == AC_ISA_AVX2 ? chains_avx2
-                                                                         : chains_generic,
-               2.0 * lanes * CHAINS, seconds, nthreads);
+    return run(AC_ISA_PICK(isa, chains), 2.0 * lanes * CHAINS, seconds, nthreads);
 }
 
 double ac_bf16_peak_gflops(double seconds, int nthreads)

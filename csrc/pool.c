@@ -7,6 +7,7 @@
 
 #include "ac_cpu.h"
 #include "ac_pool.h"
+#include "ac_simd.h"
 
 /* One plane. Window positions outer, output columns inner, so the select vectorises over ow;
  * the running maxima live in local rows (no aliasing with x); AlexNet's 3/2 is specialised. */
@@ -47,8 +48,7 @@ static inline __mmask16 first_lanes(int n)
     return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
 }
 
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
-static void maxpool3s2_plane_avx512(float *restrict op, int32_t *restrict ap,
+static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t *restrict ap,
                                     const float *restrict xp, int W, int OH, int OW)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,

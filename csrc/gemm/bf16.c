@@ -1,7 +1,8 @@
-/* bf16 GEMM pieces shared by every path: the rounding, the precision choice, the conversion
- * of packed fp32 panels into bf16 k-pair panels, and the portable reference micro-kernel.
+/* bf16 GEMM pieces shared by every path: the rounding, the precision choice and the
+ * conversion of packed fp32 panels into bf16 k-pair panels.
  *
- * bf16 packed layout (what the micro-kernels read): a panel of R rows over depth kc holds
+ * bf16 packed layout (what the micro-kernels read: ukernel_avx512bf16_6x64.c and the
+ * portable reference ukernel_generic_bf16_4x8.c): a panel of R rows over depth kc holds
  * kp = ceil(kc/2) k-pairs; pair p is R 32-bit words, word i = (bf16 of row i at depth 2p in
  * the low half, at depth 2p+1 in the high half), the missing depth of an odd kc being 0.
  * It is what vdpbf16ps multiplies: lane i of C += lo(a)*lo(b) + hi(a)*hi(b). A panel takes
@@ -73,7 +74,7 @@ void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R
     }
 }
 
-AC_AVX512BF16_FN void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc,
+AC_TARGET_AVX512BF16 void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc,
                                              int R)
 {
     const int kp = (kc + 1) / 2;
@@ -99,33 +100,5 @@ AC_AVX512BF16_FN void ac_bf16_convert_avx512(float *dst, const float *src, int n
                                          _mm512_permutexvar_epi16(ilv, w));
             }
         }
-    }
-}
-
-/* ---- portable reference micro-kernel (4 x 8, like ac_ukernel_generic) ----
- * Per k-pair the high product is added first, then the low one, each product exact in fp32
- * (8-bit x 8-bit significands) and each sum rounded: vdpbf16ps's order in Intel's
- * definition, so on such hardware this kernel gives the same bits. */
-void ac_ukernel_generic_bf16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
-                             float alpha, float beta, int mr, int nr)
-{
-    enum { MR = AC_GENERIC_MR, NR = AC_GENERIC_NR };
-    const uint32_t *a = (const uint32_t *)Ap, *b = (const uint32_t *)Bp;
-    float acc[MR][NR] = {{0.f}};
-    for (int p = 0; p < (kc + 1) / 2; p++, a += MR, b += NR)
-        for (int i = 0; i < MR; i++) {
-            const float alo = ac_bf16_to_float((uint16_t)a[i]);
-            const float ahi = ac_bf16_to_float((uint16_t)(a[i] >> 16));
-            for (int j = 0; j < NR; j++) {
-                float s = acc[i][j] + ahi * ac_bf16_to_float((uint16_t)(b[j] >> 16));
-                acc[i][j] = s + alo * ac_bf16_to_float((uint16_t)b[j]);
-            }
-        }
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (beta == 0.f)
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j] + beta * c[j];
     }
 }

@@ -11,56 +11,36 @@
  * Each operand is packed once (B once per MB rows of A). Threads split N or M in whole
  * micro-panels and run independently (no barriers); each packs what its part needs.
  * K is never split and its blocking depends only on K, so every element of C sees the same
- * arithmetic for any thread count: results are bitwise identical across nthreads. */
+ * arithmetic for any thread count: results are bitwise identical across nthreads.
+ * The block sizes of each path are in blocking.h; threads are split with ac_split and run
+ * with ac_team_run (ac_parallel.h). */
 #include "ac_bf16.h"
 #include "ac_cpu.h"
+#include "ac_parallel.h"
 #include "gemm_internal.h"
 
-/* AVX-512: an A micro-panel (MR*KC) in L1 (48 KiB); MC*KC of A and KC*NC of B together in
- * L2 (2 MiB); MB*KC of A in L3. 6 x 64 tiles with KC 384 measured ~7% faster than 12 x 32 with
- * KC 256 on 2048^3 (fewer loads per FMA, fewer C write-backs). */
-#ifndef AC_AVX512_KC
-#define AC_AVX512_KC 384
-#endif
-#ifndef AC_AVX512_MC
-#define AC_AVX512_MC 120
-#endif
-#ifndef AC_AVX512_NC
-#define AC_AVX512_NC 512
-#endif
-#ifndef AC_AVX512_MB
-#define AC_AVX512_MB 2048
-#endif
-
-/* bf16 (AVX512_BF16): the same bytes per block as fp32, twice the depth. */
-#ifndef AC_AVX512BF16_KC
-#define AC_AVX512BF16_KC 768
-#endif
-#ifndef AC_AVX512BF16_MC
-#define AC_AVX512BF16_MC 120
-#endif
-#ifndef AC_AVX512BF16_NC
-#define AC_AVX512BF16_NC 512
-#endif
-
+/* The micro-kernel of each path with its blocking (blocking.h). */
 static const ac_gemm_kernel kernels[] = {
-    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 128, 512, 1024, ac_ukernel_generic},
-    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, 256, 144, 512, 1536, ac_ukernel_avx2},
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC, AC_GENERIC_NC,
+     AC_GENERIC_MB, ac_ukernel_generic_4x8},
+    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, AC_AVX2_KC, AC_AVX2_MC, AC_AVX2_NC, AC_AVX2_MB,
+     ac_ukernel_avx2_6x16},
     {AC_ISA_AVX512, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC, AC_AVX512_NC,
-     AC_AVX512_MB, ac_ukernel_avx512},
+     AC_AVX512_MB, ac_ukernel_avx512_6x64},
 };
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
 /* bf16: the reference kernel serves the portable path (and SIMD paths of CPUs without
  * AVX512_BF16, which ac_set_precision refuses unless the path changed since). */
 static const ac_gemm_kernel kernels_bf16[] = {
-    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, 256, 128, 512, 1024, ac_ukernel_generic_bf16,
-     AC_BF16, ac_bf16_convert_generic},
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC, AC_GENERIC_NC,
+     AC_GENERIC_MB, ac_ukernel_generic_bf16_4x8, AC_BF16, ac_bf16_convert_generic},
     {AC_ISA_AVX512, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC, AC_AVX512BF16_MC,
-     AC_AVX512BF16_NC, AC_AVX512_MB, ac_ukernel_avx512bf16, AC_BF16, ac_bf16_convert_avx512},
+     AC_AVX512BF16_NC, AC_AVX512BF16_MB, ac_ukernel_avx512bf16_6x64, AC_BF16,
+     ac_bf16_convert_avx512},
 };
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
-#define SERIAL_MACS (1 << 19)
+#define AC_GEMM_SERIAL_MACS (1 << 19)
 
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 {
@@ -71,17 +51,14 @@ const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
     return &kernels[0];
 }
 
-static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
 /* Floats of a packed A chunk and a packed B block, each a whole number of cache lines. */
 static size_t a_floats(const ac_gemm_kernel *kr)
 {
-    return round_up((size_t)kr->kc * round_up(kr->mb, kr->mr), 16);
+    return ac_pad16((size_t)kr->kc * ac_round_up(kr->mb, kr->mr));
 }
 static size_t b_floats(const ac_gemm_kernel *kr)
 {
-    return round_up((size_t)kr->kc * round_up(kr->nc, kr->nr), 16);
+    return ac_pad16((size_t)kr->kc * ac_round_up(kr->nc, kr->nr));
 }
 
 size_t ac_sgemm_work_floats(int nthreads)
@@ -100,7 +77,7 @@ size_t ac_sgemm_work_floats(int nthreads)
 static int block_size(int n, int bmax, int unit)
 {
     int nb = (n + bmax - 1) / bmax;
-    return (int)round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
+    return (int)ac_round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
 }
 
 /* bf16 blocks are whole k-pairs (but the last). */
@@ -114,6 +91,15 @@ void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *ds
 {
     op->pack(op->src, dst, x0, nx, k0, kc, R, kr);
     if (kr->convert) kr->convert(dst, dst, nx, kc, R);
+}
+
+int ac_gemm_bias_steps(const ac_gemm_kernel *kr) { return kr->convert ? 3 : 1; }
+
+float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step)
+{
+    if (!kr->convert) return b;
+    for (int s = 0; s < step; s++) b -= ac_bf16_to_float(ac_bf16_round(b));  /* exact */
+    return ac_bf16_to_float(ac_bf16_round(b));
 }
 
 void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R)
@@ -212,10 +198,11 @@ static void scale_c(int M, int N, float beta, float *C, size_t ldc)
  * even share n/nt: 1 is perfect balance. */
 static double imbalance(int n, int unit, int nt)
 {
-    const int np = (n + unit - 1) / unit;
-    int worst = 0;
-    for (int t = 0; t < nt; t++)
-        worst = AC_MAX(worst, AC_MIN(n, np * (t + 1) / nt * unit) - AC_MIN(n, np * t / nt * unit));
+    long worst = 0;
+    for (int t = 0; t < nt; t++) {
+        const ac_range r = ac_split(n, unit, t, nt);
+        worst = AC_MAX(worst, r.hi - r.lo);
+    }
     return worst * (double)nt / n;
 }
 
@@ -223,16 +210,41 @@ static double imbalance(int n, int unit, int nt)
  * rows of A, all of B) costs clearly less: the larger thread's share of 2MNK plus what it
  * packs, an element costing about PACK_FLOPS. (Packing B blocks together and sharing them
  * measured slower here: half of each block then comes from the other core, plus barriers.) */
-#define PACK_FLOPS 32.0
+#define AC_GEMM_PACK_FLOPS 32.0
 static int split_m(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
 {
     const double f = 2.0 * M * N * K / nt;
     const double cn = imbalance(N, kr->nr, nt) * f +
-                      PACK_FLOPS * ((double)M * K + (double)K * N / nt * ceil_div(M, kr->mb));
+                      AC_GEMM_PACK_FLOPS * ((double)M * K +
+                                            (double)K * N / nt * ac_ceil_div(M, kr->mb));
     const double cm = imbalance(M, kr->mr, nt) * f +
-                      PACK_FLOPS * ((double)M / nt * K +
-                                    (double)K * N * ceil_div(ceil_div(M, nt), kr->mb));
+                      AC_GEMM_PACK_FLOPS * ((double)M / nt * K +
+                                            (double)K * N * ac_ceil_div(ac_ceil_div(M, nt), kr->mb));
     return cm < 0.99 * cn;
+}
+
+/* One product shared out among a team: each thread its rows (by_m) or columns of C. */
+typedef struct {
+    const ac_gemm_kernel *kr;
+    int M, N, K, by_m;
+    float alpha, beta;
+    const ac_gemm_operand *A, *B;
+    float *C;
+    int ldc;
+    size_t asz;
+} gemm_team;
+
+static void gemm_share(void *ctx, int t, int T, float *wt)
+{
+    const gemm_team *p = (const gemm_team *)ctx;
+    const ac_range r = ac_split(p->by_m ? p->M : p->N, p->by_m ? p->kr->mr : p->kr->nr, t, T);
+    if (r.hi <= r.lo) return;
+    if (p->by_m)
+        gemm_part(p->kr, (int)r.lo, (int)r.hi, 0, p->N, p->K, p->alpha, p->A, p->B, p->beta,
+                  p->C, p->ldc, wt, wt + p->asz);
+    else
+        gemm_part(p->kr, 0, p->M, (int)r.lo, (int)r.hi, p->K, p->alpha, p->A, p->B, p->beta,
+                  p->C, p->ldc, wt, wt + p->asz);
 }
 
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
@@ -244,35 +256,20 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
         scale_c(M, N, beta, C, (size_t)ldc);
         return;
     }
-    float *w = (float *)round_up((size_t)work, AC_ALIGN);
+    float *w = ac_align(work);
     const size_t asz = a_floats(kr), bsz = b_floats(kr);
-    const int pm = ceil_div(M, kr->mr), pn = ceil_div(N, kr->nr);
+    const int pm = ac_ceil_div(M, kr->mr), pn = ac_ceil_div(N, kr->nr);
 
     int nt = nthreads;
-    if ((double)M * N * K < SERIAL_MACS) nt = 1;
+    if ((double)M * N * K < AC_GEMM_SERIAL_MACS) nt = 1;
     nt = AC_MIN(nt, AC_MAX(pm, pn));
     if (nt <= 1) {
         gemm_part(kr, 0, M, 0, N, K, alpha, A, B, beta, C, ldc, w, w + asz);
         return;
     }
     const int by_m = pn < nt || (pm >= nt && split_m(kr, M, N, K, nt));
-
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        float *wt = w + (size_t)t * (asz + bsz);
-        if (by_m) {
-            const int m0 = AC_MIN(M, pm * t / n * kr->mr);
-            const int m1 = AC_MIN(M, pm * (t + 1) / n * kr->mr);
-            if (m1 > m0)
-                gemm_part(kr, m0, m1, 0, N, K, alpha, A, B, beta, C, ldc, wt, wt + asz);
-        } else {
-            const int n0 = AC_MIN(N, pn * t / n * kr->nr);
-            const int n1 = AC_MIN(N, pn * (t + 1) / n * kr->nr);
-            if (n1 > n0)
-                gemm_part(kr, 0, M, n0, n1, K, alpha, A, B, beta, C, ldc, wt, wt + asz);
-        }
-    }
+    gemm_team p = {kr, M, N, K, by_m, alpha, beta, A, B, C, ldc, asz};
+    ac_team_run(nt, gemm_share, &p, w, asz + bsz);
 }
 
 void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

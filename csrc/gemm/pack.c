@@ -8,7 +8,7 @@
 #include <string.h>
 #include "gemm_internal.h"
 
-static inline __attribute__((always_inline)) void
+AC_INLINE void
 pack_body(float *restrict dst, const float *restrict p, size_t sx, size_t sk, int nx, int kc,
           int R)
 {
@@ -38,14 +38,14 @@ void ac_pack_generic(float *dst, const float *p, size_t sx, size_t sk, int nx, i
     pack_body(dst, p, sx, sk, nx, kc, R);
 }
 
-static AC_AVX2_FN void pack_avx2(float *dst, const float *p, size_t sx, size_t sk, int nx,
+AC_TARGET_AVX2 void ac_pack_avx2(float *dst, const float *p, size_t sx, size_t sk, int nx,
                                  int kc, int R)
 {
     pack_body(dst, p, sx, sk, nx, kc, R);
 }
 
 /* In-register transpose: r[i] lane j becomes r[j] lane i. */
-static inline __attribute__((always_inline)) AC_AVX512_FN void tr16(__m512 r[16])
+AC_INLINE AC_TARGET_AVX512 void tr16(__m512 r[16])
 {
     __m512 t[16], u[16];
     for (int i = 0; i < 8; i++) {
@@ -70,7 +70,7 @@ static inline __attribute__((always_inline)) AC_AVX512_FN void tr16(__m512 r[16]
     }
 }
 
-AC_AVX512_FN void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t sk, int nx,
+AC_TARGET_AVX512 void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t sk, int nx,
                                  int kc, int R)
 {
     if (sx != 1 && sk != 1) {
@@ -134,10 +134,5 @@ void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, in
 {
     const ac_gemm_matrix *m = (const ac_gemm_matrix *)src;
     const float *p = m->p + (size_t)x0 * m->sx + (size_t)k0 * m->sk;
-    if (kr->isa == AC_ISA_AVX512)
-        ac_pack_avx512(dst, p, m->sx, m->sk, nx, kc, R);
-    else if (kr->isa == AC_ISA_AVX2)
-        pack_avx2(dst, p, m->sx, m->sk, nx, kc, R);
-    else
-        ac_pack_generic(dst, p, m->sx, m->sk, nx, kc, R);
+    AC_ISA_PICK(kr->isa, ac_pack)(dst, p, m->sx, m->sk, nx, kc, R);
 }

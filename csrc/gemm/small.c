@@ -9,22 +9,20 @@
  * G k-contiguous (stored X x K) takes the dot kernel, x-contiguous (K x X) the axpy kernel. */
 #include <immintrin.h>
 #include "ac_cpu.h"
+#include "ac_parallel.h"
 #include "gemm_internal.h"
 
 /* Floats of scratch per thread for the axpy accumulators (s x W, in L1/L2). */
-#ifndef ACC_FLOATS
-#define ACC_FLOATS 8192
-#endif
+#define AC_SMALL_ACC_FLOATS 8192
 /* Largest s = M for the axpy kernel (measured: M = 5..8 no faster than the packed path). */
-#define AXPY_MAX 4
+#define AC_SMALL_AXPY_MAX 4
 /* Widest axpy column chunk: KG rows of G and one accumulator row of it fit L1. */
-#ifndef AXPY_W
-#define AXPY_W 1536
-#endif
-/* Below this many multiply-adds one thread is faster than waking a team. */
-#define SERIAL_MACS (1 << 17)
+#define AC_SMALL_AXPY_W 1536
+/* Below this many multiply-adds one thread is faster than waking a team (the streamed
+ * path's threshold: lower than the packed driver's AC_GEMM_SERIAL_MACS). */
+#define AC_SMALL_SERIAL_MACS (1 << 17)
 /* Threads split X in units of this many columns (whole cache lines of C or G rows). */
-#define XUNIT 64
+#define AC_SMALL_XUNIT 64
 
 /* ---- portable path: "vectors" of one lane ---- */
 #define SFX(n) n##_generic
@@ -43,13 +41,13 @@ static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #include "small_body.h"
 
 /* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
-static inline __attribute__((always_inline)) AC_AVX2_FN __m256 loadn_avx2(const float *p, int n)
+AC_INLINE AC_TARGET_AVX2 __m256 loadn_avx2(const float *p, int n)
 {
     const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     return _mm256_maskload_ps(p, m);
 }
-static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
+AC_INLINE AC_TARGET_AVX2 float sum_avx2(__m256 v)
 {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
@@ -57,7 +55,7 @@ static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
     return _mm_cvtss_f32(x);
 }
 #define SFX(n) n##_avx2
-#define FN AC_AVX2_FN
+#define FN AC_TARGET_AVX2
 #define VW 8
 #define VT __m256
 #define V_ZERO() _mm256_setzero_ps()
@@ -72,7 +70,7 @@ static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
 
 /* ---- AVX-512: 16 lanes, 32 registers ---- */
 #define SFX(n) n##_avx512
-#define FN AC_AVX512_FN
+#define FN AC_TARGET_AVX512
 #define VW 16
 #define VT __m512
 #define V_ZERO() _mm512_setzero_ps()
@@ -85,29 +83,33 @@ static inline __attribute__((always_inline)) AC_AVX2_FN float sum_avx2(__m256 v)
 #define DOT_R(s) ((s) == 1 ? 8 : (s) == 2 ? 8 : (s) <= 4 ? 4 : 3)
 #include "small_body.h"
 
-static void dot_part(int isa, int s, int x0, int x1, int K, const float *S, size_t lds,
-                     const float *G, size_t ldg, float alpha, float beta, float *C, size_t ci,
-                     size_t cx)
+/* The normalised problem, and columns [x0, x1) of it on the caller's thread (acc: its
+ * AC_SMALL_ACC_FLOATS of axpy accumulators). */
+typedef struct {
+    int isa, s, X, K;
+    const float *S, *G;
+    size_t si, sk, lds, gx, gk, ci, cx;
+    float alpha, beta, *C, *accs;
+} small_problem;
+
+static void small_part(const small_problem *p, int x0, int x1, float *acc)
 {
-    if (isa == AC_ISA_AVX512)
-        dot_part_avx512(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
-    else if (isa == AC_ISA_AVX2)
-        dot_part_avx2(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
-    else
-        dot_part_generic(s, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx);
+    if (p->gk == 1) {
+        AC_ISA_PICK(p->isa, dot_part)(p->s, x0, x1, p->K, p->S, p->lds, p->G, p->gx, p->alpha,
+                                      p->beta, p->C, p->ci, p->cx);
+        return;
+    }
+    const int W = AC_MIN(AC_SMALL_AXPY_W,
+                         (AC_SMALL_ACC_FLOATS / p->s - 16) / AC_SMALL_XUNIT * AC_SMALL_XUNIT);
+    AC_ISA_PICK(p->isa, axpy_part)(p->s, x0, x1, p->K, p->S, p->si, p->sk, p->G, p->gk,
+                                   p->alpha, p->beta, p->C, p->ci, p->cx, acc, W);
 }
 
-static void axpy_part(int isa, int s, int x0, int x1, int K, const float *S, size_t si,
-                      size_t sk, const float *G, size_t ldg, float alpha, float beta, float *C,
-                      size_t ci, size_t cx, float *acc)
+static void small_team(void *ctx, int t, int T, float *acc)
 {
-    const int W = AC_MIN(AXPY_W, (ACC_FLOATS / s - 16) / XUNIT * XUNIT);
-    if (isa == AC_ISA_AVX512)
-        axpy_part_avx512(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
-    else if (isa == AC_ISA_AVX2)
-        axpy_part_avx2(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
-    else
-        axpy_part_generic(s, x0, x1, K, S, si, sk, G, ldg, alpha, beta, C, ci, cx, acc, W);
+    const small_problem *p = (const small_problem *)ctx;
+    const ac_range r = ac_split(p->X, AC_SMALL_XUNIT, t, T);
+    if (r.hi > r.lo) small_part(p, (int)r.lo, (int)r.hi, acc);
 }
 
 int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -131,42 +133,26 @@ int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float
     }
     /* Past a few rows of C the axpy kernel's accumulators (in L2) cost more than packing
      * (few columns, s = N, waste most of the packed path's micro-tile: keep it then). */
-    if (gk != 1 && s > AXPY_MAX && ci != 1) return 0;
+    if (gk != 1 && s > AC_SMALL_AXPY_MAX && ci != 1) return 0;
     /* Scratch: a k-contiguous copy of S (dot kernel) and per-thread accumulators (axpy).
      * The test depends on shapes only, so the path taken does not depend on nthreads. */
     const size_t per_thread = ac_sgemm_work_floats(1) - AC_ALIGN / sizeof(float);
-    const size_t scopy = (gk == 1 && sk != 1) ? ((size_t)s * K + 15) / 16 * 16 : 0;
-    if (scopy + ACC_FLOATS > per_thread) return 0;
-    float *w = (float *)(((size_t)work + AC_ALIGN - 1) / AC_ALIGN * AC_ALIGN);
+    const size_t scopy = (gk == 1 && sk != 1) ? ac_pad16((size_t)s * K) : 0;
+    if (scopy + AC_SMALL_ACC_FLOATS > per_thread) return 0;
+    float *w = ac_align(work);
     size_t lds = sk == 1 ? si : (size_t)K;
     if (scopy) {
         for (int i = 0; i < s; i++)
             for (int k = 0; k < K; k++) w[(size_t)i * K + k] = S[i * si + k * sk];
         S = w;
     }
-    float *accs = w + scopy;
-
-    const int units = (X + XUNIT - 1) / XUNIT;
-    int nt = (double)s * X * K < SERIAL_MACS ? 1 : AC_MIN(nthreads, units);
-    if (nt <= 1) {  /* on the caller's thread (no nested team inside an OpenMP region) */
-        if (gk == 1)
-            dot_part(isa, s, 0, X, K, S, lds, G, gx, alpha, beta, C, ci, cx);
-        else
-            axpy_part(isa, s, 0, X, K, S, si, sk, G, gk, alpha, beta, C, ci, cx, accs);
-        return 1;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        const int x0 = AC_MIN(X, units * t / n * XUNIT);
-        const int x1 = AC_MIN(X, units * (t + 1) / n * XUNIT);
-        if (x1 > x0) {
-            if (gk == 1)
-                dot_part(isa, s, x0, x1, K, S, lds, G, gx, alpha, beta, C, ci, cx);
-            else
-                axpy_part(isa, s, x0, x1, K, S, si, sk, G, gk, alpha, beta, C, ci, cx,
-                          accs + (size_t)t * ACC_FLOATS);
-        }
-    }
+    const small_problem p = {isa, s, X, K, S, G, si, sk, lds, gx, gk, ci, cx,
+                             alpha, beta, C, w + scopy};
+    const int units = ac_ceil_div(X, AC_SMALL_XUNIT);
+    const int nt = (double)s * X * K < AC_SMALL_SERIAL_MACS ? 1 : AC_MIN(nthreads, units);
+    if (nt <= 1)  /* on the caller's thread (no nested team inside an OpenMP region) */
+        small_part(&p, 0, X, p.accs);
+    else
+        ac_team_run(nt, small_team, (void *)&p, p.accs, AC_SMALL_ACC_FLOATS);
     return 1;
 }

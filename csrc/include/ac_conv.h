@@ -1,5 +1,5 @@
 /* 2-D convolution, NCHW activations, OIHW weights, on the packed GEMM driver with im2col
- * fused into its operand packing (see csrc/conv.c).
+ * fused into its operand packing (see csrc/conv/).
  *
  *   x (N, C, H, W)   weight (O, C/G, KH, KW)   bias (O,)   out (N, O, OH, OW)
  *   OH = (H + 2*pad - KH)/stride + 1, OW = (W + 2*pad - KW)/stride + 1
@@ -48,7 +48,8 @@ size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH,
                                       int stride, int pad, int groups, int nthreads);
 
 /* dweight += dL/dweight, dbias += dL/dbias, dx = dL/dx, given dout = dL/dout.
- * Any of dx, dweight, dbias may be NULL to skip it. */
+ * dx or dweight may be NULL to skip it; dbias (NULL: skipped) is summed alongside the weight
+ * gradient, so it needs dweight (a bias gradient alone is ac_bias_grad's job). */
 void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
                         const float *x, const float *weight,
                         int N, int C, int H, int W, int O, int KH, int KW,

@@ -33,7 +33,8 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
 typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                               float alpha, float beta, int mr, int nr);
 
-/* One ISA path: micro-kernel, its tile and the cache blocking tuned for it. */
+/* One ISA path: micro-kernel, its tile and the cache blocking chosen for it (the values and
+ * the measurements behind them: csrc/gemm/blocking.h). */
 typedef struct ac_gemm_kernel {
     int isa;               /* enum ac_isa */
     int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
@@ -87,6 +88,14 @@ typedef struct ac_gemm_operand {
  * does for every block, and what whoever packs an operand ahead must do. */
 void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
                   int nx, int k0, int kc, int R);
+
+/* A bias folded into the product: a column of A (or row of B) against rows of ones takes
+ * ac_gemm_bias_steps depth steps: 1 in fp32; 3 in bf16, where the parts
+ * ac_gemm_bias_part(kr, b, 0..2) are bf16 values summing exactly to b (8 + 8 + 8 bits), so
+ * the bias is not rounded to bf16 but added in fp32 like the rest of the sum. */
+#define AC_GEMM_MAX_BIAS_STEPS 3
+int ac_gemm_bias_steps(const ac_gemm_kernel *kr);
+float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step);
 
 /* An M x K operand packed ahead in fp32 (ac_gemm_pack_fn into p + k0*xpad + x0*kc for each
  * K block): turned into the kernel's layout in place (nothing to do for fp32). */

@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution: 3x3 kernel, stride 1, zero padding 1 (see csrc/winograd.c).
+/* Winograd F(2x2, 3x3) convolution: 3x3 kernel, stride 1, zero padding 1 (see csrc/conv/winograd.c).
  *
  *   x (N, C, H, W)   weight (O, C/G, 3, 3)   bias (O,) or NULL   out (N, O, H, W)
  *

@@ -8,7 +8,7 @@
 #define NR AC_AVX2_NR
 #define NV (NR / 8)
 
-static inline __attribute__((always_inline)) AC_AVX2_FN void
+static inline __attribute__((always_inline)) AC_TARGET_AVX2 void
 tile(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
      float alpha, float beta, const int rows, const int nv, __m256i mlast)
 {
@@ -60,7 +60,7 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #define ALL_ROWS(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); \
     case 4: T(4, V); case 5: T(5, V); case 6: T(6, V)
 
-AC_AVX2_FN void ac_ukernel_avx2(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+AC_TARGET_AVX2 void ac_ukernel_avx2_6x16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                                 float alpha, float beta, int mr, int nr)
 {
     int nv = (nr + 7) >> 3, last = nr - 8 * (nv - 1);

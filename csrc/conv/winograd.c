@@ -25,9 +25,11 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "ac_winograd.h"
 #include "ac_cpu.h"
 #include "ac_gemm.h"
+#include "ac_parallel.h"
+#include "ac_simd.h"
+#include "ac_winograd.h"
 
 #define NPOS 16  /* transform positions (4x4) */
 #ifndef AC_WINO_CHUNK_TILES
@@ -46,9 +48,7 @@ static wgeom make_wgeom(int N, int C, int H, int W, int O, int G)
     return g;
 }
 
-/* Round up to 16 floats (64 bytes) so buffers never share a cache line. */
-static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+static int round_up(int x, int m) { return (int)ac_round_up((size_t)x, (size_t)m); }
 
 /* Stride of the per-position planes of U, V and M: 64 bytes past a multiple of 4 KiB, so the
  * 16 planes read or written side by side fall in different cache sets. */
@@ -95,13 +95,13 @@ static size_t v_floats(const wgeom *g, int nr)
 /* Per thread: V of four positions, M of all 16, the gemm's scratch. */
 static size_t thread_floats(const wgeom *g, const ac_gemm_kernel *kr, int gemm_nt)
 {
-    return 4 * v_floats(g, kr->nr) + NPOS * m_floats(g, kr->nr) + pad16(ac_sgemm_work_floats(gemm_nt));
+    return 4 * v_floats(g, kr->nr) + NPOS * m_floats(g, kr->nr) + ac_pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 static size_t work_floats(const wgeom *g, const ac_gemm_kernel *kr, int nt)
 {
     return (size_t)g->G * NPOS * u_floats(g, kr->mr) +
-           AC_MAX(thread_floats(g, kr, nt), (size_t)nt * thread_floats(g, kr, 1));
+           ac_items_floats(thread_floats(g, kr, 1), thread_floats(g, kr, nt), nt);
 }
 
 size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups, int nthreads)
@@ -167,11 +167,11 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
 static const int BA[4] = {0, 1, 2, 1}, BB[4] = {2, 2, 1, 3};
 static const float BS[4] = {-1.f, 1.f, -1.f, -1.f};
 
-/* Up to VRUN tiles of one tile row, at lane d of a panel: their patches start at offset io in
+/* Up to AC_WINO_VRUN tiles of one tile row, at lane d of a panel: their patches start at offset io in
  * an image channel (row 2ty - 1, column c0 = 2tx - 1); bit r of rows is set when patch row r
  * lies inside the image. */
-#define VRUN 7
-#define MAX_RUNS 64
+#define AC_WINO_VRUN 7
+#define AC_WINO_MAX_RUNS 64
 typedef struct {
     long io;
     int rows, c0, len, d;
@@ -183,7 +183,7 @@ static int make_runs(vrun *rs, const wgeom *g, size_t xs, long t0, int n, int d0
     for (int j = 0; j < n;) {
         const long t = t0 + j;
         const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
-        const int len = AC_MIN(AC_MIN(g->TW - tx, VRUN), n - j);
+        const int len = AC_MIN(AC_MIN(g->TW - tx, AC_WINO_VRUN), n - j);
         int rows = 0;
         for (int r = 0; r < 4; r++) rows |= (2 * ty - 1 + r >= 0 && 2 * ty - 1 + r < g->H) << r;
         rs[nr++] = (vrun){(long)img * (long)xs + (long)(2 * ty - 1) * g->W + 2 * tx - 1, rows,
@@ -194,7 +194,7 @@ static int make_runs(vrun *rs, const wgeom *g, size_t xs, long t0, int n, int d0
 }
 
 /* The four V(i, j) of runs rs for channels [0, K) into panel q of views v[0..3] (x: channel 0). */
-static void in_runs(const pview *v, int q, const float *x, size_t HW, int K, int i,
+static void in_runs_generic(const pview *v, int q, const float *x, size_t HW, int K, int i,
                     const vrun *rs, int nr, const wgeom *g)
 {
     const float si = BS[i];
@@ -219,20 +219,18 @@ static void in_runs(const pview *v, int q, const float *x, size_t HW, int K, int
     }
 }
 
-#define WINO_AVX512_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
-
 /* in_runs, two runs at a time (adjacent lanes, up to 14 tiles): each run's 16 patch columns
  * one vector, the lanes of both gathered by one two-source permute. */
-static WINO_AVX512_FN void in_runs_avx512(const pview *v, int q, const float *x, size_t HW, int K,
+static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *x, size_t HW, int K,
                                           int i, const vrun *rs, int nr, const wgeom *g)
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 si = _mm512_set1_ps(BS[i]);
     const int np = (nr + 1) / 2;
-    __m512i ix[(MAX_RUNS + 1) / 2];
-    __mmask16 ma[2 * ((MAX_RUNS + 1) / 2)], mb[2 * ((MAX_RUNS + 1) / 2)], ms[(MAX_RUNS + 1) / 2];
-    long oa[2 * ((MAX_RUNS + 1) / 2)], ob[2 * ((MAX_RUNS + 1) / 2)];
-    int dd[(MAX_RUNS + 1) / 2];
+    __m512i ix[(AC_WINO_MAX_RUNS + 1) / 2];
+    __mmask16 ma[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], mb[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], ms[(AC_WINO_MAX_RUNS + 1) / 2];
+    long oa[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], ob[2 * ((AC_WINO_MAX_RUNS + 1) / 2)];
+    int dd[(AC_WINO_MAX_RUNS + 1) / 2];
     for (int u = 0; u < 2 * np; u++) {  /* columns and rows inside the image (none: no run) */
         const vrun *r = &rs[AC_MIN(u, nr - 1)];
         const int lo = AC_MAX(0, -r->c0), hi = AC_MIN(16, g->W - r->c0);
@@ -276,24 +274,22 @@ static WINO_AVX512_FN void in_runs_avx512(const pview *v, int q, const float *x,
         }
     }
 }
+#define in_runs_avx2 in_runs_generic
 
 /* V(i, 0..3) of tiles [t0, t0 + n) into packed B views v[0..3] (rows: tiles, depth: the
  * group's channels; x: its channel 0 in image 0), panels shared among nt threads. */
 static void in_transform(const pview *v, const float *x, size_t xs, long t0, int n, int i,
-                         const wgeom *g, int avx512, int nt)
+                         const wgeom *g, int isa, int nt)
 {
     const int R = v[0].R, np = (n + R - 1) / R, K = v[0].K;
     const size_t HW = (size_t)g->H * g->W;
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int q = 0; q < np; q++) {
         const int m = AC_MIN(R, n - q * R);
-        vrun rs[MAX_RUNS];
-        for (int j = 0; j < m; j += MAX_RUNS) {
-            const int nr = make_runs(rs, g, xs, t0 + q * R + j, AC_MIN(MAX_RUNS, m - j), j);
-            if (avx512)
-                in_runs_avx512(v, q, x, HW, K, i, rs, nr, g);
-            else
-                in_runs(v, q, x, HW, K, i, rs, nr, g);
+        vrun rs[AC_WINO_MAX_RUNS];
+        for (int j = 0; j < m; j += AC_WINO_MAX_RUNS) {
+            const int nr = make_runs(rs, g, xs, t0 + q * R + j, AC_MIN(AC_WINO_MAX_RUNS, m - j), j);
+            AC_ISA_PICK(isa, in_runs)(v, q, x, HW, K, i, rs, nr, g);
         }
         if (m < R)  /* lanes past the last tile */
             for (int k = 0; k < K; k++) {
@@ -323,7 +319,7 @@ static inline void out_tile(float y[4], const float m[NPOS])
 
 /* Output channel o of tiles [t0, t0 + n) from Mo (row o of each position's M, mps apart) into
  * out (channel o of image 0, image stride ys). */
-static void out_channel(float *out, size_t ys, const float *Mo, size_t mps, long t0, int n,
+static void out_channel_generic(float *out, size_t ys, const float *Mo, size_t mps, long t0, int n,
                         float b, const wgeom *g)
 {
     const int H = g->H, W = g->W;
@@ -343,7 +339,7 @@ static void out_channel(float *out, size_t ys, const float *Mo, size_t mps, long
 }
 
 /* out_channel, vectorised over up to 8 tiles of a tile row (16 output columns). */
-static WINO_AVX512_FN void out_channel_avx512(float *out, size_t ys, const float *Mo, size_t mps,
+static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const float *Mo, size_t mps,
                                                long t0, int n, float b, const wgeom *g)
 {
     const int H = g->H, W = g->W;
@@ -373,6 +369,7 @@ static WINO_AVX512_FN void out_channel_avx512(float *out, size_t ys, const float
         j += len;
     }
 }
+#define out_channel_avx2 out_channel_generic
 
 /* ------------------------------------------------------------------- driver */
 
@@ -392,19 +389,19 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
 {
     const wgeom *g = cx->g;
     const ac_gemm_kernel *kr = cx->kr;
-    const int avx512 = kr->isa == AC_ISA_AVX512;
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * HW;
     const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr), vps = v_floats(g, kr->nr);
     float *V = s, *M = V + 4 * vps, *gw = M + NPOS * mps;
     pview vb[4];
     for (int j = 0; j < 4; j++) vb[j] = make_pview(V + j * vps, n, g->Cg, kr->nr, kr);
-    const int np = (g->Og + kr->mr - 1) / kr->mr;
-    const int o0 = AC_MIN(g->Og, np * t / P * kr->mr), o1 = AC_MIN(g->Og, np * (t + 1) / P * kr->mr);
+    const ac_range os = ac_split(g->Og, kr->mr, t, P);
+    const int o0 = (int)os.lo, o1 = (int)os.hi;
     if (o1 <= o0) return;
     for (int gi = 0; gi < g->G; gi++) {
         for (int i = 0; i < 4; i++) {
-            in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, avx512, nt);
-            for (int j = 0; j < 4; j++) ac_gemm_convert_prepacked(kr, vb[j].p, vb[j].xpad, g->Cg, kr->nr);
+            in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, kr->isa, nt);
+            for (int j = 0; j < 4; j++)  /* bf16: into the kernel's panels */
+                ac_gemm_convert_prepacked(kr, vb[j].p, vb[j].xpad, g->Cg, kr->nr);
             for (int j = 0; j < 4; j++) {
                 const int p = i * 4 + j;
                 const ac_gemm_prepacked ua = {cx->U + ((size_t)gi * NPOS + p) * ups,
@@ -422,10 +419,8 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
         #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int o = o0; o < o1; o++) {
             const float b = cx->bias ? cx->bias[gi * g->Og + o] : 0.f;
-            if (avx512)
-                out_channel_avx512(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
-            else
-                out_channel(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
+            AC_ISA_PICK(kr->isa, out_channel)(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n,
+                                              b, g);
         }
     }
 }
@@ -456,6 +451,27 @@ void ac_winograd3x3_transform_weights(float *U, const float *weight, int C, int 
     weight_transform(U, weight, &g, ac_gemm_kernel_for(ac_get_isa()), AC_MAX(nthreads, 1));
 }
 
+/* Thread t of T: its tiles (whole B panels) by_tiles, else its output channels of every
+ * tile. */
+typedef struct {
+    float *out;
+    const float *x;
+    const wctx *cx;
+    int by_tiles;
+} wino_team;
+
+static void wino_share(void *ctx, int t, int T, float *ts)
+{
+    const wino_team *w = (const wino_team *)ctx;
+    const long TT = (long)w->cx->g->N * w->cx->g->TI;
+    if (w->by_tiles) {
+        const ac_range r = ac_split(TT, w->cx->kr->nr, t, T);
+        wino_tiles(w->out, w->x, r.lo, r.hi, w->cx, ts, 1, 0, 1);
+    } else {
+        wino_tiles(w->out, w->x, 0, TT, w->cx, ts, 1, t, T);
+    }
+}
+
 /* Every tile, with U transformed for kr's path; tw: the per-thread scratch. Threads share
  * out the tiles (whole B panels) when there are chunks enough for each, else the output
  * channels of every chunk (a batch of one). */
@@ -463,23 +479,13 @@ static void run(float *out, const float *x, const float *U, const float *bias, c
                 const ac_gemm_kernel *kr, float *tw, int nt)
 {
     const wctx cx = {g, kr, U, bias};
-    const long TT = (long)g->N * g->TI, np = (TT + kr->nr - 1) / kr->nr;
-    const int by_tiles = TT >= (long)nt * chunk_tiles(g, kr->nr);
+    const long TT = (long)g->N * g->TI;
     if (nt <= 1) {
         wino_tiles(out, x, 0, TT, &cx, tw, 1, 0, 1);
         return;
     }
-    const size_t per = thread_floats(g, kr, 1);
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), P = omp_get_num_threads();
-        float *ts = tw + (size_t)t * per;
-        if (by_tiles)
-            wino_tiles(out, x, AC_MIN(TT, np * t / P * kr->nr),
-                       AC_MIN(TT, np * (t + 1) / P * kr->nr), &cx, ts, 1, 0, 1);
-        else
-            wino_tiles(out, x, 0, TT, &cx, ts, 1, t, P);
-    }
+    wino_team w = {out, x, &cx, TT >= (long)nt * chunk_tiles(g, kr->nr)};
+    ac_team_run(nt, wino_share, &w, tw, thread_floats(g, kr, 1));
 }
 
 void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,

@@ -1,4 +1,4 @@
-/* AVX-512 micro-kernel: an MR x NR tile of C (6 x 64 by default) in MR*NR/16 zmm
+/* AVX-512 micro-kernel: a 6 x 64 tile of C (MR x NR, blocking.h) in MR*NR/16 = 24 zmm
  * accumulators; each k step loads NR/16 vectors of the B micro-panel and broadcasts MR
  * values of the A micro-panel. Edge tiles run a variant with only the rows and vectors
  * they need (masked on the last vector), so every element of C sees the same arithmetic
@@ -12,7 +12,7 @@
 #define PF_CK 48
 
 /* One k step: acc[i][v] += A[i] * B[16v : 16v+16]. */
-static inline __attribute__((always_inline)) AC_AVX512_FN void
+static inline __attribute__((always_inline)) AC_TARGET_AVX512 void
 kstep(__m512 acc[MR][NV], const float *a, const float *b, const int rows, const int nv)
 {
     __m512 bv[NV];
@@ -26,7 +26,7 @@ kstep(__m512 acc[MR][NV], const float *a, const float *b, const int rows, const 
     }
 }
 
-static inline __attribute__((always_inline)) AC_AVX512_FN void
+static inline __attribute__((always_inline)) AC_TARGET_AVX512 void
 tile(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
      float alpha, float beta, const int rows, const int nv, __mmask16 mlast)
 {
@@ -94,7 +94,7 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V); ROWS_17_24(V)
 #endif
 
-AC_AVX512_FN void ac_ukernel_avx512(int kc, const float *Ap, const float *Bp, float *C,
+AC_TARGET_AVX512 void ac_ukernel_avx512_6x64(int kc, const float *Ap, const float *Bp, float *C,
                                     size_t ldc, float alpha, float beta, int mr, int nr)
 {
     int nv = (nr + 15) >> 4;

@@ -11,7 +11,7 @@
 #define NR AC_AVX512BF16_NR
 #define NV (NR / 16)
 
-static inline __attribute__((always_inline)) AC_AVX512BF16_FN void
+AC_INLINE AC_TARGET_AVX512BF16 void
 tile(int kp, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
      float alpha, float beta, const int rows, const int nv, __mmask16 mlast)
 {
@@ -63,7 +63,7 @@ tile(int kp, const float *restrict a, const float *restrict b, float *restrict c
 #error "AC_AVX512BF16_MR above 8 needs more row cases"
 #endif
 
-AC_AVX512BF16_FN void ac_ukernel_avx512bf16(int kc, const float *Ap, const float *Bp, float *C,
+AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp, float *C,
                                             size_t ldc, float alpha, float beta, int mr, int nr)
 {
     const int kp = (kc + 1) / 2;

@@ -6,7 +6,7 @@
 #define MR AC_GENERIC_MR
 #define NR AC_GENERIC_NR
 
-void ac_ukernel_generic(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+void ac_ukernel_generic_4x8(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                         float alpha, float beta, int mr, int nr)
 {
     float acc[MR][NR] = {{0.f}};
