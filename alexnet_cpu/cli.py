@@ -8,7 +8,7 @@ import os
 import sys
 
 
-from . import _threads
+from . import _C, _threads
 
 SYNTHETIC_NOTE = ("no -data given and no ./images folder: using the built-in procedural "
                   "data set")
@@ -64,6 +64,7 @@ def build_parser():
     _opt(t, "bias", type=float, default=1.0, help="bias of conv2/4/5, fc6/7 with -init paper")
     _opt(t, "threads", type=int, help="compute threads (default: all cores)")
     _opt(t, "workers", type=int, default=2, help="image decoding threads")
+    _opt(t, "precision", choices=PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
     _opt(t, "seed", type=int, default=0)
     _opt(t, "crop", type=_bool, default=True, help="random crops (on/off)")
     _opt(t, "flip", type=_bool, default=True, help="random horizontal flips (on/off)")
@@ -82,6 +83,7 @@ def build_parser():
     _opt(i, "tencrop", action="store_true", help="average the paper's 10 crops")
     _opt(i, "batchsize", type=int, default=32)
     _opt(i, "threads", type=int)
+    _opt(i, "precision", choices=PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
 
     n = sub.add_parser("info", help="layer table, parameter counts and FLOPs")
     _opt(n, "variant", choices=("paper", "owt"), default="paper")
@@ -96,6 +98,18 @@ def build_parser():
     _opt(d, "save", default=os.path.join("runs", "demo.safetensors"))
     _opt(d, "threads", type=int)
     return p
+
+
+PRECISIONS = _C.PRECISIONS
+PRECISION_HELP = ("what the convolutions and linear layers multiply in: fp32 (default, "
+                  "bitwise reproducible) or bf16 (AVX512_BF16; fp32 sums and storage)")
+
+
+def _check_precision(name):
+    try:
+        _C.check_precision(name)
+    except RuntimeError as e:
+        raise ValueError(f"-precision {name}: {e}") from None
 
 
 def _check_positive(args, *names):
@@ -119,6 +133,7 @@ def _default_data(quiet=False):
 def cmd_train(a):
     from .train import TrainConfig, fit
     _check_positive(a, "batchsize", "epochs", "threads", "workers", "patience", "step_size")
+    _check_precision(a.precision)
     if a.size < 63:
         raise ValueError(f"-size must be >= 63 (AlexNet's smallest input), got {a.size}")
     if a.data is not None and not os.path.isdir(a.data):
@@ -134,7 +149,7 @@ def cmd_train(a):
                       patience=a.patience, warmup=a.warmup, step_size=a.step_size,
                       early_stop=a.early_stop,
                       init=a.init, bias_value=a.bias, seed=a.seed, threads=a.threads,
-                      workers=a.workers, crop=a.crop, flip=a.flip, lighting=a.lighting,
+                      precision=a.precision, workers=a.workers, crop=a.crop, flip=a.flip, lighting=a.lighting,
                       tencrop=a.tencrop, cache=a.cache, load_pretrained=a.load_pretrained,
                       resume=a.resume, log=a.log, quiet=a.quiet)
     os.makedirs(os.path.dirname(os.path.abspath(cfg.save)), exist_ok=True)
@@ -144,6 +159,7 @@ def cmd_train(a):
 def cmd_inference(a):
     from .infer import Predictor, find_images
     _check_positive(a, "topk", "batchsize", "threads")
+    _check_precision(a.precision)
     if a.threads:
         _threads.set_num_threads(a.threads)
     if not os.path.exists(a.input):
@@ -152,6 +168,7 @@ def cmd_inference(a):
         raise FileNotFoundError(f"-load {a.load}: no such file")
     paths = find_images(a.input)
     predictor = Predictor(a.load, tencrop=a.tencrop)
+    predictor.net.set_precision(a.precision)
     for path, result in predictor.predict(paths, topk=a.topk, batch_size=a.batchsize):
         if isinstance(result, Exception):
             print(f"{path}: skipped ({result})", file=sys.stderr)

@@ -46,6 +46,7 @@ class TrainConfig:
     bias_value: float = 1.0
     seed: int = 0
     threads: Optional[int] = None
+    precision: str = "fp32"  # what the GEMMs multiply in: fp32 or bf16 (Net.set_precision)
     workers: int = 2
     crop: bool = True
     flip: bool = True
@@ -176,6 +177,7 @@ def fit(cfg):
             _load_pretrained(net, cfg.load_pretrained, say)
         stats = _stats_dict(compute_stats(train_ds, cfg.size, seed=cfg.seed))
 
+    net.set_precision(cfg.precision)
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched_kw = {"plateau": {"patience": cfg.patience, "early_stop": cfg.early_stop},
                 "step": {"step_size": cfg.step_size}}.get(cfg.schedule, {})
@@ -198,7 +200,8 @@ def fit(cfg):
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
         f"{len(classes)} classes, input {cfg.size}x{cfg.size}")
     say(f"data: {where}: {len(train_ds)} train / {len(val_ds)} val images")
-    say(f"engine: {info['isa']} kernels, {info['threads']} threads; batch {cfg.batch_size}, "
+    say(f"engine: {info['isa']} kernels, {net.precision}, {info['threads']} threads; "
+        f"batch {cfg.batch_size}, "
         f"lr {opt.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
         f"schedule {cfg.schedule}")
     if start_epoch:
