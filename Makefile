@@ -31,7 +31,7 @@ demo: build
 	$(VENV)/bin/alexnet-cpu demo
 
 bench: build
-	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime
+	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime openvino
 	$(PY) benchmarks/run.py
 
 clean:
