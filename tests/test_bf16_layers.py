@@ -155,3 +155,23 @@ def test_linear_forward_backward(bf16_path, nthreads, rng, batch):
     assert_tight(y, bx @ bw.T + b, np.abs(bx) @ np.abs(bw.T) + np.abs(b), 37, "linear y")
     assert_tight(dx, bdy @ bw, np.abs(bdy) @ np.abs(bw), 21, "linear dx")
     assert_tight(lin.grads["weight"], bdy.T @ bx, np.abs(bdy.T) @ np.abs(bx), batch, "dW")
+    lin.training = False  # weights packed once (sgemm_packed_b): the training forward's bits
+    assert np.array_equal(lin.forward(x), y)
+    assert not lin.params["weight"].flags.writeable
+
+
+def test_packed_b_refused_for_another_precision(rng):
+    """Weights packed in fp32 are not read as bf16 panels (nor the other way round)."""
+    w = rng.standard_normal((70, 33)).astype(np.float32)
+    x = rng.standard_normal((3, 33)).astype(np.float32)
+    out = np.empty((3, 70), np.float32)
+    old = _C.get_isa()
+    try:
+        _C.set_isa("generic")  # has bf16 on any CPU
+        packed = _C.sgemm_pack_b(w, trans_b=True)
+        np.testing.assert_allclose(_C.sgemm_packed_b(x, packed, 70, out), x @ w.T, rtol=1e-5,
+                                   atol=1e-5)
+        with _C.precision_scope("bf16"), pytest.raises(ValueError, match="pack again"):
+            _C.sgemm_packed_b(x, packed, 70, out)
+    finally:
+        _C.set_isa(old)

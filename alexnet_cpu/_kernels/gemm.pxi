@@ -7,6 +7,13 @@ cdef extern from "ac_gemm.h":
                   const float *A, int lda, const float *B, int ldb, float beta,
                   float *C, int ldc, float *work, int nthreads) nogil
 
+    size_t ac_sgemm_packed_b_floats(int N, int K) nogil
+    void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
+                         int nthreads) nogil
+    int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A,
+                          int lda, const float *packed, float beta, float *C, int ldc,
+                          float *work, int nthreads) nogil
+
 cdef extern from "ac_peak.h":
     double ac_fma_peak_gflops(int isa, double seconds, int nthreads) nogil
 
@@ -83,6 +90,53 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     cdef int lda = a.shape[1], ldb = b.shape[1]
     with nogil:
         ac_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N, W, nt)
+    return out
+
+
+def sgemm_pack_b(b, bint trans_b=False, packed=None):
+    """op(b) (K x N) packed once for sgemm_packed_b on the current ISA path and precision,
+    into a 1-D float32 array (`packed` reused when big enough). Returns it."""
+    _check_matrix("b", b)
+    cdef int K = b.shape[1] if trans_b else b.shape[0]
+    cdef int N = b.shape[0] if trans_b else b.shape[1]
+    packed = _workspace(packed, ac_sgemm_packed_b_floats(N, K))
+    cdef float *P = <float *>cnp.PyArray_DATA(packed)
+    cdef const float *B = <const float *>cnp.PyArray_DATA(b)
+    cdef int ldb = b.shape[1], nt = _nthreads()
+    with nogil:
+        ac_sgemm_pack_b(P, trans_b, N, K, B, ldb, nt)
+    return packed
+
+
+def sgemm_packed_b(a, packed, int N, out, bint trans_a=False, float alpha=1.0,
+                   float beta=0.0):
+    """out = alpha * op(a) @ op(b) + beta * out with packed = sgemm_pack_b(b, ...) and N its
+    columns; what sgemm's blocked driver gives. ValueError when packed was made for another
+    ISA path, precision or shape. Returns out."""
+    _check_matrix("a", a)
+    _check_matrix("out", out)
+    cdef int M = a.shape[1] if trans_a else a.shape[0]
+    cdef int K = a.shape[0] if trans_a else a.shape[1]
+    if out.shape != (M, N):
+        raise ValueError(f"sgemm_packed_b: out must have shape {(M, N)}, got {out.shape}")
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 1 \
+            or not packed.flags.c_contiguous \
+            or <size_t>packed.size < ac_sgemm_packed_b_floats(N, K):
+        raise ValueError("sgemm_packed_b: packed must come from sgemm_pack_b")
+    if M == 0 or N == 0:
+        return out
+    cdef int nt = _nthreads()
+    work = _gemm_work(ac_sgemm_work_floats(nt))
+    cdef const float *A = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *P = <const float *>cnp.PyArray_DATA(packed)
+    cdef float *C = <float *>cnp.PyArray_DATA(out)
+    cdef float *W = _huge_aligned(work)
+    cdef int lda = a.shape[1], rc
+    with nogil:
+        rc = ac_sgemm_packed_b(trans_a, M, N, K, alpha, A, lda, P, beta, C, N, W, nt)
+    if rc != 0:
+        raise ValueError(f"sgemm_packed_b: packed was made for another ISA path, precision "
+                         f"or shape than {K}x{N} on {get_isa()} {get_precision()}; pack again")
     return out
 
 

@@ -28,23 +28,6 @@ size_t conv_packed_floats(int M, int K)
     return ac_pad16(f);
 }
 
-#define AC_CONV_PREPACK_PANELS 8  /* row panels per packing task */
-ac_gemm_prepacked conv_prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
-                                  int K, const ac_gemm_kernel *kr, int nt)
-{
-    const int P = AC_CONV_PREPACK_PANELS;
-    const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
-    const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + P - 1) / P;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
-    for (int t = 0; t < nkb * nrc; t++) {
-        const int k0 = t / nrc * KC, x0 = t % nrc * P * MR, kc = AC_MIN(KC, K - k0);
-        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * MR, M - x0), k0, kc,
-             MR, kr);
-    }
-    ac_gemm_convert_prepacked(kr, dst, xpad, K, MR);
-    return (ac_gemm_prepacked){dst, xpad};
-}
-
 size_t conv_fwd_weights_floats(const geom *g)
 {
     return (size_t)g->G * conv_packed_floats(g->Og, g->Kg + AC_GEMM_MAX_BIAS_STEPS);
@@ -267,7 +250,8 @@ void conv_forward(float *out, const float *x, const float *w, const float *bias,
             wa[gi] = (ac_gemm_operand){conv_pack_wbias, NULL, &ws[gi]};
             continue;
         }
-        wp[gi] = conv_prepack_op(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
+        wp[gi] = ac_gemm_prepack(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr->mr, kr,
+                                 nt);
         wa[gi] = (ac_gemm_operand){NULL, ac_gemm_prepacked_at, &wp[gi]};
     }
     conv_forward_run(out, x, wa, nbias, 0, g, kr, work + conv_fwd_weights_floats(g), nt);

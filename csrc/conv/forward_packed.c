@@ -12,8 +12,8 @@
 /* Pre-packed weights: a header of AC_CONV_PACKED_HEADER floats holding what they were packed
  * for (ints: magic, ISA path, O, Cg, KH, KW, groups, bias depth steps, precision), then each
  * group's weights with the bias columns packed as the A operand of that path and precision
- * (conv_prepack_op layout, depth Kd); 3x3 weights also Winograd-transformed for that path, then the bias, for the forwards
- * that take Winograd. */
+ * (ac_gemm_prepack layout, depth Kd); 3x3 weights also Winograd-transformed for that path,
+ * then the bias, for the forwards that take Winograd. */
 #define AC_CONV_PACKED_HEADER 16
 #define AC_CONV_PACKED_MAGIC 0x41435057  /* "ACPW" */
 enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_PREC, PH_N };
@@ -44,8 +44,8 @@ void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bia
     memcpy(packed, h, sizeof h);
     for (int gi = 0; gi < groups; gi++) {
         const wbias_src ws = conv_wbias_of(weight, bias, &g, gi);
-        conv_prepack_op(packed + AC_CONV_PACKED_HEADER + gi * wpf, conv_pack_wbias, &ws, g.Og,
-                        g.Kg + nbias, kr, AC_MAX(nthreads, 1));
+        ac_gemm_prepack(packed + AC_CONV_PACKED_HEADER + gi * wpf, conv_pack_wbias, &ws, g.Og,
+                        g.Kg + nbias, kr->mr, kr, AC_MAX(nthreads, 1));
     }
     if (wino_floats(&g)) {
         float *u = packed + AC_CONV_PACKED_HEADER + conv_fwd_weights_floats(&g);

@@ -102,11 +102,6 @@ void conv_unphase_group(float *dxg, const float *xp, const geom *g, int nt);
  * for the path chosen later only if sized for all). */
 size_t conv_packed_floats(int M, int K);
 
-/* Pack the M x K operand (pack, src) as A into dst, all K blocks (ac_gemm_prepacked layout),
- * in parallel tasks; returns the view. */
-ac_gemm_prepacked conv_prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
-                                  int K, const ac_gemm_kernel *kr, int nt);
-
 /* Weights of group gi with the bias as column Kg (when bias), as an operand of the gemm. */
 typedef struct {
     ac_gemm_matrix m;   /* Og x Kg */

@@ -102,6 +102,31 @@ float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step)
     return ac_bf16_to_float(ac_bf16_round(b));
 }
 
+#define AC_GEMM_PREPACK_PANELS 8  /* row panels per packing task */
+ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *src, int X,
+                                  int K, int R, const ac_gemm_kernel *kr, int nt)
+{
+    const int P = AC_GEMM_PREPACK_PANELS;
+    const int KC = ac_gemm_kc(kr, K), xpad = (X + R - 1) / R * R;
+    const int nkb = (K + KC - 1) / KC, nrc = (xpad / R + P - 1) / P;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+    for (int t = 0; t < nkb * nrc; t++) {
+        const int k0 = t / nrc * KC, x0 = t % nrc * P * R, kc = AC_MIN(KC, K - k0);
+        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * R, X - x0), k0, kc,
+             R, kr);
+    }
+    ac_gemm_convert_prepacked(kr, dst, xpad, K, R);
+    return (ac_gemm_prepacked){dst, xpad};
+}
+
+size_t ac_gemm_prepack_floats(int X, int K)
+{
+    size_t f = 0;  /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
+    for (int i = 0; i < NKERNELS; i++)
+        f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(kernels[i].mr, kernels[i].nr)));
+    return ac_pad16(f);
+}
+
 void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R)
 {
     const int KC = ac_gemm_kc(kr, K);

@@ -101,6 +101,14 @@ float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step);
  * K block): turned into the kernel's layout in place (nothing to do for fp32). */
 void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R);
 
+/* Pack the X x K operand (pack, src) ahead in panels of R rows (kr->mr as A, kr->nr as B)
+ * into dst, all K blocks, on nt threads (then converted for kr): the view to read it with
+ * (ac_gemm_prepacked_at). dst: ac_gemm_prepack_floats(X, K) floats (any path). */
+typedef struct ac_gemm_prepacked ac_gemm_prepacked;
+ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *src, int X,
+                                  int K, int R, const ac_gemm_kernel *kr, int nt);
+size_t ac_gemm_prepack_floats(int X, int K);
+
 /* A plain strided matrix as an operand: element (row x, depth k) is p[x*sx + k*sk]. */
 typedef struct ac_gemm_matrix {
     const float *p;
@@ -113,10 +121,10 @@ void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, in
 
 /* An operand packed ahead, all rows of one K block after another (the layout
  * ac_gemm_packed_fn describes), rows padded to xpad: {&view} with ac_gemm_prepacked_at. */
-typedef struct ac_gemm_prepacked {
+struct ac_gemm_prepacked {
     const float *p;
     int xpad;
-} ac_gemm_prepacked;
+};
 const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
                                   const ac_gemm_kernel *kr);
 
@@ -127,6 +135,18 @@ typedef struct ac_gemm_rows {
     int x0;
 } ac_gemm_rows;
 ac_gemm_operand ac_gemm_rows_of(const ac_gemm_rows *r);
+
+/* ---- B packed once (the weights of a linear layer at inference: packed_b.c) ----
+ * op(B) (K x N, trans_b as in ac_sgemm) packed for the current path and precision into
+ * `packed` (ac_sgemm_packed_b_floats(N, K) floats); then C = alpha op(A) . op(B) + beta C
+ * from it, as ac_sgemm's blocked driver computes it (not its small-output path). Returns 0,
+ * or -1 (nothing written) when packed was made for another path, precision or shape. */
+size_t ac_sgemm_packed_b_floats(int N, int K);
+void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
+                     int nthreads);
+int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *packed, float beta, float *C, int ldc, float *work,
+                      int nthreads);
 
 /* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
