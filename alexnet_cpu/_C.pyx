@@ -1,9 +1,10 @@
 # The one extension module: each kernel group's bindings live in _kernels/<group>.pxi.
-# Bindings are thin: check shapes and contiguity, then call C without the GIL.
+# Bindings are thin: check the arrays (_kernels/check.pxi), then call C without the GIL.
 cimport numpy as cnp
 import numpy as np
 cnp.import_array()
 
+include "_kernels/check.pxi"
 include "_kernels/cpu.pxi"
 include "_kernels/gemm.pxi"
 include "_kernels/bf16.pxi"

@@ -140,7 +140,7 @@ class Conv2d(_PackedLayer):
 
     def forward(self, x, relu=False):
         """relu=True: the output rectified in place as a following ReLU would (fused into
-        the convolution in eval mode)."""
+        the convolution in eval mode); hand it to that ReLU with ReLU.take_fused_output."""
         self._x = x
         self._y = _buffer(self._y, (x.shape[0],) + self.output_shape(x.shape[1:]))
         if self._training:
@@ -179,6 +179,13 @@ class ReLU(Layer):
         _C.relu_forward(x, x)
         self._y = x
         return x
+
+    def take_fused_output(self, y):
+        """The fused hand-off: y was already rectified by the layer before
+        (Conv2d.forward(x, relu=True)), so this layer skips its forward and keeps y, which
+        its backward needs, as if forward had returned it. Returns y."""
+        self._y = y
+        return y
 
     def backward(self, dy):
         _C.relu_backward(dy, dy, self._y)

@@ -76,7 +76,7 @@ class Net:
             layer = layers[i][1]
             if (not self.training and isinstance(layer, Conv2d) and i + 1 < len(layers)
                     and isinstance(layers[i + 1][1], ReLU)):
-                x = layers[i + 1][1]._y = layer.forward(x, relu=True)  # ReLU.backward needs it
+                x = layers[i + 1][1].take_fused_output(layer.forward(x, relu=True))
                 i += 2
                 continue
             x = layer.forward(x)

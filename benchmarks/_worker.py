@@ -67,7 +67,8 @@ def _import_ours():
 # -- the PyTorch AlexNets (torchvision is not a dependency) ----------------------------------
 def torch_alexnet(variant, num_classes=NUM_CLASSES):
     _import_torch()
-    from alexnet_cpu.reference import torch_alexnet as build
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from references import torch_alexnet as build
     return build(variant, num_classes)
 
 

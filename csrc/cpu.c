@@ -7,10 +7,8 @@ int ac_isa_supported(int isa)
 {
     __builtin_cpu_init();
     switch (isa) {
-    case AC_ISA_GENERIC:
-        return 1;
-    case AC_ISA_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case AC_ISA_GENERIC: return 1;
+    case AC_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case AC_ISA_AVX512:
         /* F for the arithmetic, VL/BW/DQ for masked tails. */
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&

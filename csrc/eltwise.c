@@ -5,16 +5,16 @@
  */
 #include "ac_eltwise.h"
 
-#define PAR_MIN 32768          /* elements below which one thread is used */
-#define BIAS_CB 256            /* columns per task in the 2-D bias gradient */
+#define PAR_MIN 32768 /* elements below which one thread is used */
+#define BIAS_CB 256 /* columns per task in the 2-D bias gradient */
 
 void ac_relu_forward(float *out, const float *x, ptrdiff_t n, int nthreads)
 {
     if (out == x) {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
         for (ptrdiff_t i = 0; i < n; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
     } else {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
         for (ptrdiff_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
     }
 }
@@ -22,10 +22,10 @@ void ac_relu_forward(float *out, const float *x, ptrdiff_t n, int nthreads)
 void ac_relu_backward(float *dx, const float *dout, const float *y, ptrdiff_t n, int nthreads)
 {
     if (dx == dout) {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
         for (ptrdiff_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dx[i] : 0.0f;
     } else {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
         for (ptrdiff_t i = 0; i < n; i++) {
             const float d = dout[i];
             dx[i] = y[i] > 0.0f ? d : 0.0f;
@@ -49,12 +49,12 @@ void ac_dropout_forward(float *out, uint8_t *mask, const float *x, ptrdiff_t n, 
     const uint64_t thr = p <= 0.0f ? 0 : t >= 4294967296.0 ? 4294967296ull : (uint64_t)t;
     const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
     const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ull);
-    #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
     for (ptrdiff_t i = 0; i < n; i++) {
         const uint64_t h = mix64(key + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
         const int keep = (h >> 32) >= thr;
         mask[i] = (uint8_t)keep;
-        out[i] = x[i] * ((float)keep * scale);      /* no branch on a random bit */
+        out[i] = x[i] * ((float)keep * scale); /* no branch on a random bit */
     }
 }
 
@@ -62,7 +62,7 @@ void ac_dropout_backward(float *dx, const float *dout, const uint8_t *mask, ptrd
                          float p, int nthreads)
 {
     const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
-    #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= PAR_MIN)
     for (ptrdiff_t i = 0; i < n; i++) dx[i] = dout[i] * ((float)mask[i] * scale);
 }
 
@@ -70,13 +70,13 @@ void ac_bias_add(float *out, const float *bias, ptrdiff_t N, int C, ptrdiff_t S,
 {
     const int par = N * C * S >= PAR_MIN;
     if (S == 1) {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
         for (ptrdiff_t n = 0; n < N; n++) {
             float *o = out + n * C;
             for (int c = 0; c < C; c++) o[c] += bias[c];
         }
     } else {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
         for (ptrdiff_t r = 0; r < N * C; r++) {
             float *o = out + r * S;
             const float b = bias[r % C];
@@ -102,7 +102,7 @@ void ac_bias_grad(float *dbias, const float *dout, ptrdiff_t N, int C, ptrdiff_t
     const int par = N * C * S >= PAR_MIN;
     if (S == 1) {
         const int nb = (C + BIAS_CB - 1) / BIAS_CB;
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
         for (int b = 0; b < nb; b++) {
             double acc[BIAS_CB];
             const int c0 = b * BIAS_CB, w = AC_MIN(BIAS_CB, C - c0);
@@ -114,7 +114,7 @@ void ac_bias_grad(float *dbias, const float *dout, ptrdiff_t N, int C, ptrdiff_t
             for (int j = 0; j < w; j++) dbias[c0 + j] += (float)acc[j];
         }
     } else {
-        #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
         for (int c = 0; c < C; c++) {
             double acc = 0.0;
             for (ptrdiff_t n = 0; n < N; n++) acc += sum_row(dout + (n * C + c) * S, S);

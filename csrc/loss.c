@@ -29,7 +29,7 @@ static double row_exp(float *e, const float *x, float m, int K)
 
 void ac_softmax(float *out, const float *logits, int N, int K, int nthreads)
 {
-    #pragma omp parallel for num_threads(nthreads) schedule(static) if (N * K >= 32768)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (N * K >= 32768)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (ptrdiff_t)n * K;
         float *o = out + (ptrdiff_t)n * K;
@@ -44,7 +44,7 @@ double ac_softmax_cross_entropy(float *dlogits, double *row_loss, const float *l
 {
     if (N <= 0) return 0.0;
     const float invN = 1.0f / (float)N;
-    #pragma omp parallel for num_threads(nthreads) schedule(static) if (N * K >= 32768)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (N * K >= 32768)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (ptrdiff_t)n * K;
         float *d = dlogits ? dlogits + (ptrdiff_t)n * K : NULL;

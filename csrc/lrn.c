@@ -22,7 +22,7 @@
 #include "ac_lrn.h"
 #include "ac_simd.h"
 
-#define LRN_TILE_MAX 4096      /* positions per task at most (the window sum is on the stack) */
+#define LRN_TILE_MAX 4096 /* positions per task at most (the window sum is on the stack) */
 #define LRN_TILE_MIN 256
 #define LRN_MIN_TASKS 16
 #define INLINE AC_INLINE
@@ -36,7 +36,7 @@ INLINE float lrn_logf(float x)
     uint32_t b;
     memcpy(&b, &x, 4);
     const uint32_t mant = b & 0x007fffffu;
-    const int big = mant > 0x003504f3u;           /* mantissa > sqrt 2: halve it */
+    const int big = mant > 0x003504f3u; /* mantissa > sqrt 2: halve it */
     const int e = (int)(b >> 23) - 127 + big;
     b = mant | (big ? 0x3f000000u : 0x3f800000u);
     float m;
@@ -60,7 +60,7 @@ INLINE float lrn_logf(float x)
  * from vectorising under -ftrapping-math), so y < -87 gives a tiny value, y > 88 a huge one. */
 INLINE float lrn_expf(float y)
 {
-    float n = (y * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float n = (y * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = y - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -279,27 +279,40 @@ INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
     }
 }
 
-#define LRN_FWD_ARGS float *out, float *scale, const float *x, int C, ptrdiff_t HW, int len, \
-                     int size, float alpha, float beta, float k
-#define LRN_BWD_ARGS float *dx, const float *dout, const float *x, const float *out, \
-                     const float *scale, int C, ptrdiff_t HW, int len, int size, \
-                     float alpha, float beta
+#define LRN_FWD_ARGS                                                                           \
+    float *out, float *scale, const float *x, int C, ptrdiff_t HW, int len, int size,          \
+        float alpha, float beta, float k
+#define LRN_BWD_ARGS                                                                           \
+    float *dx, const float *dout, const float *x, const float *out, const float *scale, int C, \
+        ptrdiff_t HW, int len, int size, float alpha, float beta
 typedef void (*lrn_fwd_fn)(LRN_FWD_ARGS);
 typedef void (*lrn_bwd_fn)(LRN_BWD_ARGS);
 
 static void fwd_generic(LRN_FWD_ARGS)
-{ lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_GENERIC); }
+{
+    lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_GENERIC);
+}
 TARGET_AVX2 static void fwd_avx2(LRN_FWD_ARGS)
-{ lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX2); }
+{
+    lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX2);
+}
 TARGET_AVX512 static void fwd_avx512(LRN_FWD_ARGS)
-{ lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX512); }
+{
+    lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX512);
+}
 
 static void bwd_generic(LRN_BWD_ARGS)
-{ lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_GENERIC); }
+{
+    lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_GENERIC);
+}
 TARGET_AVX2 static void bwd_avx2(LRN_BWD_ARGS)
-{ lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX2); }
+{
+    lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX2);
+}
 TARGET_AVX512 static void bwd_avx512(LRN_BWD_ARGS)
-{ lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX512); }
+{
+    lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX512);
+}
 
 /* Tile length (a multiple of 16 unless it is all of HW) for N images of HW positions. */
 static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
@@ -320,24 +333,24 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
     const lrn_fwd_fn f = AC_ISA_PICK(isa, fwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
     for (ptrdiff_t t = 0; t < ntask; t++) {
         const ptrdiff_t n = t / ntile, j0 = (t % ntile) * tile;
         const ptrdiff_t off = n * C * HW + j0;
-        f(out + off, scale + off, x + off, C, HW, (int)AC_MIN(tile, HW - j0), size,
-          alpha, beta, k);
+        f(out + off, scale + off, x + off, C, HW, (int)AC_MIN(tile, HW - j0), size, alpha, beta,
+          k);
     }
 }
 
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
-                     const float *scale, int N, int C, ptrdiff_t HW, int size,
-                     float alpha, float beta, int nthreads)
+                     const float *scale, int N, int C, ptrdiff_t HW, int size, float alpha,
+                     float beta, int nthreads)
 {
     const int isa = ac_get_isa();
     const lrn_bwd_fn f = AC_ISA_PICK(isa, bwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
     for (ptrdiff_t t = 0; t < ntask; t++) {
         const ptrdiff_t n = t / ntile, j0 = (t % ntile) * tile;
         const ptrdiff_t off = n * C * HW + j0;

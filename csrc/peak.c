@@ -1,13 +1,13 @@
 /* FMA peak meter: each thread runs 12 independent vector FMA chains (enough to cover FMA
  * latency x ports on current cores) in a register-only loop; flops over wall time. */
-#include <immintrin.h>
-#include <time.h>
 #include "ac_bf16.h"
 #include "ac_peak.h"
 #include "ac_simd.h"
+#include <immintrin.h>
+#include <time.h>
 
 #define CHAINS 12
-#define ITERS 4096L  /* per timing check */
+#define ITERS 4096L /* per timing check */
 
 #ifndef AC_PEAK_CLOCK
 #define AC_PEAK_CLOCK CLOCK_MONOTONIC
@@ -22,7 +22,8 @@ static double now(void)
 
 /* Twelve named accumulators (an array would live in memory); the empty asm keeps the
  * chains live and unmerged. */
-#define CHAIN_LOOP(V, FMA, SET1, M, A, CONSTRAINT)                                          \
+/* clang-format off */
+#define CHAIN_LOOP(V, FMA, SET1, M, A, CONSTRAINT)                                      \
     V c0 = SET1(0.f), c1 = SET1(1.f), c2 = SET1(2.f), c3 = SET1(3.f), c4 = SET1(4.f),    \
       c5 = SET1(5.f), c6 = SET1(6.f), c7 = SET1(7.f), c8 = SET1(8.f), c9 = SET1(9.f),    \
       c10 = SET1(10.f), c11 = SET1(11.f);                                                \
@@ -37,6 +38,7 @@ static double now(void)
                          "+" CONSTRAINT(c6), "+" CONSTRAINT(c7), "+" CONSTRAINT(c8),     \
                          "+" CONSTRAINT(c9), "+" CONSTRAINT(c10), "+" CONSTRAINT(c11));  \
     }
+/* clang-format on */
 
 AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
@@ -114,7 +116,7 @@ static double run(float (*chains)(long), double flops_per_iter, double seconds, 
 #pragma omp master
         t1 = now();
         total += (double)done;
-        if (s == -1.f) sink = s;  /* keeps the chains' result live */
+        if (s == -1.f) sink = s; /* keeps the chains' result live */
     }
     (void)sink;
     return total * flops_per_iter / (t1 - t0) / 1e9;
@@ -129,5 +131,5 @@ double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
 double ac_bf16_peak_gflops(double seconds, int nthreads)
 {
     if (!ac_bf16_supported()) return 0.0;
-    return run(chains_bf16, 2.0 * 32 * CHAINS, seconds, nthreads);  /* 32 products a lane set */
+    return run(chains_bf16, 2.0 * 32 * CHAINS, seconds, nthreads); /* 32 products a lane set */
 }

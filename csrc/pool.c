@@ -29,7 +29,7 @@ static inline void maxpool_plane(float *restrict op, int32_t *restrict ap,
                 const int base = ih * W + j;
                 for (int ow = 0; ow < OW; ow++) {
                     const float v = xr[ow * stride + j];
-                    const int take = (v > best[ow]) | (v != v);   /* a NaN wins, as in torch */
+                    const int take = (v > best[ow]) | (v != v); /* a NaN wins, as in torch */
                     best[ow] = take ? v : best[ow];
                     idx[ow] = take ? base + ow * stride : idx[ow];
                 }
@@ -49,14 +49,15 @@ static inline __mmask16 first_lanes(int n)
 }
 
 static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t *restrict ap,
-                                    const float *restrict xp, int W, int OH, int OW)
+                                                     const float *restrict xp, int W, int OH,
+                                                     int OW)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (int oh = 0; oh < OH; oh++) {
         for (int ow0 = 0; ow0 < OW; ow0 += 16) {
-            const int n = AC_MIN(16, OW - ow0), need = 2 * n + 1;   /* row taps used */
+            const int n = AC_MIN(16, OW - ow0), need = 2 * n + 1; /* row taps used */
             const __mmask16 ma = first_lanes(need), mb = first_lanes(need - 16);
             const __mmask16 mc = first_lanes(need - 2), md = first_lanes(need - 18);
             __m512 best = _mm512_set1_ps(-INFINITY);
@@ -77,8 +78,8 @@ static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t
                                            _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
                     best = _mm512_mask_mov_ps(best, take, v);
                     idx = _mm512_mask_mov_epi32(
-                        idx, take, _mm512_add_epi32(_mm512_set1_epi32(ih * W + j + 2 * ow0),
-                                                    even));
+                        idx, take,
+                        _mm512_add_epi32(_mm512_set1_epi32(ih * W + j + 2 * ow0), even));
                 }
             }
             const __mmask16 mn = first_lanes(n);
@@ -88,13 +89,13 @@ static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t
     }
 }
 
-void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
-                          int N, int C, int H, int W, int k, int stride, int nthreads)
+void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, int C, int H,
+                          int W, int k, int stride, int nthreads)
 {
     const int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
     const long P = (long)N * C;
     const int simd = k == 3 && stride == 2 && ac_get_isa() == AC_ISA_AVX512;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;
         float *op = out + (size_t)p * OH * OW;
@@ -108,12 +109,12 @@ void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
     }
 }
 
-long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
-                           int N, int C, int H, int W, int OH, int OW, int nthreads)
+long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax, int N, int C,
+                           int H, int W, int OH, int OW, int nthreads)
 {
     const long P = (long)N * C, HW = (long)H * W, S = (long)OH * OW;
     long bad = 0;
-    #pragma omp parallel for num_threads(nthreads) schedule(static) reduction(+:bad)
+#pragma omp parallel for num_threads(nthreads) schedule(static) reduction(+ : bad)
     for (long p = 0; p < P; p++) {
         float *dp = dx + (size_t)p * HW;
         const float *gp = dout + (size_t)p * S;
@@ -121,7 +122,10 @@ long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
         memset(dp, 0, (size_t)HW * sizeof(float));
         for (long s = 0; s < S; s++) {
             const int32_t a = ap[s];
-            if (a < 0 || a >= HW) { bad++; continue; }
+            if (a < 0 || a >= HW) {
+                bad++;
+                continue;
+            }
             dp[a] += gp[s];
         }
     }
@@ -130,17 +134,20 @@ long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
 
 /* Bin i of n over length L: [floor(i*L/n), ceil((i+1)*L/n)). */
 static inline int bin_start(int i, int L, int n) { return (int)((long)i * L / n); }
-static inline int bin_end(int i, int L, int n) { return (int)(((long)(i + 1) * L + n - 1) / n); }
+static inline int bin_end(int i, int L, int n)
+{
+    return (int)(((long)(i + 1) * L + n - 1) / n);
+}
 
-void ac_adaptive_avgpool2d_forward(float *out, const float *x,
-                                   int N, int C, int H, int W, int OH, int OW, int nthreads)
+void ac_adaptive_avgpool2d_forward(float *out, const float *x, int N, int C, int H, int W,
+                                   int OH, int OW, int nthreads)
 {
     const long P = (long)N * C;
     if (OH == H && OW == W) {
         memcpy(out, x, (size_t)P * H * W * sizeof(float));
         return;
     }
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;
         float *op = out + (size_t)p * OH * OW;
@@ -157,15 +164,15 @@ void ac_adaptive_avgpool2d_forward(float *out, const float *x,
     }
 }
 
-void ac_adaptive_avgpool2d_backward(float *dx, const float *dout,
-                                    int N, int C, int H, int W, int OH, int OW, int nthreads)
+void ac_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int C, int H, int W,
+                                    int OH, int OW, int nthreads)
 {
     const long P = (long)N * C;
     if (OH == H && OW == W) {
         memcpy(dx, dout, (size_t)P * H * W * sizeof(float));
         return;
     }
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         float *dp = dx + (size_t)p * H * W;
         const float *gp = dout + (size_t)p * OH * OW;

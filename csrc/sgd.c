@@ -6,7 +6,7 @@ void ac_sgd_update(float *restrict w, float *restrict v, float *restrict g, ptrd
                    float lr, float momentum, float weight_decay, int nthreads)
 {
     const float wd_lr = weight_decay * lr;
-    #pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= 32768)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= 32768)
     for (ptrdiff_t i = 0; i < n; i++) {
         const float vi = momentum * v[i] - wd_lr * w[i] - lr * g[i];
         v[i] = vi;

@@ -26,5 +26,13 @@ def nthreads(request):
 
 
 @pytest.fixture
+def conv_winograd():
+    """A setter of the Winograd choice ("auto", "off", "on") for the test; restored after."""
+    old = _C.get_conv_winograd()
+    yield _C.set_conv_winograd
+    _C.set_conv_winograd(old)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)

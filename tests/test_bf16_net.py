@@ -10,7 +10,7 @@ from alexnet_cpu import _C
 from test_bf16 import HAS_BF16, NO_BF16
 
 torch = pytest.importorskip("torch")
-from alexnet_cpu.reference import torch_alexnet  # noqa: E402
+from references import torch_alexnet  # noqa: E402
 
 
 def rel(a, ref):

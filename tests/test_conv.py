@@ -5,6 +5,7 @@ import pytest
 
 from alexnet_cpu import _C
 from gradcheck import assert_close, numerical_grad
+from references import conv_ref, conv_ref_backward
 
 # (N, C, H, W, O, KH, KW, stride, pad, groups)
 CASES = [
@@ -37,45 +38,6 @@ CASES = [
 ]
 IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*c) for c in CASES]
 
-
-# ------------------------------------------------------------ float64 reference
-
-def _windows(x, KH, KW, stride, pad):
-    """x (N,C,H,W) -> (N,C,OH,OW,KH,KW) views of the zero-padded input."""
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (KH, KW), axis=(2, 3))
-    return win[:, :, ::stride, ::stride]
-
-
-def conv_ref(x, w, b, stride, pad, groups):
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    O, Cg, KH, KW = w.shape
-    Og = O // groups
-    win = _windows(x, KH, KW, stride, pad)
-    out = np.concatenate([np.einsum("nchwij,ocij->nohw", win[:, g * Cg:(g + 1) * Cg],
-                                    w[g * Og:(g + 1) * Og]) for g in range(groups)], axis=1)
-    if b is not None:
-        out += np.asarray(b, np.float64)[None, :, None, None]
-    return out
-
-
-def conv_ref_backward(dout, x, w, stride, pad, groups):
-    """(dx, dw, db) of sum(conv_ref(x, w, b) * dout)."""
-    dout, x, w = (np.asarray(a, np.float64) for a in (dout, x, w))
-    N, C, H, W = x.shape
-    O, Cg, KH, KW = w.shape
-    Og, OH, OW = O // groups, dout.shape[2], dout.shape[3]
-    win = _windows(x, KH, KW, stride, pad)
-    dw = np.concatenate([np.einsum("nohw,nchwij->ocij", dout[:, g * Og:(g + 1) * Og],
-                                   win[:, g * Cg:(g + 1) * Cg]) for g in range(groups)])
-    dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
-    for g in range(groups):
-        dy, wg = dout[:, g * Og:(g + 1) * Og], w[g * Og:(g + 1) * Og]
-        for i in range(KH):
-            for j in range(KW):
-                dxp[:, g * Cg:(g + 1) * Cg, i:i + stride * OH:stride, j:j + stride * OW:stride] \
-                    += np.einsum("nohw,oc->nchw", dy, wg[:, :, i, j])
-    return dxp[:, :, pad:pad + H, pad:pad + W], dw, dout.sum(axis=(0, 2, 3))
 
 
 # ------------------------------------------------------------------- helpers
@@ -207,7 +169,7 @@ def test_bad_arguments_raise(rng):
     x, w, b, dout, hp = _make(rng, (2, 4, 7, 7, 6, 3, 3, 1, 1, 2))
     out = np.empty((2, 6, 7, 7), np.float32)
     fwd = _C.conv2d_forward
-    with pytest.raises(TypeError, match="x must be float32"):
+    with pytest.raises(TypeError, match="x must have dtype float32"):
         fwd(out, x.astype(np.float64), w, b, *hp)
     with pytest.raises(ValueError, match=r"out must have shape \(2, 6, 7, 7\), got \(2, 6, 7, 6\)"):
         fwd(out[..., :6].copy(), x, w, b, *hp)
@@ -223,7 +185,7 @@ def test_bad_arguments_raise(rng):
         fwd(out, x, w, b, 0, 1, 2)
     with pytest.raises(ValueError, match="does not fit"):
         fwd(out, x[:, :, :1, :1].copy(), w, b, 1, 0, 2)
-    with pytest.raises(ValueError, match="x must be a 4-D"):
+    with pytest.raises(ValueError, match="x must be 4-D"):
         fwd(out, x[0], w, b, *hp)
     bwd = _C.conv2d_backward
     with pytest.raises(ValueError, match="dout must have shape"):
@@ -232,8 +194,19 @@ def test_bad_arguments_raise(rng):
         bwd(None, np.zeros((6, 4, 3, 3), np.float32), None, dout, x, w, *hp)
     with pytest.raises(ValueError, match="dx must have shape"):
         bwd(np.empty((2, 4, 7, 6), np.float32), np.zeros_like(w), None, dout, x, w, *hp)
-    with pytest.raises(TypeError, match="dbias must be float32"):
+    with pytest.raises(TypeError, match="dbias must have dtype float32"):
         bwd(None, np.zeros_like(w), np.zeros(6), dout, x, w, *hp)
+    with pytest.raises(ValueError, match="dx and x must not overlap"):
+        bwd(x, np.zeros_like(w), None, dout, x, w, *hp)
+    with pytest.raises(ValueError, match="dweight and weight must not overlap"):
+        bwd(None, w, None, dout, x, w, *hp)
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is an output and must be writeable"):
+        fwd(ro, x, w, b, *hp)
+    with pytest.raises(ValueError, match="out and bias must not overlap"):
+        big = np.zeros(out.size + 8, np.float32)
+        fwd(big[:out.size].reshape(out.shape), x, w, big[out.size - 3:out.size + 3], *hp)
 
 
 TORCH_CASES = [
@@ -307,13 +280,13 @@ def test_packed_forward_is_bitwise_the_forward(case, isa, nthreads, rng):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_packed_forward_takes_winograd_like_the_forward(n, isa, nthreads, rng, monkeypatch):
+def test_packed_forward_takes_winograd_like_the_forward(n, isa, nthreads, rng, conv_winograd):
     """3x3 stride-1 pad-1 layers: the packed forward (weights transformed at packing) gives
     exactly what conv2d_forward gives when both take Winograd (forced for one image, where
     conv2d_forward would not), close to the float64 reference; 1 image: threads split the
     output channels."""
     if n == 1:
-        monkeypatch.setenv("AC_CONV_WINOGRAD", "1")
+        conv_winograd("on")
     x, w, b, dout, hp = _make(rng, (n, 32, 13, 13, 34, 3, 3, 1, 1, 2))
     for bias in (b, None):
         out, _ = _forward_packed(x, w, bias, hp)

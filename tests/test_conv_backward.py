@@ -8,7 +8,8 @@ import pytest
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 from gradcheck import assert_close
-from test_conv import _backward, _make, conv_ref_backward
+from references import conv_ref_backward
+from test_conv import _backward, _make
 
 # (N, C, H, W, O, KH, KW, stride, pad, groups), all strided
 CASES = [

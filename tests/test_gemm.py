@@ -6,9 +6,11 @@ import pytest
 
 import alexnet_cpu as ac
 from alexnet_cpu import _C
+from references import gemm_ref as reference
 
-# Micro-tiles (MR, NR) and depth block KC of each ISA path (csrc/gemm).
-TILES = {"generic": (4, 8, 256), "avx2": (6, 16, 256), "avx512": (12, 32, 256)}
+# M or N at most this take the small-output path (AC_SMALL_MAX, csrc/gemm/gemm_internal.h),
+# not the blocked driver.
+SMALL_MAX = 8
 
 
 def reference(a, b, ta, tb, alpha=1.0, beta=0.0, c=None):
@@ -44,12 +46,26 @@ def test_transposes_and_odd_shapes(isa, nthreads, rng, ta, tb, shape):
 
 
 def edge_shapes(isa):
-    """Around every micro-tile edge (MR, NR +- 1) and the KC block boundary."""
-    mr, nr, kc = TILES[isa]
-    ms = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 1})
-    ns = sorted({1, nr - 1, nr, nr + 1, 2 * nr - 1, nr // 2 + 1})
+    """Around the micro-tile edges (a multiple of MR, NR +- 1, past the small-output path)
+    and the KC block boundary of the path's blocking (_C.gemm_blocking)."""
+    b = _C.gemm_blocking(isa)
+    mr, nr, kc = b["mr"], b["nr"], b["kc"]
+    m0, n0 = (SMALL_MAX // mr + 1) * mr, (SMALL_MAX // nr + 1) * nr  # first above SMALL_MAX
+    ms = sorted({m0 - 1, m0, m0 + 1, m0 + mr + 1} - set(range(SMALL_MAX + 1)))
+    ns = sorted({n0 - 1, n0, n0 + 1, n0 + nr // 2 + 1, 2 * n0 - 1} - set(range(SMALL_MAX + 1)))
     ks = [kc - 1, kc, kc + 1, 2 * kc + 3]
-    return [(m, n, 7) for m in ms for n in ns] + [(mr + 1, nr + 1, k) for k in ks]
+    return [(m, n, 7) for m in ms for n in ns] + [(m0 + 1, n0 + 1, k) for k in ks]
+
+
+def test_gemm_blocking_describes_each_path():
+    assert _C.gemm_blocking() == _C.gemm_blocking(_C.get_isa())
+    for name in _C.ISA_NAMES:
+        b = _C.gemm_blocking(name)
+        assert b["isa"] == name
+        assert all(b[k] >= 1 for k in ("mr", "nr", "kc", "mc", "nc", "mb")), b
+        assert b["mc"] % b["mr"] == 0 and b["nc"] % b["nr"] == 0, b
+    with pytest.raises(ValueError, match="unknown ISA"):
+        _C.gemm_blocking("sse2")
 
 
 def test_micro_tile_and_block_edges(isa, nthreads, rng):
@@ -157,7 +173,7 @@ def test_workspace_reused_across_calls(rng):
 def test_bad_arguments():
     f = np.ones((3, 4), np.float32)
     g = np.ones((4, 5), np.float32)
-    with pytest.raises(TypeError, match="a must be float32"):
+    with pytest.raises(TypeError, match="a must have dtype float32"):
         ac.sgemm(f.astype(np.float64), g)
     with pytest.raises(TypeError, match="b must be a numpy.ndarray"):
         ac.sgemm(f, [[1.0]])
@@ -169,7 +185,7 @@ def test_bad_arguments():
         ac.sgemm(f, g, trans_a=True)
     with pytest.raises(ValueError, match=r"out must have shape \(3, 5\)"):
         ac.sgemm(f, g, out=np.empty((5, 3), np.float32))
-    with pytest.raises(TypeError, match="out must be float32"):
+    with pytest.raises(TypeError, match="out must have dtype float32"):
         ac.sgemm(f, g, out=np.empty((3, 5), np.float64))
     sq = np.ones((4, 4), np.float32)
     with pytest.raises(ValueError, match="overlap"):

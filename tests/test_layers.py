@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from alexnet_cpu import _C
-from alexnet_cpu.layers import Conv2d
+from alexnet_cpu.layers import Conv2d, ReLU
 
 
 def _conv(rng, groups=1):
@@ -102,3 +102,17 @@ def test_maxpool_eval_skips_argmax_but_backward_still_works(rng):
     assert ev._argmax is None                           # not written in eval mode
     np.testing.assert_array_equal(ev.backward(dy), train.backward(dy))
     np.testing.assert_array_equal(ev._y, y)
+
+
+def test_relu_takes_the_fused_output(rng):
+    """Conv2d.forward(x, relu=True) handed to ReLU.take_fused_output: the ReLU's backward
+    then masks the gradient as after its own forward."""
+    x = rng.standard_normal((2, 6, 7, 7)).astype(np.float32)
+    dy = rng.standard_normal((2, 8, 7, 7)).astype(np.float32)
+    conv, relu = _conv(rng), ReLU()
+    y = relu.forward(conv.forward(x)).copy()
+    expected = relu.backward(dy.copy()).copy()
+    relu2 = ReLU()
+    y2 = relu2.take_fused_output(conv.forward(x, relu=True))
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(relu2.backward(dy.copy()), expected)

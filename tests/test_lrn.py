@@ -5,33 +5,7 @@ import pytest
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 from gradcheck import assert_close, numerical_grad
-
-
-def lrn_ref(x, size, alpha, beta, k):
-    """float64 reference: (out, scale) by the formula, window clipped to [0, C)."""
-    x = np.asarray(x, dtype=np.float64)
-    C = x.shape[1]
-    lo, hi = size // 2, (size - 1) // 2
-    scale = np.empty_like(x)
-    for c in range(C):
-        a, b = max(0, c - lo), min(C, c + hi + 1)
-        scale[:, c] = k + alpha * (x[:, a:b] ** 2).sum(axis=1)
-    return x * scale ** -beta, scale
-
-
-def lrn_grad_ref(x, dout, size, alpha, beta, k):
-    """float64 analytic gradient (checked against finite differences below)."""
-    x = np.asarray(x, dtype=np.float64)
-    dout = np.asarray(dout, dtype=np.float64)
-    out, scale = lrn_ref(x, size, alpha, beta, k)
-    C = x.shape[1]
-    lo, hi = size // 2, (size - 1) // 2
-    t = dout * out / scale
-    dx = dout * scale ** -beta
-    for c in range(C):
-        a, b = max(0, c - hi), min(C, c + lo + 1)   # i whose window holds c
-        dx[:, c] -= 2 * alpha * beta * x[:, c] * t[:, a:b].sum(axis=1)
-    return dx
+from references import lrn_grad_ref, lrn_ref
 
 
 def run_forward(x, size, alpha, beta, k):

@@ -6,53 +6,7 @@ import pytest
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 from gradcheck import assert_close, numerical_grad
-
-
-# ------------------------------------------------------------ float64 references
-
-def maxpool_ref(x, k, stride):
-    """(out, argmax): max over each window, flat plane index of its first max."""
-    N, C, H, W = x.shape
-    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
-    win = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float64), (k, k),
-                                                   axis=(2, 3))[:, :, ::stride, ::stride]
-    win = win[:, :, :OH, :OW].reshape(N, C, OH, OW, k * k)
-    a = win.argmax(axis=-1)                     # first max on ties
-    out = np.take_along_axis(win, a[..., None], axis=-1)[..., 0]
-    ih = np.arange(OH)[:, None] * stride + a // k
-    iw = np.arange(OW)[None, :] * stride + a % k
-    return out, (ih * W + iw).astype(np.int32)
-
-
-def maxpool_ref_backward(dout, argmax, shape):
-    N, C, H, W = shape
-    dx = np.zeros((N * C, H * W))
-    g, a = dout.reshape(N * C, -1), argmax.reshape(N * C, -1)
-    for p in range(N * C):
-        np.add.at(dx[p], a[p], g[p])
-    return dx.reshape(shape)
-
-
-def _bins(L, n):
-    return [(i * L // n, -(-(i + 1) * L // n)) for i in range(n)]
-
-
-def avgpool_ref(x, OH, OW):
-    x = np.asarray(x, np.float64)
-    out = np.empty(x.shape[:2] + (OH, OW))
-    for i, (h0, h1) in enumerate(_bins(x.shape[2], OH)):
-        for j, (w0, w1) in enumerate(_bins(x.shape[3], OW)):
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    return out
-
-
-def avgpool_ref_backward(dout, shape):
-    dx = np.zeros(shape)
-    OH, OW = dout.shape[2:]
-    for i, (h0, h1) in enumerate(_bins(shape[2], OH)):
-        for j, (w0, w1) in enumerate(_bins(shape[3], OW)):
-            dx[:, :, h0:h1, w0:w1] += dout[:, :, i:i + 1, j:j + 1] / ((h1 - h0) * (w1 - w0))
-    return dx
+from references import avgpool_ref, avgpool_ref_backward, maxpool_ref, maxpool_ref_backward
 
 
 # ----------------------------------------------------------------- helpers
@@ -211,9 +165,9 @@ def test_bad_arguments_raise(rng):
     am = np.empty((2, 3, 4, 4), np.int32)
     with pytest.raises(ValueError, match=r"out must have shape \(2, 3, 4, 4\), got \(2, 3, 3, 3\)"):
         _C.maxpool2d_forward(np.empty((2, 3, 3, 3), np.float32), am, x, 3, 2)
-    with pytest.raises(TypeError, match="argmax must be int32, got int64"):
+    with pytest.raises(TypeError, match="argmax must have dtype int32, got int64"):
         _C.maxpool2d_forward(out, am.astype(np.int64), x, 3, 2)
-    with pytest.raises(TypeError, match="x must be float32"):
+    with pytest.raises(TypeError, match="x must have dtype float32"):
         _C.maxpool2d_forward(out, am, x.astype(np.float64), 3, 2)
     with pytest.raises(ValueError, match="x must be C-contiguous"):
         _C.maxpool2d_forward(out, am, np.asfortranarray(x), 3, 2)
@@ -233,6 +187,12 @@ def test_bad_arguments_raise(rng):
         _C.adaptive_avgpool2d_forward(out, x[0])
     with pytest.raises(ValueError, match="dout must have shape"):
         _C.adaptive_avgpool2d_backward(np.empty_like(x), np.empty((1, 3, 6, 6), np.float32))
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is an output and must be writeable"):
+        _C.maxpool2d_forward(ro, am, x, 3, 2)
+    with pytest.raises(ValueError, match="out and x must not overlap"):
+        _C.adaptive_avgpool2d_forward(x, x)
 
 
 # ----------------------------------------------------------------------- torch

@@ -1,13 +1,18 @@
-"""Winograd F(2x2, 3x3) (csrc/winograd.c), reached through conv2d_forward and the input
+"""Winograd F(2x2, 3x3) (csrc/conv/winograd.c), reached through conv2d_forward and the input
 gradient of conv2d_backward (a forward convolution of dY) for 3x3 stride-1 pad-1 layers:
 vs a naive float64 NumPy reference, across ISA paths and thread counts (bitwise), vs the
-im2col path and vs torch. AC_CONV_WINOGRAD=1 forces it on any size, =0 forces it off."""
+im2col path and vs torch. _C.set_conv_winograd("on") forces it on any size, "off" off."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from alexnet_cpu import _C
 import alexnet_cpu as ac
 from gradcheck import assert_close
+from references import conv_ref, conv_ref_backward
 
 # (N, C, H, W, O, groups)
 CASES = [
@@ -29,37 +34,18 @@ IDS = ["N{}C{}H{}W{}O{}g{}".format(*c) for c in CASES]
 
 
 @pytest.fixture
-def winograd(monkeypatch):
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "1")
+def winograd(conv_winograd):
+    conv_winograd("on")
 
 
 def conv3x3_ref(x, w, b, groups):
-    """Naive float64 3x3 stride-1 pad-1 convolution: a sum over the 9 kernel taps."""
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    N, C, H, W = x.shape
-    O, Cg = w.shape[:2]
-    Og = O // groups
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    out = np.zeros((N, O, H, W))
-    for g in range(groups):
-        xs, ws = xp[:, g * Cg:(g + 1) * Cg], w[g * Og:(g + 1) * Og]
-        for i in range(3):
-            for j in range(3):
-                out[:, g * Og:(g + 1) * Og] += np.einsum("nchw,oc->nohw",
-                                                         xs[:, :, i:i + H, j:j + W], ws[:, :, i, j])
-    if b is not None:
-        out += np.asarray(b, np.float64)[None, :, None, None]
-    return out
+    """Naive float64 3x3 stride-1 pad-1 convolution (tests/references.py)."""
+    return conv_ref(x, w, b, 1, 1, groups)
 
 
-def dx_ref(dout, w, groups):
-    """Input gradient of conv3x3_ref: the same convolution of dout with flipped, per-group
-    transposed weights."""
-    O, Cg = w.shape[:2]
-    Og = O // groups
-    wf = np.concatenate([w[g * Og:(g + 1) * Og].transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-                         for g in range(groups)])
-    return conv3x3_ref(dout, wf, None, groups)
+def dx_ref(dout, x, w, groups):
+    """Its input gradient."""
+    return conv_ref_backward(dout, x, w, 1, 1, groups)[0]
 
 
 def _make(rng, case):
@@ -112,7 +98,7 @@ def test_matches_reference_and_threads_agree(case, isa, rng, winograd):
         assert np.array_equal(out1, out2), "forward differs between 1 and 2 threads"
     dx1 = _with_threads(1, _dx, dout, x, w, G)
     dx2 = _with_threads(2, _dx, dout, x, w, G)
-    assert_close(dx1, dx_ref(dout, w, G), what="dx")
+    assert_close(dx1, dx_ref(dout, x, w, G), what="dx")
     assert np.array_equal(dx1, dx2), "dx differs between 1 and 2 threads"
 
 
@@ -125,15 +111,35 @@ def test_error_is_small_at_alexnet_size(rng, winograd):
 
 
 @pytest.mark.parametrize("n, expect", [(2, True), (1, False)])
-def test_default_dispatch(n, expect, rng, monkeypatch):
+def test_default_dispatch(n, expect, rng, conv_winograd):
     """AlexNet-sized 3x3 layers take Winograd from 2 images on, and im2col at 1 image."""
     x, w, b, _, G = _make(rng, (n, 32, 13, 13, 32, 2))
-    monkeypatch.delenv("AC_CONV_WINOGRAD", raising=False)
+    conv_winograd("auto")
     default = _forward(x, w, b, G)
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "1" if expect else "0")
+    conv_winograd("on" if expect else "off")
     assert np.array_equal(default, _forward(x, w, b, G))
-    monkeypatch.setenv("AC_CONV_WINOGRAD", "0" if expect else "1")
+    conv_winograd("off" if expect else "on")
     assert_close(default, _forward(x, w, b, G), what="other path")
+
+
+@pytest.mark.parametrize("value, mode", [("0", "off"), ("1", "on"), ("auto", "auto"), ("", "auto"),
+                                         ("yes", None)])
+def test_environment_variable_is_read_at_import(value, mode):
+    """AC_CONV_WINOGRAD sets the mode once, when the extension is imported; a bad value is
+    refused with a one-line error."""
+    env = dict(os.environ, AC_CONV_WINOGRAD=value)
+    p = subprocess.run([sys.executable, "-c",
+                        "from alexnet_cpu import _C; print(_C.get_conv_winograd())"],
+                       capture_output=True, text=True, env=env)
+    if mode is None:
+        assert p.returncode != 0 and "AC_CONV_WINOGRAD must be 0, 1 or auto" in p.stderr
+    else:
+        assert p.returncode == 0 and p.stdout.split() == [mode], p.stderr
+
+
+def test_set_conv_winograd_refuses_unknown_modes():
+    with pytest.raises(ValueError, match="unknown Winograd mode"):
+        _C.set_conv_winograd("1")
 
 
 @pytest.mark.parametrize("case", [(3, 6, 13, 13, 8, 1), (2, 8, 13, 13, 6, 2), (1, 5, 7, 4, 3, 1)],

@@ -23,36 +23,38 @@ cdef extern from "ac_conv.h":
                             const float *x, const float *weight,
                             int N, int C, int H, int W, int O, int KH, int KW,
                             int stride, int pad, int groups, float *work, int nthreads) nogil
+    void ac_conv_set_winograd(int mode) nogil
+    int ac_conv_get_winograd() nogil
+
+# Winograd for 3x3 stride-1 pad-1 layers: ac_conv.h's AUTO, OFF, ON.
+CONV_WINOGRAD_MODES = ("auto", "off", "on")
 
 
-cdef _conv_check(str fn, str name, object a, tuple shape):
-    """Raise unless `a` is a C-contiguous float32 ndarray of exactly `shape`."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != np.float32:
-        raise TypeError(f"{fn}: {name} must be float32, got {a.dtype}")
-    if a.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape}, got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{fn}: {name} must be C-contiguous")
+def set_conv_winograd(str mode):
+    """Whether 3x3 stride-1 pad-1 convolutions take Winograd F(2x2, 3x3): "auto" (where it
+    measured faster: the default), "off" or "on"; for every later call, like set_isa."""
+    if mode not in CONV_WINOGRAD_MODES:
+        raise ValueError(f"unknown Winograd mode {mode!r}; expected one of "
+                         f"{', '.join(CONV_WINOGRAD_MODES)}")
+    ac_conv_set_winograd(CONV_WINOGRAD_MODES.index(mode) - 1)
 
 
-cdef tuple _conv_geometry(str fn, object x, object weight, int stride, int pad, int groups):
-    """Check x and weight and the hyper-parameters; return (N, C, H, W, O, KH, KW, OH, OW)."""
-    if not isinstance(weight, np.ndarray) or weight.ndim != 4:
-        raise ValueError(f"{fn}: weight must be a 4-D numpy.ndarray, got "
-                         f"{getattr(weight, 'shape', type(weight).__name__)}")
-    geo = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
-    _conv_check(fn, "weight", weight, weight.shape)
-    return geo
+def get_conv_winograd():
+    return CONV_WINOGRAD_MODES[ac_conv_get_winograd() + 1]
+
+
+# Read once, at import: AC_CONV_WINOGRAD=0 (off), 1 (on), auto or unset (auto).
+_env_winograd = os.environ.get("AC_CONV_WINOGRAD", "")
+if _env_winograd:
+    if _env_winograd not in ("0", "1", "auto"):
+        raise ValueError(f"AC_CONV_WINOGRAD must be 0, 1 or auto, got {_env_winograd!r}")
+    set_conv_winograd({"0": "off", "1": "on"}.get(_env_winograd, "auto"))
 
 
 cdef tuple _conv_shapes(str fn, object x, tuple wshape, int stride, int pad, int groups):
-    """Check x, the weight shape wshape (O, C/groups, KH, KW) and the hyper-parameters;
+    """Check x (4-D), the weight shape wshape (O, C/groups, KH, KW) and the hyper-parameters;
     return (N, C, H, W, O, KH, KW, OH, OW)."""
-    if not isinstance(x, np.ndarray) or x.ndim != 4:
-        raise ValueError(f"{fn}: x must be a 4-D numpy.ndarray, got "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
+    _array(fn, "x", x, ndim=4)
     if len(wshape) != 4:
         raise ValueError(f"{fn}: the weight shape must be (O, C/groups, KH, KW), got {wshape}")
     if stride < 1:
@@ -72,30 +74,28 @@ cdef tuple _conv_shapes(str fn, object x, tuple wshape, int stride, int pad, int
     if KH < 1 or KW < 1 or H + 2 * pad < KH or W + 2 * pad < KW:
         raise ValueError(f"{fn}: kernel {KH}x{KW} does not fit the padded input "
                          f"{H + 2 * pad}x{W + 2 * pad}")
-    _conv_check(fn, "x", x, (N, C, H, W))
     return (N, C, H, W, O, KH, KW, (H + 2 * pad - KH) // stride + 1,
             (W + 2 * pad - KW) // stride + 1)
 
 
 def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=None):
     """out = conv2d(x, weight) + bias. x (N,C,H,W), weight (O,C/groups,KH,KW), bias (O,) or
-    None, out (N,O,OH,OW) with OH = (H+2*pad-KH)//stride+1; all float32 C-contiguous.
-    Returns the scratch array; pass it back as `work` to reuse it."""
+    None, out (N,O,OH,OW) with OH = (H+2*pad-KH)//stride+1; all float32 C-contiguous, out
+    overlapping none of the others. Returns the scratch array; pass it back as `work` to
+    reuse it."""
     fn = "conv2d_forward"
+    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     cdef int N, C, H, W, O, KH, KW, OH, OW
-    N, C, H, W, O, KH, KW, OH, OW = _conv_geometry(fn, x, weight, stride, pad, groups)
-    _conv_check(fn, "out", out, (N, O, OH, OW))
+    N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
+    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
+    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=(N, O, OH, OW), out=True)
+    cdef const float *pb = NULL
     if bias is not None:
-        _conv_check(fn, "bias", bias, (O,))
+        pb = <const float *><size_t>_array(fn, "bias", bias, shape=(O,))
+    _no_overlap(fn, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_work_floats(N, C, H, W, O, KH, KW,
                                                           stride, pad, groups, nt))
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
-    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
-    cdef const float *pb = NULL
-    if bias is not None:
-        pb = <const float *>cnp.PyArray_DATA(bias)
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     with nogil:
         ac_conv2d_forward(po, px, pw, pb, N, C, H, W, O, KH, KW, stride, pad, groups,
@@ -108,23 +108,19 @@ def conv2d_pack_weights(weight, bias, int groups, packed=None):
     on the current ISA path (set_isa), into a 1-D float32 array (`packed` reused when it is
     big enough). Returns it."""
     fn = "conv2d_pack_weights"
-    if not isinstance(weight, np.ndarray) or weight.ndim != 4:
-        raise ValueError(f"{fn}: weight must be a 4-D numpy.ndarray, got "
-                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     if groups < 1:
         raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
-    _conv_check(fn, "weight", weight, weight.shape)
     cdef int O = weight.shape[0], Cg = weight.shape[1], KH = weight.shape[2]
     cdef int KW = weight.shape[3]
     if O % groups:
         raise ValueError(f"{fn}: groups={groups} must divide out channels ({O})")
     cdef const float *pb = NULL
     if bias is not None:
-        _conv_check(fn, "bias", bias, (O,))
-        pb = <const float *>cnp.PyArray_DATA(bias)
+        pb = <const float *><size_t>_array(fn, "bias", bias, shape=(O,))
     packed = _workspace(packed, ac_conv2d_packed_weights_floats(Cg * groups, O, KH, KW, groups))
-    cdef float *pp = <float *>cnp.PyArray_DATA(packed)
-    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
+    cdef float *pp = <float *><size_t>_array(fn, "packed", packed, out=True)
+    _no_overlap(fn, [("packed", packed)], [("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     with nogil:
         ac_conv2d_pack_weights(pp, pw, pb, Cg * groups, O, KH, KW, groups, nt)
@@ -141,18 +137,18 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
     fn = "conv2d_forward_packed"
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
-    _conv_check(fn, "out", out, (N, O, OH, OW))
+    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
+    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=(N, O, OH, OW), out=True)
     cdef size_t need = ac_conv2d_packed_weights_floats(C, O, KH, KW, groups)
     if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 1 \
             or not packed.flags.c_contiguous or <size_t>packed.size < need:
         raise ValueError(f"{fn}: packed must be a 1-D C-contiguous float32 array of at least "
                          f"{need} floats from conv2d_pack_weights")
+    cdef const float *pp = <const float *>cnp.PyArray_DATA(packed)
+    _no_overlap(fn, [("out", out)], [("x", x), ("packed", packed)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_packed_work_floats(N, C, H, W, O, KH, KW,
                                                                  stride, pad, groups, nt))
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
-    cdef const float *pp = <const float *>cnp.PyArray_DATA(packed)
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     cdef int rc
     with nogil:
@@ -167,26 +163,27 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, int stride, int pad, int groups,
                     work=None):
     """Given dout = dL/dout: dweight += dL/dweight, dbias += dL/dbias (None skips it),
-    dx = dL/dx (overwritten; None skips it). Shapes as in conv2d_forward.
-    Returns the scratch array; pass it back as `work` to reuse it."""
+    dx = dL/dx (overwritten; None skips it). Shapes as in conv2d_forward; the outputs
+    overlap nothing. Returns the scratch array; pass it back as `work` to reuse it."""
     fn = "conv2d_backward"
+    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     cdef int N, C, H, W, O, KH, KW, OH, OW
-    N, C, H, W, O, KH, KW, OH, OW = _conv_geometry(fn, x, weight, stride, pad, groups)
-    _conv_check(fn, "dout", dout, (N, O, OH, OW))
-    _conv_check(fn, "dweight", dweight, (O, C // groups, KH, KW))
+    N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
+    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
+    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, shape=(N, O, OH, OW))
+    cdef float *pdw = <float *><size_t>_array(fn, "dweight", dweight, shape=(O, C // groups, KH, KW),
+                                      out=True)
+    cdef float *pdb = NULL
     if dbias is not None:
-        _conv_check(fn, "dbias", dbias, (O,))
+        pdb = <float *><size_t>_array(fn, "dbias", dbias, shape=(O,), out=True)
+    cdef float *pdx = NULL
     if dx is not None:
-        _conv_check(fn, "dx", dx, (N, C, H, W))
+        pdx = <float *><size_t>_array(fn, "dx", dx, shape=(N, C, H, W), out=True)
+    _no_overlap(fn, [("dx", dx), ("dweight", dweight), ("dbias", dbias)],
+                [("dout", dout), ("x", x), ("weight", weight)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_backward_work_floats(N, C, H, W, O, KH, KW,
                                                            stride, pad, groups, nt))
-    cdef float *pdx = NULL if dx is None else <float *>cnp.PyArray_DATA(dx)
-    cdef float *pdw = <float *>cnp.PyArray_DATA(dweight)
-    cdef float *pdb = NULL if dbias is None else <float *>cnp.PyArray_DATA(dbias)
-    cdef const float *pdo = <const float *>cnp.PyArray_DATA(dout)
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
-    cdef const float *pw = <const float *>cnp.PyArray_DATA(weight)
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     with nogil:
         ac_conv2d_backward(pdx, pdw, pdb, pdo, px, pw, N, C, H, W, O, KH, KW,

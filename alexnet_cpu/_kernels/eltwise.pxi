@@ -1,5 +1,4 @@
 # eltwise kernel bindings: relu, dropout, bias add / grad (csrc/eltwise.c).
-# _ew_array / _ew_distinct are shared by the lrn, loss and sgd bindings too.
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 
 cdef extern from "ac_eltwise.h":
@@ -16,48 +15,11 @@ cdef extern from "ac_eltwise.h":
                       int nthreads) nogil
 
 
-cdef void *_ew_array(str fn, str name, object a, object dtype, object shape,
-                     bint out) except NULL:
-    """Pointer to the data of a C-contiguous array of the given dtype (and shape), else raise."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{fn}: {name} must be C-contiguous")
-    if shape is not None and a.shape != tuple(shape):
-        raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}, got {a.shape}")
-    if out and not a.flags.writeable:
-        raise ValueError(f"{fn}: {name} is an output and must be writeable")
-    cdef void *p = cnp.PyArray_DATA(<cnp.ndarray>a)
-    # A zero-size array may have a NULL data pointer; kernels do not touch it then.
-    return p if p != NULL else <void *>a
-
-
-cdef int _ew_distinct(str fn, object arrays) except -1:
-    """Raise unless the named arrays are pairwise distinct and non-overlapping."""
-    cdef Py_ssize_t i, j
-    for i in range(len(arrays)):
-        for j in range(i + 1, len(arrays)):
-            if np.may_share_memory(arrays[i][1], arrays[j][1]):
-                raise ValueError(f"{fn}: {arrays[i][0]} and {arrays[j][0]} must not overlap")
-    return 0
-
-
-cdef int _ew_same_or_distinct(str fn, str na, object a, str nb, object b) except -1:
-    """Raise if a and b overlap without being the very same buffer (in place is fine)."""
-    if np.may_share_memory(a, b) and not (
-            cnp.PyArray_DATA(<cnp.ndarray>a) == cnp.PyArray_DATA(<cnp.ndarray>b)
-            and a.size == b.size):
-        raise ValueError(f"{fn}: {na} and {nb} overlap partially (only exact in-place is allowed)")
-    return 0
-
-
 def relu_forward(out, x):
     """out = max(x, 0); out may be x (in place)."""
-    cdef float *px = <float *>_ew_array("relu_forward", "x", x, np.float32, None, False)
-    cdef float *po = <float *>_ew_array("relu_forward", "out", out, np.float32, x.shape, True)
-    _ew_same_or_distinct("relu_forward", "out", out, "x", x)
+    cdef float *px = <float *><size_t>_array("relu_forward", "x", x, np.float32, None)
+    cdef float *po = <float *><size_t>_array("relu_forward", "out", out, np.float32, x.shape, out=True)
+    _same_or_distinct("relu_forward", "out", out, "x", x)
     cdef ptrdiff_t n = x.size
     cdef int nt = _nthreads()
     with nogil:
@@ -66,11 +28,11 @@ def relu_forward(out, x):
 
 def relu_backward(dx, dout, y):
     """dx = dout * (y > 0), y the forward output; dx may be dout (in place)."""
-    cdef float *py = <float *>_ew_array("relu_backward", "y", y, np.float32, None, False)
-    cdef float *pd = <float *>_ew_array("relu_backward", "dout", dout, np.float32, y.shape, False)
-    cdef float *pdx = <float *>_ew_array("relu_backward", "dx", dx, np.float32, y.shape, True)
-    _ew_same_or_distinct("relu_backward", "dx", dx, "dout", dout)
-    _ew_distinct("relu_backward", [("dx", dx), ("y", y)])
+    cdef float *py = <float *><size_t>_array("relu_backward", "y", y, np.float32, None)
+    cdef float *pd = <float *><size_t>_array("relu_backward", "dout", dout, np.float32, y.shape)
+    cdef float *pdx = <float *><size_t>_array("relu_backward", "dx", dx, np.float32, y.shape, out=True)
+    _same_or_distinct("relu_backward", "dx", dx, "dout", dout)
+    _no_overlap("relu_backward", [("dx", dx)], [("y", y)])
     cdef ptrdiff_t n = y.size
     cdef int nt = _nthreads()
     with nogil:
@@ -85,12 +47,12 @@ def dropout_forward(out, mask, x, float p, unsigned long long seed):
     """
     if not (0.0 <= p <= 1.0):
         raise ValueError(f"dropout_forward: p must be in [0, 1], got {p}")
-    cdef float *px = <float *>_ew_array("dropout_forward", "x", x, np.float32, None, False)
-    cdef float *po = <float *>_ew_array("dropout_forward", "out", out, np.float32, x.shape, True)
-    cdef uint8_t *pm = <uint8_t *>_ew_array("dropout_forward", "mask", mask, np.uint8,
-                                            x.shape, True)
-    _ew_same_or_distinct("dropout_forward", "out", out, "x", x)
-    _ew_distinct("dropout_forward", [("mask", mask), ("x", x)])
+    cdef float *px = <float *><size_t>_array("dropout_forward", "x", x, np.float32, None)
+    cdef float *po = <float *><size_t>_array("dropout_forward", "out", out, np.float32, x.shape, out=True)
+    cdef uint8_t *pm = <uint8_t *><size_t>_array("dropout_forward", "mask", mask, np.uint8,
+                                            x.shape, out=True)
+    _same_or_distinct("dropout_forward", "out", out, "x", x)
+    _no_overlap("dropout_forward", [("mask", mask)], [("x", x), ("out", out)])
     cdef ptrdiff_t n = x.size
     cdef int nt = _nthreads()
     with nogil:
@@ -101,12 +63,13 @@ def dropout_backward(dx, dout, mask, float p):
     """dx = dout * mask / (1 - p); dx may be dout (in place)."""
     if not (0.0 <= p <= 1.0):
         raise ValueError(f"dropout_backward: p must be in [0, 1], got {p}")
-    cdef float *pd = <float *>_ew_array("dropout_backward", "dout", dout, np.float32, None, False)
-    cdef float *pdx = <float *>_ew_array("dropout_backward", "dx", dx, np.float32,
-                                         dout.shape, True)
-    cdef uint8_t *pm = <uint8_t *>_ew_array("dropout_backward", "mask", mask, np.uint8,
-                                            dout.shape, False)
-    _ew_same_or_distinct("dropout_backward", "dx", dx, "dout", dout)
+    cdef float *pd = <float *><size_t>_array("dropout_backward", "dout", dout, np.float32, None)
+    cdef float *pdx = <float *><size_t>_array("dropout_backward", "dx", dx, np.float32,
+                                         dout.shape, out=True)
+    cdef uint8_t *pm = <uint8_t *><size_t>_array("dropout_backward", "mask", mask, np.uint8,
+                                            dout.shape)
+    _same_or_distinct("dropout_backward", "dx", dx, "dout", dout)
+    _no_overlap("dropout_backward", [("dx", dx)], [("mask", mask)])
     cdef ptrdiff_t n = dout.size
     cdef int nt = _nthreads()
     with nogil:
@@ -125,10 +88,10 @@ cdef tuple _ew_ncs(str fn, object a, str name):
 
 def bias_add(out, bias):
     """out[n, c, ...] += bias[c] for out of shape (N, C, ...)."""
-    cdef float *po = <float *>_ew_array("bias_add", "out", out, np.float32, None, True)
+    cdef float *po = <float *><size_t>_array("bias_add", "out", out, np.float32, None, out=True)
     N, C, S = _ew_ncs("bias_add", out, "out")
-    cdef float *pb = <float *>_ew_array("bias_add", "bias", bias, np.float32, (C,), False)
-    _ew_distinct("bias_add", [("out", out), ("bias", bias)])
+    cdef float *pb = <float *><size_t>_array("bias_add", "bias", bias, np.float32, (C,))
+    _no_overlap("bias_add", [("out", out)], [("bias", bias)])
     cdef ptrdiff_t n_ = N, s_ = S
     cdef int c_ = C, nt = _nthreads()
     with nogil:
@@ -137,10 +100,10 @@ def bias_add(out, bias):
 
 def bias_grad(dbias, dout):
     """dbias[c] += sum over n and trailing dims of dout[n, c, ...] (accumulates)."""
-    cdef float *pd = <float *>_ew_array("bias_grad", "dout", dout, np.float32, None, False)
+    cdef float *pd = <float *><size_t>_array("bias_grad", "dout", dout, np.float32, None)
     N, C, S = _ew_ncs("bias_grad", dout, "dout")
-    cdef float *pb = <float *>_ew_array("bias_grad", "dbias", dbias, np.float32, (C,), True)
-    _ew_distinct("bias_grad", [("dbias", dbias), ("dout", dout)])
+    cdef float *pb = <float *><size_t>_array("bias_grad", "dbias", dbias, np.float32, (C,), out=True)
+    _no_overlap("bias_grad", [("dbias", dbias)], [("dout", dout)])
     cdef ptrdiff_t n_ = N, s_ = S
     cdef int c_ = C, nt = _nthreads()
     with nogil:

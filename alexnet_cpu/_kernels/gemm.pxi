@@ -13,6 +13,9 @@ cdef extern from "ac_gemm.h":
     int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A,
                           int lda, const float *packed, float beta, float *C, int ldc,
                           float *work, int nthreads) nogil
+    ctypedef struct ac_gemm_kernel:
+        int isa, mr, nr, kc, mc, nc, mb
+    const ac_gemm_kernel *ac_gemm_kernel_for(int isa) nogil
 
 cdef extern from "ac_peak.h":
     double ac_fma_peak_gflops(int isa, double seconds, int nthreads) nogil
@@ -39,17 +42,6 @@ cdef float *_huge_aligned(object work) noexcept:
     return <float *>((p + _HUGE - 1) // _HUGE * _HUGE)
 
 
-cdef _check_matrix(str name, m):
-    if not isinstance(m, np.ndarray):
-        raise TypeError(f"sgemm: {name} must be a numpy.ndarray, got {type(m).__name__}")
-    if m.dtype != np.float32:
-        raise TypeError(f"sgemm: {name} must be float32, got {m.dtype}")
-    if m.ndim != 2:
-        raise ValueError(f"sgemm: {name} must be 2-D, got shape {m.shape}")
-    if not m.flags.c_contiguous:
-        raise ValueError(f"sgemm: {name} must be C-contiguous")
-
-
 def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
           float alpha=1.0, float beta=0.0, precision=None):
     """out = alpha * op(a) @ op(b) + beta * out on float32 2-D C-contiguous arrays.
@@ -62,8 +54,8 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     if precision is not None:
         with precision_scope(precision):
             return sgemm(a, b, out, trans_a, trans_b, alpha, beta)
-    _check_matrix("a", a)
-    _check_matrix("b", b)
+    cdef const float *A = <const float *><size_t>_array("sgemm", "a", a, ndim=2)
+    cdef const float *B = <const float *><size_t>_array("sgemm", "b", b, ndim=2)
     cdef int M = a.shape[1] if trans_a else a.shape[0]
     cdef int K = a.shape[0] if trans_a else a.shape[1]
     cdef int Kb = b.shape[1] if trans_b else b.shape[0]
@@ -73,19 +65,12 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     if out is None:
         out = np.empty((M, N), dtype=np.float32)
         beta = 0.0
-    else:
-        _check_matrix("out", out)
-        if out.shape != (M, N):
-            raise ValueError(f"sgemm: out must have shape {(M, N)}, got {out.shape}")
-        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
-            raise ValueError("sgemm: out must not overlap a or b")
+    cdef float *C = <float *><size_t>_array("sgemm", "out", out, shape=(M, N), out=True)
+    _no_overlap("sgemm", [("out", out)], [("a", a), ("b", b)])
     if M == 0 or N == 0:
         return out
     cdef int nt = _nthreads()
     work = _gemm_work(ac_sgemm_work_floats(nt))
-    cdef const float *A = <const float *>cnp.PyArray_DATA(a)
-    cdef const float *B = <const float *>cnp.PyArray_DATA(b)
-    cdef float *C = <float *>cnp.PyArray_DATA(out)
     cdef float *W = _huge_aligned(work)
     cdef int lda = a.shape[1], ldb = b.shape[1]
     with nogil:
@@ -96,12 +81,11 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
 def sgemm_pack_b(b, bint trans_b=False, packed=None):
     """op(b) (K x N) packed once for sgemm_packed_b on the current ISA path and precision,
     into a 1-D float32 array (`packed` reused when big enough). Returns it."""
-    _check_matrix("b", b)
+    cdef const float *B = <const float *><size_t>_array("sgemm_pack_b", "b", b, ndim=2)
     cdef int K = b.shape[1] if trans_b else b.shape[0]
     cdef int N = b.shape[0] if trans_b else b.shape[1]
     packed = _workspace(packed, ac_sgemm_packed_b_floats(N, K))
     cdef float *P = <float *>cnp.PyArray_DATA(packed)
-    cdef const float *B = <const float *>cnp.PyArray_DATA(b)
     cdef int ldb = b.shape[1], nt = _nthreads()
     with nogil:
         ac_sgemm_pack_b(P, trans_b, N, K, B, ldb, nt)
@@ -113,31 +97,40 @@ def sgemm_packed_b(a, packed, int N, out, bint trans_a=False, float alpha=1.0,
     """out = alpha * op(a) @ op(b) + beta * out with packed = sgemm_pack_b(b, ...) and N its
     columns; what sgemm's blocked driver gives. ValueError when packed was made for another
     ISA path, precision or shape. Returns out."""
-    _check_matrix("a", a)
-    _check_matrix("out", out)
+    fn = "sgemm_packed_b"
+    cdef const float *A = <const float *><size_t>_array(fn, "a", a, ndim=2)
     cdef int M = a.shape[1] if trans_a else a.shape[0]
     cdef int K = a.shape[0] if trans_a else a.shape[1]
-    if out.shape != (M, N):
-        raise ValueError(f"sgemm_packed_b: out must have shape {(M, N)}, got {out.shape}")
-    if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 1 \
-            or not packed.flags.c_contiguous \
-            or <size_t>packed.size < ac_sgemm_packed_b_floats(N, K):
-        raise ValueError("sgemm_packed_b: packed must come from sgemm_pack_b")
+    cdef float *C = <float *><size_t>_array(fn, "out", out, shape=(M, N), out=True)
+    cdef const float *P = <const float *><size_t>_array(fn, "packed", packed, ndim=1)
+    if <size_t>packed.size < ac_sgemm_packed_b_floats(N, K):
+        raise ValueError(f"{fn}: packed is too small: it must come from sgemm_pack_b")
+    _no_overlap(fn, [("out", out)], [("a", a), ("packed", packed)])
     if M == 0 or N == 0:
         return out
     cdef int nt = _nthreads()
     work = _gemm_work(ac_sgemm_work_floats(nt))
-    cdef const float *A = <const float *>cnp.PyArray_DATA(a)
-    cdef const float *P = <const float *>cnp.PyArray_DATA(packed)
-    cdef float *C = <float *>cnp.PyArray_DATA(out)
     cdef float *W = _huge_aligned(work)
     cdef int lda = a.shape[1], rc
     with nogil:
         rc = ac_sgemm_packed_b(trans_a, M, N, K, alpha, A, lda, P, beta, C, N, W, nt)
     if rc != 0:
-        raise ValueError(f"sgemm_packed_b: packed was made for another ISA path, precision "
-                         f"or shape than {K}x{N} on {get_isa()} {get_precision()}; pack again")
+        raise ValueError(f"{fn}: packed was made for another ISA path, precision or shape "
+                         f"than {K}x{N} on {get_isa()} {get_precision()}; pack again")
     return out
+
+
+def gemm_blocking(isa=None):
+    """The blocking of an ISA path's GEMM (default: the active one, get_isa()): a dict of
+    isa, mr x nr (the micro-tile), kc (largest depth block), mc, nc, mb (cache blocks), as
+    in csrc/gemm/blocking.h. The driver evens blocks out: K is cut into ceil(K/kc) blocks of
+    equal size (the last shorter)."""
+    name = get_isa() if isa is None else isa
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA {name!r}; expected one of {', '.join(ISA_NAMES)}")
+    cdef const ac_gemm_kernel *k = ac_gemm_kernel_for(ISA_NAMES.index(name))
+    return {"isa": name, "mr": k.mr, "nr": k.nr, "kc": k.kc, "mc": k.mc, "nc": k.nc,
+            "mb": k.mb}
 
 
 def fma_peak_gflops(double seconds=0.2, isa=None):

@@ -9,9 +9,7 @@ cdef extern from "ac_lrn.h":
 
 
 cdef tuple _lrn_shape(str fn, object x, int size):
-    if not isinstance(x, np.ndarray) or x.ndim != 4:
-        raise ValueError(f"{fn}: x must be a 4-D (N, C, H, W) array, got "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
+    _array(fn, "x", x, ndim=4)
     if size < 1:
         raise ValueError(f"{fn}: size must be >= 1, got {size}")
     return x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
@@ -23,10 +21,10 @@ def lrn_forward(out, scale, x, int size, float alpha, float beta, float k):
     scale (same shape as x) receives k + alpha * sum, which lrn_backward needs.
     """
     N, C, HW = _lrn_shape("lrn_forward", x, size)
-    cdef float *px = <float *>_ew_array("lrn_forward", "x", x, np.float32, None, False)
-    cdef float *po = <float *>_ew_array("lrn_forward", "out", out, np.float32, x.shape, True)
-    cdef float *ps = <float *>_ew_array("lrn_forward", "scale", scale, np.float32, x.shape, True)
-    _ew_distinct("lrn_forward", [("out", out), ("scale", scale), ("x", x)])
+    cdef float *px = <float *><size_t>_array("lrn_forward", "x", x, np.float32, None)
+    cdef float *po = <float *><size_t>_array("lrn_forward", "out", out, np.float32, x.shape, out=True)
+    cdef float *ps = <float *><size_t>_array("lrn_forward", "scale", scale, np.float32, x.shape, out=True)
+    _no_overlap("lrn_forward", [("out", out), ("scale", scale)], [("x", x)])
     cdef int n_ = N, c_ = C, nt = _nthreads()
     cdef ptrdiff_t hw = HW
     with nogil:
@@ -39,13 +37,13 @@ def lrn_backward(dx, dout, x, out, scale, int size, float alpha, float beta, flo
     k is accepted for symmetry with lrn_forward; scale already holds it.
     """
     N, C, HW = _lrn_shape("lrn_backward", x, size)
-    cdef float *px = <float *>_ew_array("lrn_backward", "x", x, np.float32, None, False)
-    cdef float *pdo = <float *>_ew_array("lrn_backward", "dout", dout, np.float32, x.shape, False)
-    cdef float *po = <float *>_ew_array("lrn_backward", "out", out, np.float32, x.shape, False)
-    cdef float *ps = <float *>_ew_array("lrn_backward", "scale", scale, np.float32, x.shape, False)
-    cdef float *pdx = <float *>_ew_array("lrn_backward", "dx", dx, np.float32, x.shape, True)
-    _ew_distinct("lrn_backward", [("dx", dx), ("dout", dout), ("x", x), ("out", out),
-                                  ("scale", scale)])
+    cdef float *px = <float *><size_t>_array("lrn_backward", "x", x, np.float32, None)
+    cdef float *pdo = <float *><size_t>_array("lrn_backward", "dout", dout, np.float32, x.shape)
+    cdef float *po = <float *><size_t>_array("lrn_backward", "out", out, np.float32, x.shape)
+    cdef float *ps = <float *><size_t>_array("lrn_backward", "scale", scale, np.float32, x.shape)
+    cdef float *pdx = <float *><size_t>_array("lrn_backward", "dx", dx, np.float32, x.shape, out=True)
+    _no_overlap("lrn_backward", [("dx", dx)], [("dout", dout), ("x", x), ("out", out),
+                                             ("scale", scale)])
     cdef int n_ = N, c_ = C, nt = _nthreads()
     cdef ptrdiff_t hw = HW
     with nogil:

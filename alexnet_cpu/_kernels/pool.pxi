@@ -14,39 +14,23 @@ cdef extern from "ac_pool.h":
                                         int W, int OH, int OW, int nthreads) nogil
 
 
-cdef _pool_check(str fn, str name, object a, object shape, object dtype=np.float32):
-    """Raise unless `a` is a C-contiguous ndarray of `dtype` and `shape` (None: any 4-D)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{fn}: {name} must be {np.dtype(dtype).name}, got {a.dtype}")
-    if shape is None:
-        if a.ndim != 4:
-            raise ValueError(f"{fn}: {name} must be 4-D (N, C, H, W), got shape {a.shape}")
-    elif a.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape}, got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{fn}: {name} must be C-contiguous")
-
-
 def maxpool2d_forward(out, argmax, x, int k, int stride):
     """out = max over k x k windows of x moved by stride (no padding, floor mode):
     x (N,C,H,W), out (N,C,(H-k)//stride+1,(W-k)//stride+1) float32; argmax int32 of
     out's shape gets the flat index in the HxW plane of each max (None skips it)."""
     fn = "maxpool2d_forward"
-    _pool_check(fn, "x", x, None)
+    cdef const float *px = <const float *><size_t>_array(fn, "x", x, ndim=4)
     if k < 1 or stride < 1:
         raise ValueError(f"{fn}: k and stride must be >= 1, got k={k}, stride={stride}")
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     if H < k or W < k:
         raise ValueError(f"{fn}: window {k} larger than the input plane {H}x{W}")
     shape = (N, C, (H - k) // stride + 1, (W - k) // stride + 1)
-    _pool_check(fn, "out", out, shape)
+    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=shape, out=True)
+    cdef int32_t *pa = NULL
     if argmax is not None:
-        _pool_check(fn, "argmax", argmax, shape, np.int32)
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef int32_t *pa = NULL if argmax is None else <int32_t *>cnp.PyArray_DATA(argmax)
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+        pa = <int32_t *><size_t>_array(fn, "argmax", argmax, np.int32, shape, out=True)
+    _no_overlap(fn, [("out", out), ("argmax", argmax)], [("x", x)])
     cdef int nt = _nthreads()
     with nogil:
         ac_maxpool2d_forward(po, pa, px, N, C, H, W, k, stride, nt)
@@ -55,17 +39,16 @@ def maxpool2d_forward(out, argmax, x, int k, int stride):
 def maxpool2d_backward(dx, dout, argmax):
     """dx = 0, then dx.plane[argmax] += dout (argmax from maxpool2d_forward)."""
     fn = "maxpool2d_backward"
-    _pool_check(fn, "dx", dx, None)
-    _pool_check(fn, "dout", dout, None)
+    cdef float *pdx = <float *><size_t>_array(fn, "dx", dx, ndim=4, out=True)
+    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, ndim=4)
     if dout.shape[:2] != dx.shape[:2]:
         raise ValueError(f"{fn}: dout must have shape ({dx.shape[0]}, {dx.shape[1]}, OH, OW)"
                          f" like dx, got {dout.shape}")
-    _pool_check(fn, "argmax", argmax, dout.shape, np.int32)
+    cdef const int32_t *pa = <const int32_t *><size_t>_array(fn, "argmax", argmax, np.int32,
+                                                      dout.shape)
+    _no_overlap(fn, [("dx", dx)], [("dout", dout), ("argmax", argmax)])
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int OH = dout.shape[2], OW = dout.shape[3]
-    cdef float *pdx = <float *>cnp.PyArray_DATA(dx)
-    cdef const float *pdo = <const float *>cnp.PyArray_DATA(dout)
-    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax)
     cdef int nt = _nthreads()
     cdef long bad
     with nogil:
@@ -79,15 +62,14 @@ def adaptive_avgpool2d_forward(out, x):
     """out (N,C,OH,OW) = mean of x (N,C,H,W) over torch's adaptive bins
     [floor(i*H/OH), ceil((i+1)*H/OH)); a copy when the sizes match."""
     fn = "adaptive_avgpool2d_forward"
-    _pool_check(fn, "x", x, None)
-    _pool_check(fn, "out", out, None)
+    cdef const float *px = <const float *><size_t>_array(fn, "x", x, ndim=4)
+    cdef float *po = <float *><size_t>_array(fn, "out", out, ndim=4, out=True)
+    _no_overlap(fn, [("out", out)], [("x", x)])
     if out.shape[:2] != x.shape[:2] or out.shape[2] < 1 or out.shape[3] < 1:
         raise ValueError(f"{fn}: out must have shape ({x.shape[0]}, {x.shape[1]}, OH>=1, "
                          f"OW>=1) like x, got {out.shape}")
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int OH = out.shape[2], OW = out.shape[3]
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
     cdef int nt = _nthreads()
     with nogil:
         ac_adaptive_avgpool2d_forward(po, px, N, C, H, W, OH, OW, nt)
@@ -96,15 +78,14 @@ def adaptive_avgpool2d_forward(out, x):
 def adaptive_avgpool2d_backward(dx, dout):
     """dx (N,C,H,W) = gradient of adaptive_avgpool2d_forward given dout (N,C,OH,OW)."""
     fn = "adaptive_avgpool2d_backward"
-    _pool_check(fn, "dx", dx, None)
-    _pool_check(fn, "dout", dout, None)
+    cdef float *pdx = <float *><size_t>_array(fn, "dx", dx, ndim=4, out=True)
+    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, ndim=4)
+    _no_overlap(fn, [("dx", dx)], [("dout", dout)])
     if dout.shape[:2] != dx.shape[:2] or dout.shape[2] < 1 or dout.shape[3] < 1:
         raise ValueError(f"{fn}: dout must have shape ({dx.shape[0]}, {dx.shape[1]}, OH>=1, "
                          f"OW>=1) like dx, got {dout.shape}")
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int OH = dout.shape[2], OW = dout.shape[3]
-    cdef float *pdx = <float *>cnp.PyArray_DATA(dx)
-    cdef const float *pdo = <const float *>cnp.PyArray_DATA(dout)
     cdef int nt = _nthreads()
     with nogil:
         ac_adaptive_avgpool2d_backward(pdx, pdo, N, C, H, W, OH, OW, nt)

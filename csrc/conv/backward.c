@@ -12,9 +12,9 @@ size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH,
 }
 
 void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
-                        const float *x, const float *weight,
-                        int N, int C, int H, int W, int O, int KH, int KW,
-                        int stride, int pad, int groups, float *work, int nthreads)
+                        const float *x, const float *weight, int N, int C, int H, int W, int O,
+                        int KH, int KW, int stride, int pad, int groups, float *work,
+                        int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     const int nt = AC_MAX(nthreads, 1);

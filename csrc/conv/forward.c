@@ -8,7 +8,6 @@
  * Threads (nt): the first floor(N/nt)*nt images are shared out whole, each thread running
  * one-thread gemms with its own scratch (ac_items_run); the rest run chunk by chunk with the
  * threads sharing each (forward_chunk). */
-#include <stdlib.h>
 #include <string.h>
 
 #include "ac_cpu.h"
@@ -42,17 +41,20 @@ void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc
         float *d = dst + (size_t)q * kc * R;
         const int r = AC_MIN(R, nx - q * R);
         if (kx > 0) ac_gemm_pack_matrix(&ws->m, d, x0 + q * R, r, k0, kx, R, kr);
-        for (int k = AC_MAX(kx, 0); k < kc; k++)  /* the bias rows (ac_gemm_bias_steps) */
+        for (int k = AC_MAX(kx, 0); k < kc; k++) /* the bias rows (ac_gemm_bias_steps) */
             for (int i = 0; i < R; i++)
-                d[(size_t)k * R + i] =
-                    i < r ? ac_gemm_bias_part(kr, ws->bias[x0 + q * R + i], k0 + k - ws->Kg) : 0.f;
+                d[(size_t)k * R + i] = i < r ? ac_gemm_bias_part(kr, ws->bias[x0 + q * R + i],
+                                                                 k0 + k - ws->Kg)
+                                             : 0.f;
     }
 }
 
 wbias_src conv_wbias_of(const float *w, const float *bias, const geom *g, int gi)
 {
     return (wbias_src){{w + (size_t)gi * g->Og * g->Kg, (size_t)g->Kg, 1},
-                       bias ? bias + gi * g->Og : NULL, g->Kg, g->Og};
+                       bias ? bias + gi * g->Og : NULL,
+                       g->Kg,
+                       g->Og};
 }
 
 /* ------------------------------------------------------------------ the images */
@@ -88,7 +90,8 @@ static void write_out(float *out, const float *y, int nimg, int o0, int o1, size
     for (size_t c = n0; c < n1;) {
         const size_t i = c / S, p = c % S, len = AC_MIN(S - p, n1 - c);
         for (int o = o0; o < o1; o++)
-            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len, relu);
+            store_out(out + i * ys + (size_t)(gi * g->Og + o) * S + p, y + o * ld + c, len,
+                      relu);
         c += len;
     }
 }
@@ -112,7 +115,7 @@ static void chunk_share(void *ctx, int t, int T, float *gw)
     const ac_range rows = ac_split(g->Cg * g->stride * phase_hp(g), 1, t, T);
     for (int i = 0; i < c->nimg; i++)
         conv_make_phase_rows(c->xp + i * pf, c->xg + i * xs, g, (int)rows.lo, (int)rows.hi);
-    #pragma omp barrier
+#pragma omp barrier
     const ac_range n = c->by_n ? ac_split((long)ld, c->kr->nr, t, T) : (ac_range){0, (long)ld};
     const ac_range m = c->by_n ? (ac_range){0, g->Og} : ac_split(g->Og, c->kr->mr, t, T);
     const phase_src ps = {c->xp, g, c->nbias, (int)n.lo};
@@ -145,17 +148,15 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
     for (int gi = 0; gi < g->G; gi++) {
         float *y = nimg > 1 ? ybuf : out + (size_t)gi * g->Og * S;
         const float *xg = x + (size_t)gi * g->Cg * HW;
-        if (nt == 1) {  /* no region (entering one costs even with one thread) */
-            for (int i = 0; i < nimg; i++)
-                conv_make_phases(xp + i * pf, xg + i * xs, g);
+        if (nt == 1) { /* no region (entering one costs even with one thread) */
+            for (int i = 0; i < nimg; i++) conv_make_phases(xp + i * pf, xg + i * xs, g);
             const phase_src ps = {xp, g, nbias, 0};
             const ac_gemm_operand B = {conv_pack_phase, NULL, &ps};
             ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, 1);
             write_out(out, y, nimg, 0, g->Og, 0, ld, relu, g, gi);
             continue;
         }
-        chunk_team c = {out, y, xp, xg, wa, g, kr, nimg, nbias, relu, gi,
-                        (size_t)g->Og <= ld};
+        chunk_team c = {out, y, xp, xg, wa, g, kr, nimg, nbias, relu, gi, (size_t)g->Og <= ld};
         ac_team_run(nt, chunk_share, &c, gw, ac_pad16(ac_sgemm_work_floats(1)));
     }
 }
@@ -165,7 +166,7 @@ static size_t fwd_thread_floats(const geom *g, int gemm_nt)
 {
     const int ch = fwd_chunk(g);
     return (size_t)ch * phase_floats(g) + (ch > 1 ? ac_pad16((size_t)g->Og * ch * g->S) : 0) +
-           (size_t)gemm_nt * ac_pad16(ac_sgemm_work_floats(1));  /* a one-thread gemm each */
+           (size_t)gemm_nt * ac_pad16(ac_sgemm_work_floats(1)); /* a one-thread gemm each */
 }
 
 size_t conv_forward_run_floats(const geom *g, int nt)
@@ -203,15 +204,18 @@ void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int
 
 /* ------------------------------------------------------------------- the forward */
 
+static int winograd_mode = AC_CONV_WINOGRAD_AUTO;
+void ac_conv_set_winograd(int mode) { winograd_mode = mode; }
+int ac_conv_get_winograd(void) { return winograd_mode; }
+
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (winograd.c) where it measured faster
  * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
  * weight transform eats the gain unless it was done ahead (pretransformed: packed weights),
- * then 1.2-1.35x); AC_CONV_WINOGRAD=0 (never) or 1 (always) overrides. */
+ * then 1.2-1.35x); ac_conv_set_winograd (AC_CONV_WINOGRAD) may force it off or on. */
 int conv_use_winograd(const geom *g, int pretransformed)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
-    const char *e = getenv("AC_CONV_WINOGRAD");
-    if (e && *e) return *e != '0';
+    if (winograd_mode != AC_CONV_WINOGRAD_AUTO) return winograd_mode == AC_CONV_WINOGRAD_ON;
     return g->Cg >= 16 && g->Og >= 16 &&
            (pretransformed || (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96);
 }
@@ -225,8 +229,8 @@ size_t conv_forward_floats(const geom *g, int nt)
                : f;
 }
 
-void conv_forward(float *out, const float *x, const float *w, const float *bias,
-                  const geom *g, float *work, int nt)
+void conv_forward(float *out, const float *x, const float *w, const float *bias, const geom *g,
+                  float *work, int nt)
 {
     if (conv_use_winograd(g, 0)) {
         ac_winograd3x3(out, x, w, bias, g->N, g->C, g->H, g->W, g->O, g->G, work, nt);
@@ -250,8 +254,8 @@ void conv_forward(float *out, const float *x, const float *w, const float *bias,
             wa[gi] = (ac_gemm_operand){conv_pack_wbias, NULL, &ws[gi]};
             continue;
         }
-        wp[gi] = ac_gemm_prepack(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr->mr, kr,
-                                 nt);
+        wp[gi] = ac_gemm_prepack(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr->mr,
+                                 kr, nt);
         wa[gi] = (ac_gemm_operand){NULL, ac_gemm_prepacked_at, &wp[gi]};
     }
     conv_forward_run(out, x, wa, nbias, 0, g, kr, work + conv_fwd_weights_floats(g), nt);
@@ -265,8 +269,8 @@ size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, 
 }
 
 void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int KH, int KW,
-                       int stride, int pad, int groups, float *work, int nthreads)
+                       int N, int C, int H, int W, int O, int KH, int KW, int stride, int pad,
+                       int groups, float *work, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     if (N <= 0) return;

@@ -15,13 +15,15 @@
  * (ac_gemm_prepack layout, depth Kd); 3x3 weights also Winograd-transformed for that path,
  * then the bias, for the forwards that take Winograd. */
 #define AC_CONV_PACKED_HEADER 16
-#define AC_CONV_PACKED_MAGIC 0x41435057  /* "ACPW" */
+#define AC_CONV_PACKED_MAGIC 0x41435057 /* "ACPW" */
 enum { PH_MAGIC, PH_ISA, PH_O, PH_CG, PH_KH, PH_KW, PH_G, PH_BIAS, PH_PREC, PH_N };
 
 static size_t wino_floats(const geom *g)
 {
-    return g->KH == 3 && g->KW == 3 ?
-        ac_pad16(ac_winograd3x3_weights_floats(g->C, g->O, g->G)) + ac_pad16((size_t)g->O) : 0;
+    return g->KH == 3 && g->KW == 3
+               ? ac_pad16(ac_winograd3x3_weights_floats(g->C, g->O, g->G)) +
+                     ac_pad16((size_t)g->O)
+               : 0;
 }
 
 size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups)
@@ -30,8 +32,8 @@ size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups)
     return AC_CONV_PACKED_HEADER + conv_fwd_weights_floats(&g) + wino_floats(&g);
 }
 
-void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
-                            int C, int O, int KH, int KW, int groups, int nthreads)
+void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias, int C, int O,
+                            int KH, int KW, int groups, int nthreads)
 {
     const geom g = make_geom(1, C, KH, KW, O, KH, KW, 1, 0, groups);
     const int isa = ac_get_isa();
@@ -67,26 +69,26 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
                : f;
 }
 
-int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
-                             int N, int C, int H, int W, int O, int KH, int KW,
-                             int stride, int pad, int groups, int relu, float *work,
-                             int nthreads)
+int ac_conv2d_forward_packed(float *out, const float *x, const float *packed, int N, int C,
+                             int H, int W, int O, int KH, int KW, int stride, int pad,
+                             int groups, int relu, float *work, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     int h[PH_N];
     memcpy(h, packed, sizeof h);
     if (h[PH_MAGIC] != AC_CONV_PACKED_MAGIC || h[PH_ISA] != ac_get_isa() ||
-        h[PH_PREC] != ac_get_precision() || h[PH_O] != O ||
-        h[PH_CG] != g.Cg || h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
+        h[PH_PREC] != ac_get_precision() || h[PH_O] != O || h[PH_CG] != g.Cg ||
+        h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
         return -1;
     if (N <= 0) return 0;
     const int nbias = h[PH_BIAS];
-    if (conv_use_winograd(&g, 1)) {  /* U transformed at packing, then the ReLU */
+    if (conv_use_winograd(&g, 1)) { /* U transformed at packing, then the ReLU */
         const float *u = packed + AC_CONV_PACKED_HEADER + conv_fwd_weights_floats(&g);
         const float *b = u + ac_pad16(ac_winograd3x3_weights_floats(C, O, groups));
-        ac_winograd3x3_pretransformed(out, x, u, nbias ? b : NULL, N, C, H, W, O, groups,
-                                      work, AC_MAX(nthreads, 1));
-        if (relu) ac_relu_forward(out, out, (ptrdiff_t)N * O * (ptrdiff_t)g.S, AC_MAX(nthreads, 1));
+        ac_winograd3x3_pretransformed(out, x, u, nbias ? b : NULL, N, C, H, W, O, groups, work,
+                                      AC_MAX(nthreads, 1));
+        if (relu)
+            ac_relu_forward(out, out, (ptrdiff_t)N * O * (ptrdiff_t)g.S, AC_MAX(nthreads, 1));
         return 0;
     }
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(h[PH_ISA]);

@@ -53,8 +53,14 @@ static inline void zero(float *d, int n)
  * (c, kh, kw) at pixel (oh, ow) is plane (c, kh%stride, kw%stride) at (oh + kh/stride,
  * ow + kw/stride): the forward's B panels are then plain copies of row runs, with no
  * bounds checks and no strided loads. */
-static inline int phase_hp(const geom *g) { return (g->H + 2 * g->pad + g->stride - 1) / g->stride; }
-static inline int phase_wp(const geom *g) { return (g->W + 2 * g->pad + g->stride - 1) / g->stride; }
+static inline int phase_hp(const geom *g)
+{
+    return (g->H + 2 * g->pad + g->stride - 1) / g->stride;
+}
+static inline int phase_wp(const geom *g)
+{
+    return (g->W + 2 * g->pad + g->stride - 1) / g->stride;
+}
 static inline size_t phase_floats(const geom *g)
 {
     return ac_pad16((size_t)g->Cg * g->stride * g->stride * phase_hp(g) * phase_wp(g));
@@ -82,10 +88,10 @@ void conv_make_phases(float *xp, const float *x, const geom *g);
 
 /* Phase planes as the B operand of the forward (conv_pack_phase packs it). */
 typedef struct {
-    const float *xp;  /* phase planes of the group (conv_make_phases), image after image */
+    const float *xp; /* phase planes of the group (conv_make_phases), image after image */
     const geom *g;
-    int ones;         /* depths Kg.. are this many rows of ones (they meet A's bias columns) */
-    int x0;           /* pixel of column 0 (a thread's share of the columns) */
+    int ones; /* depths Kg.. are this many rows of ones (they meet A's bias columns) */
+    int x0; /* pixel of column 0 (a thread's share of the columns) */
 } phase_src;
 void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                      const ac_gemm_kernel *kr);
@@ -104,8 +110,8 @@ size_t conv_packed_floats(int M, int K);
 
 /* Weights of group gi with the bias as column Kg (when bias), as an operand of the gemm. */
 typedef struct {
-    ac_gemm_matrix m;   /* Og x Kg */
-    const float *bias;  /* the group's, or NULL */
+    ac_gemm_matrix m; /* Og x Kg */
+    const float *bias; /* the group's, or NULL */
     int Kg, Og;
 } wbias_src;
 wbias_src conv_wbias_of(const float *w, const float *bias, const geom *g, int gi);
@@ -126,8 +132,8 @@ void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int
 
 /* The forward with weights w (O, Cg, KH, KW): scratch conv_forward_floats(g, nt). */
 size_t conv_forward_floats(const geom *g, int nt);
-void conv_forward(float *out, const float *x, const float *w, const float *bias,
-                  const geom *g, float *work, int nt);
+void conv_forward(float *out, const float *x, const float *w, const float *bias, const geom *g,
+                  float *work, int nt);
 
 /* ------------------------------------------------------- input_grad.c, weight_grad.c */
 

@@ -50,7 +50,7 @@ static size_t dxcol_thread_floats(const geom *g, int gemm_nt)
 typedef struct {
     float *dx;
     const float *dout;
-    const ac_gemm_prepacked *wt;  /* W_g^T packed once, per group */
+    const ac_gemm_prepacked *wt; /* W_g^T packed once, per group */
     const geom *g;
     const ac_gemm_kernel *kr;
 } dx_items;
@@ -96,8 +96,8 @@ void conv_input_grad(float *dx, const float *dout, const float *weight, const ge
     const int KK = g->KH * g->KW;
     if (dx_as_forward(g)) {
         const geom d = dx_geom(g);
-        float *wf = work;  /* wf[gi*Cg + c][o][kh][kw] = w[gi*Og + o][c][KH-1-kh][KW-1-kw] */
-        #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        float *wf = work; /* wf[gi*Cg + c][o][kh][kw] = w[gi*Og + o][c][KH-1-kh][KW-1-kw] */
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int gc = 0; gc < g->C; gc++) {
             const int gi = gc / g->Cg, c = gc % g->Cg;
             for (int o = 0; o < g->Og; o++) {
@@ -112,7 +112,7 @@ void conv_input_grad(float *dx, const float *dout, const float *weight, const ge
     const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     ac_gemm_prepacked wt[g->G > 0 ? g->G : 1];
     const size_t wpf = conv_packed_floats(g->Kg, g->Og);
-    for (int gi = 0; gi < g->G; gi++) {  /* A = W_g^T: rows (c, kh, kw), depth o */
+    for (int gi = 0; gi < g->G; gi++) { /* A = W_g^T: rows (c, kh, kw), depth o */
         const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};
         wt[gi] = ac_gemm_prepack(work + gi * wpf, ac_gemm_pack_matrix, &m, g->Kg, g->Og, kr->mr,
                                  kr, nt);

@@ -9,7 +9,7 @@
 static void valid_range(int k, int L, int stride, int pad, int OL, int *lo, int *hi)
 {
     int a = pad - k, b = L - 1 + pad - k, l, h;
-    if (stride == 1) {          /* no divisions on the common path */
+    if (stride == 1) { /* no divisions on the common path */
         l = a > 0 ? a : 0;
         h = b >= 0 ? b + 1 : 0;
     } else {
@@ -41,7 +41,7 @@ static inline void gather(float *restrict d, const float *restrict s, int n, int
 void conv_make_phase_rows(float *xp, const float *x, const geom *g, int t0, int t1)
 {
     const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
-    for (int t = t0; t < t1; t++) {  /* one input row to its s planes while in L1 */
+    for (int t = t0; t < t1; t++) { /* one input row to its s planes while in L1 */
         const int c = t / (s * Hp), a = t / Hp % s, i = t % Hp, ih = i * s + a - g->pad;
         for (int b = 0; b < s; b++) {
             float *row = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
@@ -49,7 +49,7 @@ void conv_make_phase_rows(float *xp, const float *x, const geom *g, int t0, int 
                 zero(row, Wp);
                 continue;
             }
-            int jlo, jhi;  /* j with 0 <= j*s + b - pad < W */
+            int jlo, jhi; /* j with 0 <= j*s + b - pad < W */
             valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);
             zero(row, jlo);
             gather(row + jlo, x + ((size_t)c * g->H + ih) * g->W + (jlo * s + b - g->pad),
@@ -67,7 +67,10 @@ void conv_make_phases(float *xp, const float *x, const geom *g)
 /* A run of pixels inside one output row and one panel: len floats from src offset so go
  * to panel offset d (panel q*kc*R plus lane). */
 #define AC_CONV_MAX_RUNS 128
-typedef struct { size_t so, d; int len; } run;
+typedef struct {
+    size_t so, d;
+    int len;
+} run;
 
 /* The runs rs copied for depths k0 .. k0+kc-1. */
 static AC_TARGET_AVX512 void apply_runs_avx512(float *dst, const float *xp, const geom *g,
@@ -112,14 +115,15 @@ void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc
     const geom *g = ps->g;
     const int OW = g->OW, Wp = phase_wp(g), S = (int)g->S;
     const size_t pf = phase_floats(g);
-    const int kx = AC_MIN(kc, g->Kg - k0);  /* depths from x; the last ones may be ones rows */
+    const int kx = AC_MIN(kc, g->Kg - k0); /* depths from x; the last ones may be ones rows */
     run rs[AC_CONV_MAX_RUNS];
     int nr = 0;
     x0 += ps->x0;
     for (int j = 0; j < nx;) {
         const int img = (x0 + j) / S, px = (x0 + j) % S, oh = px / OW, ow = px % OW;
         const int len = AC_MIN(AC_MIN(OW - ow, R - j % R), nx - j);
-        rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)(j / R) * kc * R + j % R, len};
+        rs[nr++] = (run){img * pf + (size_t)oh * Wp + ow, (size_t)(j / R) * kc * R + j % R,
+                         len};
         j += len;
         if (nr == AC_CONV_MAX_RUNS || j == nx) {
             AC_ISA_PICK(kr->isa, apply_runs)(dst, ps->xp, g, k0, AC_MAX(kx, 0), R, rs, nr);
@@ -128,8 +132,9 @@ void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc
     }
     if (ps->ones)
         for (int k = AC_MAX(kx, 0); k < kc; k++)
-            for (int j = 0; j < nx; j++) dst[(size_t)(j / R) * kc * R + (size_t)k * R + j % R] = 1.f;
-    if (nx % R) {  /* zero the lanes past nx in the last panel */
+            for (int j = 0; j < nx; j++)
+                dst[(size_t)(j / R) * kc * R + (size_t)k * R + j % R] = 1.f;
+    if (nx % R) { /* zero the lanes past nx in the last panel */
         float *d = dst + (size_t)(nx / R) * kc * R;
         for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);
     }
@@ -142,7 +147,7 @@ void conv_col2phase_group(float *xp, const float *cols, const geom *g, size_t s0
 {
     const size_t ld = s1 - s0;
     const int Wp = phase_wp(g), OW = g->OW;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < g->Cg; c++)
         for (int kh = 0; kh < g->KH; kh++)
             for (int kw = 0; kw < g->KW; kw++) {
@@ -163,12 +168,12 @@ void conv_col2phase_group(float *xp, const float *cols, const geom *g, size_t s0
 void conv_unphase_group(float *dxg, const float *xp, const geom *g, int nt)
 {
     const int s = g->stride, Hp = phase_hp(g), Wp = phase_wp(g);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < g->Cg; c++)
         for (int ih = 0; ih < g->H; ih++) {
             const int a = (ih + g->pad) % s, i = (ih + g->pad) / s;
             float *row = dxg + ((size_t)c * g->H + ih) * g->W;
-            for (int b = 0; b < s; b++) {  /* columns iw = j*s + b - pad */
+            for (int b = 0; b < s; b++) { /* columns iw = j*s + b - pad */
                 const float *pr = xp + (((size_t)(c * s + a) * s + b) * Hp + i) * Wp;
                 int jlo, jhi;
                 valid_range(b, g->W, s, g->pad, Wp, &jlo, &jhi);

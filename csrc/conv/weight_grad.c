@@ -13,12 +13,12 @@
 #include "ac_parallel.h"
 #include "geom.h"
 
-#define AC_CONV_WGRAD_SLOTS 8  /* weight-gradient slots (see conv_weight_grad) */
+#define AC_CONV_WGRAD_SLOTS 8 /* weight-gradient slots (see conv_weight_grad) */
 
 /* The images [n0, n1) of a slot laid end to end along the depth: k = (n - n0)*S + s. */
 typedef struct {
-    const float *dy;  /* dY of the group's first channel in image n0 */
-    size_t ys;        /* image stride of dY */
+    const float *dy; /* dY of the group's first channel in image n0 */
+    size_t ys; /* image stride of dY */
     const geom *g;
 } slot_src;
 
@@ -47,8 +47,8 @@ static void pack_dy(const void *src, float *dst, int x0, int nx, int k0, int kc,
  * transposing packer. The bias gradient is summed (in double) from the same images of the
  * slot, which also brings their dY into cache for the gemm. */
 typedef struct {
-    const float *xh;  /* (H + 2pad) x (W + 2pad) x Cg, image after image */
-    size_t xs;        /* floats from one image's to the next */
+    const float *xh; /* (H + 2pad) x (W + 2pad) x Cg, image after image */
+    size_t xs; /* floats from one image's to the next */
     const geom *g;
 } hwc_src;
 
@@ -71,15 +71,14 @@ static void zero_hwc_border(float *xh, const geom *g)
 }
 
 /* The interior of xh from x of one image and group. */
-AC_INLINE void
-make_hwc_body(float *restrict xh, const float *restrict x, const geom *g)
+AC_INLINE void make_hwc_body(float *restrict xh, const float *restrict x, const geom *g)
 {
     const int Wq = hwc_wq(g), Cg = g->Cg, W = g->W;
     for (int ih = 0; ih < g->H; ih++) {
         float *d = xh + ((size_t)(ih + g->pad) * Wq + g->pad) * Cg;
         const float *s = x + (size_t)ih * W;
         const size_t cs = (size_t)g->H * W;
-        if (Cg == 3)  /* conv1: constant strides vectorise */
+        if (Cg == 3) /* conv1: constant strides vectorise */
             for (int iw = 0; iw < W; iw++) {
                 d[3 * iw] = s[iw];
                 d[3 * iw + 1] = s[cs + iw];
@@ -90,7 +89,10 @@ make_hwc_body(float *restrict xh, const float *restrict x, const geom *g)
                 for (int iw = 0; iw < W; iw++) d[(size_t)iw * Cg + c] = s[c * cs + iw];
     }
 }
-static void make_hwc_generic(float *xh, const float *x, const geom *g) { make_hwc_body(xh, x, g); }
+static void make_hwc_generic(float *xh, const float *x, const geom *g)
+{
+    make_hwc_body(xh, x, g);
+}
 static AC_TARGET_AVX512 void make_hwc_avx512(float *xh, const float *x, const geom *g)
 {
     make_hwc_body(xh, x, g);
@@ -123,35 +125,35 @@ static int hwc_chunk(const geom *g)
 
 /* A = cols': rows r' (x0..), depth = pixels (k0..): each panel in pieces of one kh, each
  * a plain copy per pixel. */
-#define HWC_PANELS(COPY)                                                                   \
-    const hwc_src *hs = (const hwc_src *)src;                                              \
-    const geom *g = hs->g;                                                                 \
-    const int Cg = g->Cg, Wq = hwc_wq(g), KWC = g->KW * Cg;                                \
-    size_t off[kc];                                                                        \
-    hwc_offsets(off, g, hs->xs, k0, kc);                                                   \
-    for (int q = 0; q * R < nx; q++) {                                                     \
-        float *d = dst + (size_t)q * kc * R;                                               \
-        const int rb = x0 + q * R, rn = AC_MIN(R, nx - q * R);                             \
-        for (int i = 0; i < rn;) {                                                         \
-            const int r = rb + i, kh = r / KWC, rem = r % KWC, len = AC_MIN(rn - i, KWC - rem); \
-            const float *base = hs->xh + (size_t)kh * Wq * Cg + rem;                       \
-            COPY;                                                                          \
-            i += len;                                                                      \
-        }                                                                                  \
-        if (rn < R)                                                                        \
-            for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + rn, R - rn);             \
+#define HWC_PANELS(COPY)                                                                       \
+    const hwc_src *hs = (const hwc_src *)src;                                                  \
+    const geom *g = hs->g;                                                                     \
+    const int Cg = g->Cg, Wq = hwc_wq(g), KWC = g->KW * Cg;                                    \
+    size_t off[kc];                                                                            \
+    hwc_offsets(off, g, hs->xs, k0, kc);                                                       \
+    for (int q = 0; q * R < nx; q++) {                                                         \
+        float *d = dst + (size_t)q * kc * R;                                                   \
+        const int rb = x0 + q * R, rn = AC_MIN(R, nx - q * R);                                 \
+        for (int i = 0; i < rn;) {                                                             \
+            const int r = rb + i, kh = r / KWC, rem = r % KWC,                                 \
+                      len = AC_MIN(rn - i, KWC - rem);                                         \
+            const float *base = hs->xh + (size_t)kh * Wq * Cg + rem;                           \
+            COPY;                                                                              \
+            i += len;                                                                          \
+        }                                                                                      \
+        if (rn < R)                                                                            \
+            for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + rn, R - rn);                 \
     }
 
 static AC_TARGET_AVX512 void pack_hwc_avx512(const void *src, float *dst, int x0, int nx,
-                                           int k0, int kc, int R)
+                                             int k0, int kc, int R)
 {
-    HWC_PANELS(
-        for (int j = 0; j < len; j += 16) {
-            const __mmask16 m = (__mmask16)((1u << AC_MIN(16, len - j)) - 1);
-            for (int k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(d + (size_t)k * R + i + j, m,
-                                      _mm512_maskz_loadu_ps(m, base + off[k] + j));
-        })
+    HWC_PANELS(for (int j = 0; j < len; j += 16) {
+        const __mmask16 m = (__mmask16)((1u << AC_MIN(16, len - j)) - 1);
+        for (int k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(d + (size_t)k * R + i + j, m,
+                                  _mm512_maskz_loadu_ps(m, base + off[k] + j));
+    })
 }
 
 static void pack_hwc(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
@@ -161,9 +163,8 @@ static void pack_hwc(const void *src, float *dst, int x0, int nx, int k0, int kc
         pack_hwc_avx512(src, dst, x0, nx, k0, kc, R);
         return;
     }
-    HWC_PANELS(
-        for (int k = 0; k < kc; k++)
-            for (int j = 0; j < len; j++) d[(size_t)k * R + i + j] = base[off[k] + j])
+    HWC_PANELS(for (int k = 0; k < kc; k++) for (int j = 0; j < len; j++)
+                   d[(size_t)k * R + i + j] = base[off[k] + j])
 }
 #undef HWC_PANELS
 
@@ -179,7 +180,7 @@ static AC_TARGET_AVX512 void sum_lanes_avx512(const float *s, int n, double *lan
 {
     __m512d a0 = _mm512_loadu_pd(lanes), a1 = _mm512_setzero_pd();
     int i = 0;
-    for (; i + 16 <= n; i += 16) {  /* two chains, one for each half */
+    for (; i + 16 <= n; i += 16) { /* two chains, one for each half */
         a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
         a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(s + i + 8)));
     }
@@ -201,8 +202,8 @@ static size_t hwc_slot_floats(const geom *g)
 
 static size_t hwc_thread_floats(const geom *g, int gemm_nt)
 {
-    return (size_t)hwc_chunk(g) * ac_pad16(hwc_floats(g)) + ac_pad16(ac_sgemm_work_floats(gemm_nt)) +
-           16;
+    return (size_t)hwc_chunk(g) * ac_pad16(hwc_floats(g)) +
+           ac_pad16(ac_sgemm_work_floats(gemm_nt)) + 16;
 }
 
 /* ct = dWt' of slot s of P (per group Kg x Og, rows r', group after group); bl (when not
@@ -214,6 +215,8 @@ static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dou
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
     const size_t hs_ = ac_pad16(hwc_floats(g));
     const int S = (int)g->S, ch = hwc_chunk(g);
+    __typeof__(make_hwc_generic) *make_hwc = AC_ISA_PICK(kr->isa, make_hwc);
+    __typeof__(sum_lanes_generic) *sum_lanes = AC_ISA_PICK(kr->isa, sum_lanes);
     const ac_range imgs = ac_split(g->N, 1, s, P);
     const int n0 = (int)imgs.lo, n1 = (int)imgs.hi;
     float *xh = ac_align(tw), *gw = xh + (size_t)ch * hs_;
@@ -225,11 +228,10 @@ static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dou
             for (int i = 0; i < cn; i++) {
                 const float *xi = x + (n + i) * xs + (size_t)gi * g->Cg * HW;
                 const float *dy = dout + (n + i) * ys + (size_t)gi * g->Og * S;
-                AC_ISA_PICK(kr->isa, make_hwc)(xh + i * hs_, xi, g);
+                make_hwc(xh + i * hs_, xi, g);
                 if (bl)
                     for (int o = 0; o < g->Og; o++)
-                        AC_ISA_PICK(kr->isa, sum_lanes)(dy + (size_t)o * S, S,
-                                                         bl + (size_t)(gi * g->Og + o) * 8);
+                        sum_lanes(dy + (size_t)o * S, S, bl + (size_t)(gi * g->Og + o) * 8);
             }
             const hwc_src hs = {xh, hs_, g};
             const slot_src ys_ = {dout + n * ys + (size_t)gi * g->Og * S, ys, g};
@@ -254,7 +256,7 @@ size_t conv_weight_grad_floats(const geom *g, int nt)
 }
 
 typedef struct {
-    float *parts;  /* slot buffers, wstride apart: dWt', then (at bo) the bias lanes */
+    float *parts; /* slot buffers, wstride apart: dWt', then (at bo) the bias lanes */
     size_t wstride, bo;
     int P, bias;
     const float *dout, *x;
@@ -278,28 +280,31 @@ void conv_weight_grad(float *dweight, float *dbias, const float *dout, const flo
     const size_t wstride = hwc_slot_floats(g), bo = ac_pad16((size_t)g->O * g->Kg);
     float *parts = work;
     wgrad_items w = {parts, wstride, bo, P, dbias != NULL, dout, x, g};
-    ac_items_run(P, nt, wgrad_slots_run, &w, work + (size_t)P * wstride, hwc_thread_floats(g, 1));
+    ac_items_run(P, nt, wgrad_slots_run, &w, work + (size_t)P * wstride,
+                 hwc_thread_floats(g, 1));
     const long wsz = (long)g->O * g->Kg, B = 4096;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (P > 1)
-    for (long b = 0; b < wsz; b += B)  /* part_0 = the slots' sum, in slot order */
+#pragma omp parallel for num_threads(nt) schedule(static) if (P > 1)
+    for (long b = 0; b < wsz; b += B) /* part_0 = the slots' sum, in slot order */
         for (int s = 1; s < P; s++) {
             const float *q = parts + s * wstride + b;
             for (long i = 0; i < AC_MIN(B, wsz - b); i++) parts[b + i] += q[i];
         }
     const int Og = g->Og, Kg = g->Kg, KK = g->KH * g->KW, OB = 16;
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int go0 = 0; go0 < g->O; go0 += OB) {  /* dweight[gi*Og + o][r] += part_0[gi][r'][o] */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int go0 = 0; go0 < g->O; go0 += OB) { /* dweight[gi*Og + o][r] += part_0[gi][r'][o] */
         const int go1 = AC_MIN(go0 + OB, g->O);
         for (int r = 0; r < Kg; r++) {
             const size_t rp = (size_t)(r % KK * g->Cg + r / KK) * Og;
             for (int go = go0; go < go1; go++)
-                dweight[(size_t)go * Kg + r] += parts[(size_t)(go / Og) * Og * Kg + rp + go % Og];
+                dweight[(size_t)go * Kg + r] +=
+                    parts[(size_t)(go / Og) * Og * Kg + rp + go % Og];
         }
         if (dbias)
             for (int go = go0; go < go1; go++) {
                 double v = 0;
                 for (int s = 0; s < P; s++) {
-                    const double *l = (const double *)(parts + s * wstride + bo) + (size_t)go * 8;
+                    const double *l = (const double *)(parts + s * wstride + bo) +
+                                      (size_t)go * 8;
                     v += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
                 }
                 dbias[go] += (float)v;

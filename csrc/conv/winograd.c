@@ -31,9 +31,9 @@
 #include "ac_simd.h"
 #include "ac_winograd.h"
 
-#define NPOS 16  /* transform positions (4x4) */
+#define NPOS 16 /* transform positions (4x4) */
 #ifndef AC_WINO_CHUNK_TILES
-#define AC_WINO_CHUNK_TILES 64  /* tiles per chunk, in whole B panels (64..384 measured alike) */
+#define AC_WINO_CHUNK_TILES 64 /* tiles per chunk, in whole B panels (64..384 measured alike) */
 #endif
 
 typedef struct {
@@ -84,8 +84,14 @@ static int chunk_tiles(const wgeom *g, int nr)
 }
 
 /* Floats of one position's U (A panels) and of a chunk's M, per position. */
-static size_t u_floats(const wgeom *g, int mr) { return plane_floats((size_t)g->Cg * round_up(g->Og, mr)); }
-static size_t m_floats(const wgeom *g, int nr) { return plane_floats((size_t)g->Og * chunk_tiles(g, nr)); }
+static size_t u_floats(const wgeom *g, int mr)
+{
+    return plane_floats((size_t)g->Cg * round_up(g->Og, mr));
+}
+static size_t m_floats(const wgeom *g, int nr)
+{
+    return plane_floats((size_t)g->Og * chunk_tiles(g, nr));
+}
 
 static size_t v_floats(const wgeom *g, int nr)
 {
@@ -95,7 +101,8 @@ static size_t v_floats(const wgeom *g, int nr)
 /* Per thread: V of four positions, M of all 16, the gemm's scratch. */
 static size_t thread_floats(const wgeom *g, const ac_gemm_kernel *kr, int gemm_nt)
 {
-    return 4 * v_floats(g, kr->nr) + NPOS * m_floats(g, kr->nr) + ac_pad16(ac_sgemm_work_floats(gemm_nt));
+    return 4 * v_floats(g, kr->nr) + NPOS * m_floats(g, kr->nr) +
+           ac_pad16(ac_sgemm_work_floats(gemm_nt));
 }
 
 static size_t work_floats(const wgeom *g, const ac_gemm_kernel *kr, int nt)
@@ -109,7 +116,7 @@ size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups,
     if (groups < 1 || N <= 0) return 16;
     const wgeom g = make_wgeom(N, C, H, W, O, groups);
     size_t f = 16;
-    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++)  /* any path chosen later */
+    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) /* any path chosen later */
         f = AC_MAX(f, work_floats(&g, ac_gemm_kernel_for(isa), AC_MAX(nthreads, 1)));
     return f;
 }
@@ -122,7 +129,7 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
 {
     const int MR = kr->mr, Opad = round_up(g->Og, MR), np = Opad / MR;
     const size_t ups = u_floats(g, MR);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int task = 0; task < g->G * np; task++) {
         const int gi = task / np, q = task % np;
         float *Ug = U + (size_t)gi * NPOS * ups;
@@ -135,14 +142,14 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
                 float u[NPOS];
                 if (o < g->Og) {
                     const float *k = w + ((size_t)(gi * g->Og + o) * g->Cg + c) * 9;
-                    float t[4][3];  /* G g */
+                    float t[4][3]; /* G g */
                     for (int j = 0; j < 3; j++) {
                         t[0][j] = k[j];
                         t[1][j] = 0.5f * (k[j] + k[3 + j] + k[6 + j]);
                         t[2][j] = 0.5f * (k[j] - k[3 + j] + k[6 + j]);
                         t[3][j] = k[6 + j];
                     }
-                    for (int i = 0; i < 4; i++) {  /* (G g) G^T */
+                    for (int i = 0; i < 4; i++) { /* (G g) G^T */
                         u[i * 4 + 0] = t[i][0];
                         u[i * 4 + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
                         u[i * 4 + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
@@ -155,7 +162,7 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
             }
         }
     }
-    for (int gp = 0; gp < g->G * NPOS; gp++)  /* bf16: into the kernel's panels */
+    for (int gp = 0; gp < g->G * NPOS; gp++) /* bf16: into the kernel's panels */
         ac_gemm_convert_prepacked(kr, U + (size_t)gp * ups, Opad, g->Cg, MR);
 }
 
@@ -195,7 +202,7 @@ static int make_runs(vrun *rs, const wgeom *g, size_t xs, long t0, int n, int d0
 
 /* The four V(i, j) of runs rs for channels [0, K) into panel q of views v[0..3] (x: channel 0). */
 static void in_runs_generic(const pview *v, int q, const float *x, size_t HW, int K, int i,
-                    const vrun *rs, int nr, const wgeom *g)
+                            const vrun *rs, int nr, const wgeom *g)
 {
     const float si = BS[i];
     for (int k = 0; k < K; k++) {
@@ -213,7 +220,8 @@ static void in_runs_generic(const pview *v, int q, const float *x, size_t HW, in
                     const float b = in && vb ? xc[r->io + (long)BB[i] * g->W + col] : 0.f;
                     t[m] = a + si * b;
                 }
-                for (int j = 0; j < 4; j++) v[j].p[base + r->d + l] = t[BA[j]] + BS[j] * t[BB[j]];
+                for (int j = 0; j < 4; j++)
+                    v[j].p[base + r->d + l] = t[BA[j]] + BS[j] * t[BB[j]];
             }
         }
     }
@@ -221,17 +229,20 @@ static void in_runs_generic(const pview *v, int q, const float *x, size_t HW, in
 
 /* in_runs, two runs at a time (adjacent lanes, up to 14 tiles): each run's 16 patch columns
  * one vector, the lanes of both gathered by one two-source permute. */
-static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *x, size_t HW, int K,
-                                          int i, const vrun *rs, int nr, const wgeom *g)
+static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *x, size_t HW,
+                                            int K, int i, const vrun *rs, int nr,
+                                            const wgeom *g)
 {
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           15);
     const __m512 si = _mm512_set1_ps(BS[i]);
     const int np = (nr + 1) / 2;
     __m512i ix[(AC_WINO_MAX_RUNS + 1) / 2];
-    __mmask16 ma[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], mb[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], ms[(AC_WINO_MAX_RUNS + 1) / 2];
+    __mmask16 ma[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], mb[2 * ((AC_WINO_MAX_RUNS + 1) / 2)],
+        ms[(AC_WINO_MAX_RUNS + 1) / 2];
     long oa[2 * ((AC_WINO_MAX_RUNS + 1) / 2)], ob[2 * ((AC_WINO_MAX_RUNS + 1) / 2)];
     int dd[(AC_WINO_MAX_RUNS + 1) / 2];
-    for (int u = 0; u < 2 * np; u++) {  /* columns and rows inside the image (none: no run) */
+    for (int u = 0; u < 2 * np; u++) { /* columns and rows inside the image (none: no run) */
         const vrun *r = &rs[AC_MIN(u, nr - 1)];
         const int lo = AC_MAX(0, -r->c0), hi = AC_MIN(16, g->W - r->c0);
         const __mmask16 ml = u < nr ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
@@ -240,21 +251,25 @@ static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *
         oa[u] = r->io + (long)BA[i] * g->W;
         ob[u] = r->io + (long)BB[i] * g->W;
     }
-    for (int u = 0; u < np; u++) {  /* lane l: column 2l of the first run, 2(l - n0) of the second */
+    for (int u = 0; u < np;
+         u++) { /* lane l: column 2l of the first run, 2(l - n0) of the second */
         const int n0 = rs[2 * u].len, n1 = 2 * u + 1 < nr ? rs[2 * u + 1].len : 0;
         ix[u] = _mm512_mask_blend_epi32(
             (__mmask16)((1u << n0) - 1),
-            _mm512_add_epi32(_mm512_slli_epi32(_mm512_sub_epi32(iota, _mm512_set1_epi32(n0)), 1),
-                             _mm512_set1_epi32(16)),
+            _mm512_add_epi32(
+                _mm512_slli_epi32(_mm512_sub_epi32(iota, _mm512_set1_epi32(n0)), 1),
+                _mm512_set1_epi32(16)),
             _mm512_slli_epi32(iota, 1));
         ms[u] = (__mmask16)((1u << (n0 + n1)) - 1);
         dd[u] = rs[2 * u].d;
     }
-    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
-    for (int k = 0; k < K; k++) {  /* depth by depth: each panel row is written in order */
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2),
+                  three = _mm512_set1_epi32(3);
+    for (int k = 0; k < K; k++) { /* depth by depth: each panel row is written in order */
         size_t ps;
         const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
-        float *d0 = v[0].p + base, *d1 = v[1].p + base, *d2 = v[2].p + base, *d3 = v[3].p + base;
+        float *d0 = v[0].p + base, *d1 = v[1].p + base, *d2 = v[2].p + base,
+              *d3 = v[3].p + base;
         const float *xc = x + (size_t)k * HW;
         for (int u = 0; u < np; u++) {
             /* lane 0 may sit before the row (column -1): masked off, never read */
@@ -283,15 +298,16 @@ static void in_transform(const pview *v, const float *x, size_t xs, long t0, int
 {
     const int R = v[0].R, np = (n + R - 1) / R, K = v[0].K;
     const size_t HW = (size_t)g->H * g->W;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int q = 0; q < np; q++) {
         const int m = AC_MIN(R, n - q * R);
         vrun rs[AC_WINO_MAX_RUNS];
         for (int j = 0; j < m; j += AC_WINO_MAX_RUNS) {
-            const int nr = make_runs(rs, g, xs, t0 + q * R + j, AC_MIN(AC_WINO_MAX_RUNS, m - j), j);
+            const int nr = make_runs(rs, g, xs, t0 + q * R + j, AC_MIN(AC_WINO_MAX_RUNS, m - j),
+                                     j);
             AC_ISA_PICK(isa, in_runs)(v, q, x, HW, K, i, rs, nr, g);
         }
-        if (m < R)  /* lanes past the last tile */
+        if (m < R) /* lanes past the last tile */
             for (int k = 0; k < K; k++) {
                 size_t ps;
                 const size_t base = pv_base(&v[0], k, &ps) + (size_t)q * ps;
@@ -319,8 +335,8 @@ static inline void out_tile(float y[4], const float m[NPOS])
 
 /* Output channel o of tiles [t0, t0 + n) from Mo (row o of each position's M, mps apart) into
  * out (channel o of image 0, image stride ys). */
-static void out_channel_generic(float *out, size_t ys, const float *Mo, size_t mps, long t0, int n,
-                        float b, const wgeom *g)
+static void out_channel_generic(float *out, size_t ys, const float *Mo, size_t mps, long t0,
+                                int n, float b, const wgeom *g)
 {
     const int H = g->H, W = g->W;
     for (int j = 0; j < n; j++) {
@@ -339,12 +355,14 @@ static void out_channel_generic(float *out, size_t ys, const float *Mo, size_t m
 }
 
 /* out_channel, vectorised over up to 8 tiles of a tile row (16 output columns). */
-static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const float *Mo, size_t mps,
-                                               long t0, int n, float b, const wgeom *g)
+static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const float *Mo,
+                                                size_t mps, long t0, int n, float b,
+                                                const wgeom *g)
 {
     const int H = g->H, W = g->W;
     const __m512 vb = _mm512_set1_ps(b);
-    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7,
+                                         23);
     for (int j = 0; j < n;) {
         const long t = t0 + j;
         const int img = (int)(t / g->TI), ty = (int)(t % g->TI) / g->TW, tx = (int)(t % g->TW);
@@ -365,7 +383,8 @@ static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const flo
         float *row = out + img * ys + (size_t)(2 * ty) * W + 2 * tx;
         _mm512_mask_storeu_ps(row, ms, _mm512_add_ps(_mm512_permutex2var_ps(y0, il, y1), vb));
         if (2 * ty + 1 < H)
-            _mm512_mask_storeu_ps(row + W, ms, _mm512_add_ps(_mm512_permutex2var_ps(y2, il, y3), vb));
+            _mm512_mask_storeu_ps(row + W, ms,
+                                  _mm512_add_ps(_mm512_permutex2var_ps(y2, il, y3), vb));
         j += len;
     }
 }
@@ -376,7 +395,7 @@ static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const flo
 typedef struct {
     const wgeom *g;
     const ac_gemm_kernel *kr;
-    const float *U;  /* every group's packed U */
+    const float *U; /* every group's packed U */
     const float *bias;
 } wctx;
 
@@ -390,7 +409,8 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
     const wgeom *g = cx->g;
     const ac_gemm_kernel *kr = cx->kr;
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * HW;
-    const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr), vps = v_floats(g, kr->nr);
+    const size_t ups = u_floats(g, kr->mr), mps = m_floats(g, kr->nr),
+                 vps = v_floats(g, kr->nr);
     float *V = s, *M = V + 4 * vps, *gw = M + NPOS * mps;
     pview vb[4];
     for (int j = 0; j < 4; j++) vb[j] = make_pview(V + j * vps, n, g->Cg, kr->nr, kr);
@@ -400,7 +420,7 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
     for (int gi = 0; gi < g->G; gi++) {
         for (int i = 0; i < 4; i++) {
             in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, kr->isa, nt);
-            for (int j = 0; j < 4; j++)  /* bf16: into the kernel's panels */
+            for (int j = 0; j < 4; j++) /* bf16: into the kernel's panels */
                 ac_gemm_convert_prepacked(kr, vb[j].p, vb[j].xpad, g->Cg, kr->nr);
             for (int j = 0; j < 4; j++) {
                 const int p = i * 4 + j;
@@ -411,16 +431,16 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
                                       B = {NULL, ac_gemm_prepacked_at, &vv};
                 const ac_gemm_rows ur = {&U, o0};
                 const ac_gemm_operand A = ac_gemm_rows_of(&ur);
-                ac_gemm_run(kr, o1 - o0, n, g->Cg, 1.f, &A, &B, 0.f, M + p * mps + (size_t)o0 * n,
-                            n, gw, nt);
+                ac_gemm_run(kr, o1 - o0, n, g->Cg, 1.f, &A, &B, 0.f,
+                            M + p * mps + (size_t)o0 * n, n, gw, nt);
             }
         }
         float *yg = out + (size_t)gi * g->Og * HW;
-        #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        __typeof__(out_channel_generic) *out_channel = AC_ISA_PICK(kr->isa, out_channel);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int o = o0; o < o1; o++) {
             const float b = cx->bias ? cx->bias[gi * g->Og + o] : 0.f;
-            AC_ISA_PICK(kr->isa, out_channel)(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n,
-                                              b, g);
+            out_channel(yg + o * HW, ys, M + (size_t)o * n, mps, t0, n, b, g);
         }
     }
 }
@@ -438,7 +458,7 @@ size_t ac_winograd3x3_weights_floats(int C, int O, int groups)
     if (groups < 1) return 16;
     const wgeom g = make_wgeom(1, C, 1, 1, O, groups);
     size_t f = 16;
-    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++)  /* any path chosen later */
+    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) /* any path chosen later */
         f = AC_MAX(f, (size_t)g.G * NPOS * u_floats(&g, ac_gemm_kernel_for(isa)->mr));
     return f;
 }
@@ -488,8 +508,8 @@ static void run(float *out, const float *x, const float *U, const float *bias, c
     ac_team_run(nt, wino_share, &w, tw, thread_floats(g, kr, 1));
 }
 
-void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
-                    int N, int C, int H, int W, int O, int groups, float *work, int nthreads)
+void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias, int N,
+                    int C, int H, int W, int O, int groups, float *work, int nthreads)
 {
     if (N <= 0 || O <= 0 || groups < 1) return;
     const wgeom g = make_wgeom(N, C, H, W, O, groups);

@@ -17,9 +17,9 @@ uint16_t ac_bf16_round(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu))  /* NaN: keep it, quiet */
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) /* NaN: keep it, quiet */
         return (uint16_t)((u >> 16) | 0x0040u);
-    if ((u & 0x7f800000u) == 0)  /* zero or denormal: signed zero, as vcvtne2ps2bf16 */
+    if ((u & 0x7f800000u) == 0) /* zero or denormal: signed zero, as vcvtne2ps2bf16 */
         return (uint16_t)((u >> 16) & 0x8000u);
     /* Nearest even: add 0x7fff plus the lowest kept bit; overflow carries into the exponent
      * (to infinity past the largest bf16), as it should. */
@@ -75,7 +75,7 @@ void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R
 }
 
 AC_TARGET_AVX512BF16 void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc,
-                                             int R)
+                                                 int R)
 {
     const int kp = (kc + 1) / 2;
     /* word j of 16 = (element j, element 16 + j) of the 32 bf16 cvtne2ps makes */

@@ -65,12 +65,12 @@ size_t ac_sgemm_work_floats(int nthreads)
 {
     size_t need = 0;
     if (nthreads < 1) nthreads = 1;
-    for (int i = 0; i < NKERNELS; i++)  /* any path may be selected at call time */
+    for (int i = 0; i < NKERNELS; i++) /* any path may be selected at call time */
         need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
     for (int i = 0; i < 2; i++)
-        need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels_bf16[i]) +
-                                                b_floats(&kernels_bf16[i])));
-    return need + AC_ALIGN / sizeof(float);  /* slack to align the start */
+        need = AC_MAX(need, (size_t)nthreads *
+                                (a_floats(&kernels_bf16[i]) + b_floats(&kernels_bf16[i])));
+    return need + AC_ALIGN / sizeof(float); /* slack to align the start */
 }
 
 /* Split n into nearly equal blocks of at most bmax, each a multiple of unit. */
@@ -98,18 +98,18 @@ int ac_gemm_bias_steps(const ac_gemm_kernel *kr) { return kr->convert ? 3 : 1; }
 float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step)
 {
     if (!kr->convert) return b;
-    for (int s = 0; s < step; s++) b -= ac_bf16_to_float(ac_bf16_round(b));  /* exact */
+    for (int s = 0; s < step; s++) b -= ac_bf16_to_float(ac_bf16_round(b)); /* exact */
     return ac_bf16_to_float(ac_bf16_round(b));
 }
 
-#define AC_GEMM_PREPACK_PANELS 8  /* row panels per packing task */
+#define AC_GEMM_PREPACK_PANELS 8 /* row panels per packing task */
 ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *src, int X,
                                   int K, int R, const ac_gemm_kernel *kr, int nt)
 {
     const int P = AC_GEMM_PREPACK_PANELS;
     const int KC = ac_gemm_kc(kr, K), xpad = (X + R - 1) / R * R;
     const int nkb = (K + KC - 1) / KC, nrc = (xpad / R + P - 1) / P;
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
     for (int t = 0; t < nkb * nrc; t++) {
         const int k0 = t / nrc * KC, x0 = t % nrc * P * R, kc = AC_MIN(KC, K - k0);
         pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * R, X - x0), k0, kc,
@@ -121,7 +121,7 @@ ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *
 
 size_t ac_gemm_prepack_floats(int X, int K)
 {
-    size_t f = 0;  /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
+    size_t f = 0; /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
     for (int i = 0; i < NKERNELS; i++)
         f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(kernels[i].mr, kernels[i].nr)));
     return ac_pad16(f);
@@ -131,8 +131,9 @@ void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int
 {
     const int KC = ac_gemm_kc(kr, K);
     if (!kr->convert) return;
-    for (int k0 = 0; k0 < K; k0 += KC)  /* in order: each block moves down over converted ones */
-        kr->convert(p + (size_t)k0 / 2 * xpad, p + (size_t)k0 * xpad, xpad, AC_MIN(KC, K - k0), R);
+    for (int k0 = 0; k0 < K; k0 += KC) /* in order: each block moves down over converted ones */
+        kr->convert(p + (size_t)k0 / 2 * xpad, p + (size_t)k0 * xpad, xpad, AC_MIN(KC, K - k0),
+                    R);
 }
 
 /* Rows [m0, m1) x columns [n0, n1) of C, on the caller's thread with its own buffers. */
@@ -171,8 +172,8 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
                         float *Cc = C + (size_t)(ib + ic) * ldc + jc + jr;
                         const int nr = AC_MIN(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR)
-                            kr->ukernel(kc, Ap + (size_t)ir * kw, Bp, Cc + (size_t)ir * ldc, ldc,
-                                        alpha, beta_k, AC_MIN(MR, mc - ir), nr);
+                            kr->ukernel(kc, Ap + (size_t)ir * kw, Bp, Cc + (size_t)ir * ldc,
+                                        ldc, alpha, beta_k, AC_MIN(MR, mc - ir), nr);
                     }
                 }
             }
@@ -240,11 +241,12 @@ static int split_m(const ac_gemm_kernel *kr, int M, int N, int K, int nt)
 {
     const double f = 2.0 * M * N * K / nt;
     const double cn = imbalance(N, kr->nr, nt) * f +
-                      AC_GEMM_PACK_FLOPS * ((double)M * K +
-                                            (double)K * N / nt * ac_ceil_div(M, kr->mb));
+                      AC_GEMM_PACK_FLOPS *
+                          ((double)M * K + (double)K * N / nt * ac_ceil_div(M, kr->mb));
     const double cm = imbalance(M, kr->mr, nt) * f +
-                      AC_GEMM_PACK_FLOPS * ((double)M / nt * K +
-                                            (double)K * N * ac_ceil_div(ac_ceil_div(M, nt), kr->mb));
+                      AC_GEMM_PACK_FLOPS *
+                          ((double)M / nt * K +
+                           (double)K * N * ac_ceil_div(ac_ceil_div(M, nt), kr->mb));
     return cm < 0.99 * cn;
 }
 
@@ -273,8 +275,8 @@ static void gemm_share(void *ctx, int t, int T, float *wt)
 }
 
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
-                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
-                 float *C, int ldc, float *work, int nthreads)
+                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta, float *C,
+                 int ldc, float *work, int nthreads)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.f) {
@@ -297,13 +299,14 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
     ac_team_run(nt, gemm_share, &p, w, asz + bsz);
 }
 
-void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
-              const float *A, int lda, const float *B, int ldb, float beta,
-              float *C, int ldc, float *work, int nthreads)
+void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+              int nthreads)
 {
     const int isa = ac_get_isa();
     /* The small path multiplies in fp32 only. */
-    if (ac_get_precision() == AC_FP32 && ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    if (ac_get_precision() == AC_FP32 &&
+        ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                        work, nthreads))
         return;
     /* op(A): row x, depth k;  op(B): column x, depth k. */

@@ -19,8 +19,8 @@ void ac_ukernel_avx512_6x64(int kc, const float *Ap, const float *Bp, float *C, 
 
 /* bf16 (bf16.c, ukernel_*bf16*.c): micro-kernels over k-pair panels, and the conversion of
  * nx rows of packed fp32 panels into them (the kernel context's convert). */
-void ac_ukernel_generic_bf16_4x8(int kc, const float *Ap, const float *Bp, float *C,
-                                 size_t ldc, float alpha, float beta, int mr, int nr);
+void ac_ukernel_generic_bf16_4x8(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                                 float alpha, float beta, int mr, int nr);
 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                                 float alpha, float beta, int mr, int nr);
 void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R);

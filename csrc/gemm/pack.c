@@ -4,13 +4,12 @@
  * Destination: ceil(nx/R) panels of kc*R floats; panel q holds, for each k, the R values of
  * rows q*R .. q*R+R-1, zero past nx. x-contiguous sources (sx == 1) copy R floats per k;
  * k-contiguous ones (sk == 1: A as stored, B^T) are transposed 16 x 16 in registers. */
+#include "gemm_internal.h"
 #include <immintrin.h>
 #include <string.h>
-#include "gemm_internal.h"
 
-AC_INLINE void
-pack_body(float *restrict dst, const float *restrict p, size_t sx, size_t sk, int nx, int kc,
-          int R)
+AC_INLINE void pack_body(float *restrict dst, const float *restrict p, size_t sx, size_t sk,
+                         int nx, int kc, int R)
 {
     for (int x0 = 0; x0 < nx; x0 += R, dst += (size_t)kc * R) {
         int r = AC_MIN(R, nx - x0);
@@ -52,7 +51,7 @@ AC_INLINE AC_TARGET_AVX512 void tr16(__m512 r[16])
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
-    for (int i = 0; i < 4; i++) {  /* u[4i+j] lane L: column 4L+j of rows 4i..4i+3 */
+    for (int i = 0; i < 4; i++) { /* u[4i+j] lane L: column 4L+j of rows 4i..4i+3 */
         u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
         u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
         u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
@@ -71,13 +70,13 @@ AC_INLINE AC_TARGET_AVX512 void tr16(__m512 r[16])
 }
 
 AC_TARGET_AVX512 void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t sk, int nx,
-                                 int kc, int R)
+                                     int kc, int R)
 {
     if (sx != 1 && sk != 1) {
         pack_body(dst, p, sx, sk, nx, kc, R);
         return;
     }
-    if (sx == 1) {  /* source rows are k: copy R floats per row and panel, PG panels at a
+    if (sx == 1) { /* source rows are k: copy R floats per row and panel, PG panels at a
                      * time (all panels at once would write kc*R-strided lines: L1 conflicts) */
         enum { PG = 16 };
         for (int g0 = 0; g0 < nx; g0 += PG * R) {
@@ -94,13 +93,15 @@ AC_TARGET_AVX512 void ac_pack_avx512(float *dst, const float *p, size_t sx, size
                     for (; x0 < full; x0 += R, d += (size_t)kc * R)
                         for (int i = 0; i < R; i += 16) {
                             const __mmask16 m = (__mmask16)((1u << AC_MIN(16, R - i)) - 1);
-                            _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, sp + x0 + i));
+                            _mm512_mask_storeu_ps(d + i, m,
+                                                  _mm512_maskz_loadu_ps(m, sp + x0 + i));
                         }
                 }
                 if (x0 < gn)
                     for (int i = 0; i < R; i += 16) {
                         int n = AC_MIN(16, R - i), v = AC_MAX(0, AC_MIN(n, gn - x0 - i));
-                        __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << v) - 1), sp + x0 + i);
+                        __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << v) - 1),
+                                                         sp + x0 + i);
                         _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << n) - 1), x);
                     }
             }

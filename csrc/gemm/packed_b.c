@@ -8,14 +8,11 @@
 #include "ac_cpu.h"
 #include "gemm_internal.h"
 
-#define HEADER 16  /* floats */
-#define MAGIC 0x41435042  /* "ACPB" */
+#define HEADER 16 /* floats */
+#define MAGIC 0x41435042 /* "ACPB" */
 enum { H_MAGIC, H_ISA, H_PREC, H_N, H_K, H_N_FIELDS };
 
-size_t ac_sgemm_packed_b_floats(int N, int K)
-{
-    return HEADER + ac_gemm_prepack_floats(N, K);
-}
+size_t ac_sgemm_packed_b_floats(int N, int K) { return HEADER + ac_gemm_prepack_floats(N, K); }
 
 void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
                      int nthreads)

@@ -7,10 +7,10 @@
  * Y[s, X] = S[s, K] . G[K, X]: for small M, S = op(A), G = op(B), C(i, x) = C[i*ldc + x];
  * for small N, the transposed problem (S = op(B)^T, G = op(A)^T, C(i, x) = C[x*ldc + i]).
  * G k-contiguous (stored X x K) takes the dot kernel, x-contiguous (K x X) the axpy kernel. */
-#include <immintrin.h>
 #include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "gemm_internal.h"
+#include <immintrin.h>
 
 /* Floats of scratch per thread for the axpy accumulators (s x W, in L1/L2). */
 #define AC_SMALL_ACC_FLOATS 8192
@@ -95,14 +95,16 @@ typedef struct {
 static void small_part(const small_problem *p, int x0, int x1, float *acc)
 {
     if (p->gk == 1) {
-        AC_ISA_PICK(p->isa, dot_part)(p->s, x0, x1, p->K, p->S, p->lds, p->G, p->gx, p->alpha,
-                                      p->beta, p->C, p->ci, p->cx);
+        __typeof__(dot_part_generic) *dot = AC_ISA_PICK(p->isa, dot_part);
+        dot(p->s, x0, x1, p->K, p->S, p->lds, p->G, p->gx, p->alpha, p->beta, p->C, p->ci,
+            p->cx);
         return;
     }
     const int W = AC_MIN(AC_SMALL_AXPY_W,
                          (AC_SMALL_ACC_FLOATS / p->s - 16) / AC_SMALL_XUNIT * AC_SMALL_XUNIT);
-    AC_ISA_PICK(p->isa, axpy_part)(p->s, x0, x1, p->K, p->S, p->si, p->sk, p->G, p->gk,
-                                   p->alpha, p->beta, p->C, p->ci, p->cx, acc, W);
+    __typeof__(axpy_part_generic) *axpy = AC_ISA_PICK(p->isa, axpy_part);
+    axpy(p->s, x0, x1, p->K, p->S, p->si, p->sk, p->G, p->gk, p->alpha, p->beta, p->C, p->ci,
+         p->cx, acc, W);
 }
 
 static void small_team(void *ctx, int t, int T, float *acc)
@@ -146,11 +148,11 @@ int ac_sgemm_small(int isa, int trans_a, int trans_b, int M, int N, int K, float
             for (int k = 0; k < K; k++) w[(size_t)i * K + k] = S[i * si + k * sk];
         S = w;
     }
-    const small_problem p = {isa, s, X, K, S, G, si, sk, lds, gx, gk, ci, cx,
-                             alpha, beta, C, w + scopy};
+    const small_problem p = {isa, s,  X,  K,  S,     G,    si, sk,       lds,
+                             gx,  gk, ci, cx, alpha, beta, C,  w + scopy};
     const int units = ac_ceil_div(X, AC_SMALL_XUNIT);
     const int nt = (double)s * X * K < AC_SMALL_SERIAL_MACS ? 1 : AC_MIN(nthreads, units);
-    if (nt <= 1)  /* on the caller's thread (no nested team inside an OpenMP region) */
+    if (nt <= 1) /* on the caller's thread (no nested team inside an OpenMP region) */
         small_part(&p, 0, X, p.accs);
     else
         ac_team_run(nt, small_team, (void *)&p, p.accs, AC_SMALL_ACC_FLOATS);

@@ -53,14 +53,13 @@ SFX(dot_tile)(const int R, const int s, int K, const float *restrict S, size_t l
 
 /* Y(., x) for x in [x0, x1) by the dot kernel: tiles of DOT_R(s) rows, then single rows. */
 static inline __attribute__((always_inline)) FN void
-SFX(dot_part_s)(const int s, int x0, int x1, int K, const float *S, size_t lds,
-                const float *G, size_t ldg, float alpha, float beta, float *C, size_t ci,
-                size_t cx)
+SFX(dot_part_s)(const int s, int x0, int x1, int K, const float *S, size_t lds, const float *G,
+                size_t ldg, float alpha, float beta, float *C, size_t ci, size_t cx)
 {
     const int R = DOT_R(s);
     float y[8 * AC_SMALL_MAX];
     int x = x0;
-    for (; x < x1; ) {
+    for (; x < x1;) {
         int r = x + R <= x1 ? R : 1;
         if (r == R)
             SFX(dot_tile)(R, s, K, S, lds, G + (size_t)x * ldg, ldg, y);
@@ -79,10 +78,10 @@ static FN void SFX(dot_part)(int s, int x0, int x1, int K, const float *S, size_
                              const float *G, size_t ldg, float alpha, float beta, float *C,
                              size_t ci, size_t cx)
 {
-    switch (s) {  /* one instantiation per s: accumulators stay in registers */
-#define CASE(n) \
+    switch (s) { /* one instantiation per s: accumulators stay in registers */
+#define CASE(n)                                                                                \
     case n: SFX(dot_part_s)(n, x0, x1, K, S, lds, G, ldg, alpha, beta, C, ci, cx); break;
-    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     }
 }

@@ -32,16 +32,17 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; i < rows; i++) {
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+    }
     /* Every line of the C tile (the last byte too: a row may not be line-aligned). */
-#define PREFETCH_C(HINT)                                                              \
-    _Pragma("GCC unroll 32") for (int i = 0; i < rows; i++) {                         \
-        const char *cr = (const char *)(c + (size_t)i * ldc);                         \
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                          \
-            _mm_prefetch(cr + 64 * v, HINT);                                          \
-        _mm_prefetch(cr + 64 * nv - 4, HINT);                                         \
+#define PREFETCH_C(HINT)                                                                       \
+    _Pragma("GCC unroll 32") for (int i = 0; i < rows; i++)                                    \
+    {                                                                                          \
+        const char *cr = (const char *)(c + (size_t)i * ldc);                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, HINT);  \
+        _mm_prefetch(cr + 64 * nv - 4, HINT);                                                  \
     }
     /* The C tile is read only at the end: start bringing it to L2 now. */
     PREFETCH_C(_MM_HINT_T1)
@@ -71,13 +72,14 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
         for (int v = 0; v < nv; v++) {
             __mmask16 m = v == nv - 1 ? mlast : (__mmask16)0xffff;
             __m512 r = _mm512_mul_ps(acc[i][v], va);
-            if (beta != 0.f)  /* C = alpha*AB + beta*C, one rounding for the beta term */
+            if (beta != 0.f) /* C = alpha*AB + beta*C, one rounding for the beta term */
                 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cr + 16 * v), vb, r);
             _mm512_mask_storeu_ps(cr + 16 * v, m, r);
         }
     }
 }
 
+/* clang-format off */
 /* Row counts above MR never occur; clamping them keeps every instantiation in bounds. */
 #define T(R, V) tile(kc, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
 #define ROWS_1_8(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
@@ -93,31 +95,41 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #else
 #define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V); ROWS_17_24(V)
 #endif
+/* clang-format on */
 
 AC_TARGET_AVX512 void ac_ukernel_avx512_6x64(int kc, const float *Ap, const float *Bp, float *C,
-                                    size_t ldc, float alpha, float beta, int mr, int nr)
+                                             size_t ldc, float alpha, float beta, int mr,
+                                             int nr)
 {
     int nv = (nr + 15) >> 4;
     __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
-    if (nv == NV && mr == MR) {  /* the full tile: most calls */
+    if (nv == NV && mr == MR) { /* the full tile: most calls */
         T(MR, NV);
     }
     if (nv == NV) {
-        switch (mr) { ALL_ROWS(NV); }
+        switch (mr) {
+            ALL_ROWS(NV);
+        }
     }
 #if NV >= 2
     if (nv == 1) {
-        switch (mr) { ALL_ROWS(1); }
+        switch (mr) {
+            ALL_ROWS(1);
+        }
     }
 #endif
 #if NV >= 3
     if (nv == 2) {
-        switch (mr) { ALL_ROWS(2); }
+        switch (mr) {
+            ALL_ROWS(2);
+        }
     }
 #endif
 #if NV >= 4
     if (nv == 3) {
-        switch (mr) { ALL_ROWS(3); }
+        switch (mr) {
+            ALL_ROWS(3);
+        }
     }
 #endif
 }

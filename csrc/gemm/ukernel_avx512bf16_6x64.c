@@ -11,16 +11,17 @@
 #define NR AC_AVX512BF16_NR
 #define NV (NR / 16)
 
-AC_INLINE AC_TARGET_AVX512BF16 void
-tile(int kp, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
-     float alpha, float beta, const int rows, const int nv, __mmask16 mlast)
+AC_INLINE AC_TARGET_AVX512BF16 void tile(int kp, const float *restrict a,
+                                         const float *restrict b, float *restrict c, size_t ldc,
+                                         float alpha, float beta, const int rows, const int nv,
+                                         __mmask16 mlast)
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
-    /* The C tile is read only at the end: start bringing it in now. */
+            /* The C tile is read only at the end: start bringing it in now. */
 #pragma GCC unroll 32
     for (int i = 0; i < rows; i++) {
         const char *cr = (const char *)(c + (size_t)i * ldc);
@@ -49,13 +50,14 @@ tile(int kp, const float *restrict a, const float *restrict b, float *restrict c
         for (int v = 0; v < nv; v++) {
             __mmask16 m = v == nv - 1 ? mlast : (__mmask16)0xffff;
             __m512 r = _mm512_mul_ps(acc[i][v], va);
-            if (beta != 0.f)  /* as the fp32 kernel: one rounding for the beta term */
+            if (beta != 0.f) /* as the fp32 kernel: one rounding for the beta term */
                 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cr + 16 * v), vb, r);
             _mm512_mask_storeu_ps(cr + 16 * v, m, r);
         }
     }
 }
 
+/* clang-format off */
 #define T(R, V) tile(kp, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
 #define ALL_ROWS(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
     case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
@@ -63,13 +65,14 @@ tile(int kp, const float *restrict a, const float *restrict b, float *restrict c
 #error "AC_AVX512BF16_MR above 8 needs more row cases"
 #endif
 
-AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp, float *C,
-                                            size_t ldc, float alpha, float beta, int mr, int nr)
+AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp,
+                                                     float *C, size_t ldc, float alpha,
+                                                     float beta, int mr, int nr)
 {
     const int kp = (kc + 1) / 2;
     const int nv = (nr + 15) >> 4;
     const __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
-    if (nv == NV && mr == MR) {  /* the full tile: most calls */
+    if (nv == NV && mr == MR) { /* the full tile: most calls */
         T(MR, NV);
     }
     switch (nv) {
@@ -85,3 +88,4 @@ AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, co
 #endif
     }
 }
+/* clang-format on */

@@ -7,7 +7,7 @@
 #define NR AC_GENERIC_NR
 
 void ac_ukernel_generic_4x8(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
-                        float alpha, float beta, int mr, int nr)
+                            float alpha, float beta, int mr, int nr)
 {
     float acc[MR][NR] = {{0.f}};
     for (int k = 0; k < kc; k++) {

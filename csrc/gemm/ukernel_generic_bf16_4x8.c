@@ -5,8 +5,8 @@
  * definition, so on such hardware this kernel gives the same bits (tests/test_bf16.py). */
 #include "ac_bf16.h"
 #include "gemm_internal.h"
-void ac_ukernel_generic_bf16_4x8(int kc, const float *Ap, const float *Bp, float *C,
-                                 size_t ldc, float alpha, float beta, int mr, int nr)
+void ac_ukernel_generic_bf16_4x8(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                                 float alpha, float beta, int mr, int nr)
 {
     enum { MR = AC_GENERIC_MR, NR = AC_GENERIC_NR };
     const uint32_t *a = (const uint32_t *)Ap, *b = (const uint32_t *)Bp;

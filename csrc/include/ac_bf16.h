@@ -16,7 +16,10 @@ enum ac_precision { AC_FP32 = 0, AC_BF16 = 1 };
 uint16_t ac_bf16_round(float x);
 static inline float ac_bf16_to_float(uint16_t h)
 {
-    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    union {
+        uint32_t u;
+        float f;
+    } v = {(uint32_t)h << 16};
     return v.f;
 }
 

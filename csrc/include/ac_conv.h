@@ -13,20 +13,27 @@
 #define AC_CONV_H
 #include "ac_common.h"
 
+/* Whether 3x3 stride-1 pad-1 layers take Winograd F(2x2, 3x3) (ac_winograd.h): AUTO where it
+ * measured faster (the default), OFF, ON. Process-wide like the ISA path; the Python package
+ * sets it once at import from the AC_CONV_WINOGRAD environment variable. */
+enum { AC_CONV_WINOGRAD_AUTO = -1, AC_CONV_WINOGRAD_OFF = 0, AC_CONV_WINOGRAD_ON = 1 };
+void ac_conv_set_winograd(int mode);
+int ac_conv_get_winograd(void);
+
 /* Floats of scratch ac_conv2d_forward needs for these sizes and threads. */
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
                                      int stride, int pad, int groups, int nthreads);
 
 /* out = conv(x, weight) + bias (bias may be NULL). */
 void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int KH, int KW,
-                       int stride, int pad, int groups, float *work, int nthreads);
+                       int N, int C, int H, int W, int O, int KH, int KW, int stride, int pad,
+                       int groups, float *work, int nthreads);
 
 /* Inference: the weights (and bias, may be NULL) packed once for the GEMM kernel of the
  * current ISA path (ac_get_isa(), recorded in the buffer), then forwards on them. */
 size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups);
-void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
-                            int C, int O, int KH, int KW, int groups, int nthreads);
+void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias, int C, int O,
+                            int KH, int KW, int groups, int nthreads);
 
 /* Floats of scratch ac_conv2d_forward_packed needs. */
 size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -38,10 +45,9 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
  * take Winograd at any batch (their weights were transformed at packing), where
  * ac_conv2d_forward does from 2 images of 13x13 on. Returns 0, or -1 (nothing written)
  * when packed was made for another ISA path or other weight shapes. */
-int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
-                             int N, int C, int H, int W, int O, int KH, int KW,
-                             int stride, int pad, int groups, int relu, float *work,
-                             int nthreads);
+int ac_conv2d_forward_packed(float *out, const float *x, const float *packed, int N, int C,
+                             int H, int W, int O, int KH, int KW, int stride, int pad,
+                             int groups, int relu, float *work, int nthreads);
 
 /* Floats of scratch ac_conv2d_backward needs for these sizes and threads. */
 size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
@@ -51,8 +57,8 @@ size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH,
  * dx or dweight may be NULL to skip it; dbias (NULL: skipped) is summed alongside the weight
  * gradient, so it needs dweight (a bias gradient alone is ac_bias_grad's job). */
 void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
-                        const float *x, const float *weight,
-                        int N, int C, int H, int W, int O, int KH, int KW,
-                        int stride, int pad, int groups, float *work, int nthreads);
+                        const float *x, const float *weight, int N, int C, int H, int W, int O,
+                        int KH, int KW, int stride, int pad, int groups, float *work,
+                        int nthreads);
 
 #endif

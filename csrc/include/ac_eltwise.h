@@ -7,8 +7,8 @@
  */
 #ifndef AC_ELTWISE_H
 #define AC_ELTWISE_H
-#include <stdint.h>
 #include "ac_common.h"
+#include <stdint.h>
 
 /* out = max(x, 0); out may be x. */
 void ac_relu_forward(float *out, const float *x, ptrdiff_t n, int nthreads);

@@ -21,9 +21,9 @@
 
 size_t ac_sgemm_work_floats(int nthreads);
 
-void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
-              const float *A, int lda, const float *B, int ldb, float beta,
-              float *C, int ldc, float *work, int nthreads);
+void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+              int nthreads);
 
 /* ---- The driver (BLIS-style blocking loops around a register-tiled micro-kernel) ---- */
 
@@ -36,14 +36,14 @@ typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C
 /* One ISA path: micro-kernel, its tile and the cache blocking chosen for it (the values and
  * the measurements behind them: csrc/gemm/blocking.h). */
 typedef struct ac_gemm_kernel {
-    int isa;               /* enum ac_isa */
-    int mr, nr;            /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
-    int kc;                /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
-    int mc;                /* rows of op(A) per block used from L2 (MC x KC) */
-    int nc;                /* columns of op(B) per packed block (KC x NC, in L2) */
-    int mb;                /* rows of op(A) packed at once (MB x KC, in L3) */
+    int isa; /* enum ac_isa */
+    int mr, nr; /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
+    int kc; /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
+    int mc; /* rows of op(A) per block used from L2 (MC x KC) */
+    int nc; /* columns of op(B) per packed block (KC x NC, in L2) */
+    int mb; /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
-    int precision;         /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
+    int precision; /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
     /* bf16: turns nx rows of packed fp32 panels (depth kc) at src into the k-pair panels
      * the micro-kernel reads at dst, which may be src or lie before it (NULL for fp32). */
     void (*convert)(float *dst, const float *src, int nx, int kc, int R);
@@ -80,8 +80,8 @@ typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int k
 
 typedef struct ac_gemm_operand {
     ac_gemm_pack_fn pack;
-    ac_gemm_packed_fn packed;  /* NULL: always pack */
-    const void *src;           /* what pack reads: an ac_gemm_matrix for plain matrices */
+    ac_gemm_packed_fn packed; /* NULL: always pack */
+    const void *src; /* what pack reads: an ac_gemm_matrix for plain matrices */
 } ac_gemm_operand;
 
 /* Pack through op->pack, then into the kernel's own panels (kr->convert): what the driver
@@ -150,7 +150,7 @@ int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float
 
 /* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
-                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta,
-                 float *C, int ldc, float *work, int nthreads);
+                 const ac_gemm_operand *A, const ac_gemm_operand *B, float beta, float *C,
+                 int ldc, float *work, int nthreads);
 
 #endif

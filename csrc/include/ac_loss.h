@@ -3,8 +3,8 @@
  */
 #ifndef AC_LOSS_H
 #define AC_LOSS_H
-#include <stdint.h>
 #include "ac_common.h"
+#include <stdint.h>
 
 /* out[n,:] = softmax(logits[n,:]); out may be logits. */
 void ac_softmax(float *out, const float *logits, int N, int K, int nthreads);

@@ -18,7 +18,7 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
                     int size, float alpha, float beta, float k, int nthreads);
 
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
-                     const float *scale, int N, int C, ptrdiff_t HW, int size,
-                     float alpha, float beta, int nthreads);
+                     const float *scale, int N, int C, ptrdiff_t HW, int size, float alpha,
+                     float beta, int nthreads);
 
 #endif

@@ -11,23 +11,23 @@
  */
 #ifndef AC_POOL_H
 #define AC_POOL_H
-#include <stdint.h>
 #include "ac_common.h"
+#include <stdint.h>
 
 /* argmax may be NULL (inference). */
-void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
-                          int N, int C, int H, int W, int k, int stride, int nthreads);
+void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, int C, int H,
+                          int W, int k, int stride, int nthreads);
 
 /* dx = 0, then dx[argmax] += dout (overlapping windows accumulate). Returns the number of
  * argmax entries outside [0, H*W) (skipped); 0 on success. */
-long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
-                           int N, int C, int H, int W, int OH, int OW, int nthreads);
+long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax, int N, int C,
+                           int H, int W, int OH, int OW, int nthreads);
 
-void ac_adaptive_avgpool2d_forward(float *out, const float *x,
-                                   int N, int C, int H, int W, int OH, int OW, int nthreads);
+void ac_adaptive_avgpool2d_forward(float *out, const float *x, int N, int C, int H, int W,
+                                   int OH, int OW, int nthreads);
 
 /* dx overwritten. */
-void ac_adaptive_avgpool2d_backward(float *dx, const float *dout,
-                                    int N, int C, int H, int W, int OH, int OW, int nthreads);
+void ac_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int C, int H, int W,
+                                    int OH, int OW, int nthreads);
 
 #endif

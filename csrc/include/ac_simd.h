@@ -21,7 +21,7 @@
 #define AC_TARGET_AVX512BF16 __attribute__((target(AC_ISA_AVX512BF16_FEATURES)))
 
 /* The variant of f for path isa (enum ac_isa). */
-#define AC_ISA_PICK(isa, f) \
+#define AC_ISA_PICK(isa, f)                                                                    \
     ((isa) == AC_ISA_AVX512 ? f##_avx512 : (isa) == AC_ISA_AVX2 ? f##_avx2 : f##_generic)
 
 /* Force inlining into each path's caller, so one body compiles once per target. */

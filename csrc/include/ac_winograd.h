@@ -13,8 +13,8 @@
 size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups, int nthreads);
 
 /* out = conv3x3_s1_p1(x, weight) + bias. */
-void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias,
-                    int N, int C, int H, int W, int O, int groups, float *work, int nthreads);
+void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias, int N,
+                    int C, int H, int W, int O, int groups, float *work, int nthreads);
 
 /* Inference: the weights transformed once (U, for the current ISA path: the caller records
  * which), then forwards on them; the same arithmetic as ac_winograd3x3. The forward's scratch
