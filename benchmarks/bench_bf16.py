@@ -8,6 +8,7 @@ OpenVINO (f32 and bf16 INFERENCE_PRECISION_HINT), each figure in its own process
 Missing references (torch, openvino) are skipped with a note; a CPU without AVX512_BF16
 skips the section."""
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -54,8 +55,9 @@ def gemm_rows(quick):
     return rows
 
 
-def end_to_end(quick, progress):
+def end_to_end(quick, progress, **overrides):
     s = dict(e2e.QUICK if quick else e2e.DEFAULTS)
+    s.update(overrides)
     raw = {(v, m, e, p): [] for v, m in ROWS for e, p in COLUMNS}
     for r in range(s["rounds"]):
         cols = COLUMNS if r % 2 == 0 else COLUMNS[::-1]
@@ -115,8 +117,9 @@ def targets(res):
     return out
 
 
-def run(quick=False, peak_gflops=None, progress=None):
-    """Returns (result dict, Markdown text)."""
+def run(quick=False, peak_gflops=None, progress=None, **overrides):
+    """Returns (result dict, Markdown text); overrides replace e2e.DEFAULTS / QUICK
+    entries (rounds, iters, batch...)."""
     say = progress or (lambda m: print(f"  [{m}]", flush=True))
     if not _C.bf16_supported():
         return ({"skipped": "no AVX512_BF16 on this CPU"},
@@ -126,7 +129,7 @@ def run(quick=False, peak_gflops=None, progress=None):
            "fma_peak_gflops": peak_gflops or max(_C.fma_peak_gflops(secs) for _ in range(3)),
            "threads": ac.get_num_threads(), "cpu": ac.cpu_info()["cpu"]}
     res["gemm"] = gemm_rows(quick)
-    res["e2e"] = end_to_end(quick, say)
+    res["e2e"] = end_to_end(quick, say, **overrides)
     res["targets"] = targets(res)
     pk = res["bf16_peak_gflops"]
     md = ["## bf16 (AVX512_BF16)", "",
@@ -164,5 +167,13 @@ def run(quick=False, peak_gflops=None, progress=None):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--json", help="also write the result dict here")
     a = ap.parse_args()
-    print(run(a.quick, progress=lambda m: print(m, file=sys.stderr, flush=True))[1])
+    over = {k: getattr(a, k) for k in ("rounds", "iters") if getattr(a, k) is not None}
+    res, text = run(a.quick, progress=lambda m: print(m, file=sys.stderr, flush=True), **over)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    print(text)
