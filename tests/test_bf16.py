@@ -17,16 +17,10 @@ UBF = 2.0 ** -8       # bf16 unit roundoff (8 significant bits)
 HAS_BF16 = _C.bf16_supported()
 NO_BF16 = "this CPU lacks AVX512_BF16 (vdpbf16ps)"
 
-# bf16 kernels: the reference (portable path) never skips; vdpbf16ps needs the CPU.
+# bf16 kernels: the reference (portable path) never skips; vdpbf16ps needs the CPU. Tests
+# marked BF16_PATHS run on each, through conftest's `isa` fixture.
 PATHS = ["generic", pytest.param("avx512", marks=pytest.mark.skipif(not HAS_BF16, reason=NO_BF16))]
-
-
-@pytest.fixture(params=PATHS)
-def bf16_path(request):
-    old = _C.get_isa()
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa(old)
+BF16_PATHS = pytest.mark.parametrize("isa", PATHS, indirect=True)
 
 
 def bf16_numpy(x):
@@ -95,7 +89,8 @@ def operands(rng, M, N, K, ta, tb):
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 37, 5), (29, 1, 31), (7, 11, 1), (13, 17, 19),
                                    (6, 64, 2), (7, 65, 3), (97, 61, 300), (5, 130, 769)])
-def test_sgemm_bf16_shapes(bf16_path, nthreads, rng, ta, tb, shape):
+@BF16_PATHS
+def test_sgemm_bf16_shapes(isa, nthreads, rng, ta, tb, shape):
     a, b = operands(rng, *shape, ta, tb)
     c = ac.sgemm(a, b, trans_a=ta, trans_b=tb, precision="bf16")
     check(c, a, b, ta, tb)
@@ -110,7 +105,8 @@ def test_sgemm_bf16_is_bf16(rng):
 
 
 @pytest.mark.parametrize("alpha,beta", [(2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.0, 0.5)])
-def test_sgemm_bf16_alpha_beta(bf16_path, nthreads, rng, alpha, beta):
+@BF16_PATHS
+def test_sgemm_bf16_alpha_beta(isa, nthreads, rng, alpha, beta):
     M, N, K = 45, 70, 301
     a, b = operands(rng, M, N, K, False, False)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
@@ -118,7 +114,8 @@ def test_sgemm_bf16_alpha_beta(bf16_path, nthreads, rng, alpha, beta):
     check(c, a, b, False, False, alpha, beta, c0)
 
 
-def test_sgemm_bf16_blocks_and_threads(bf16_path, rng):
+@BF16_PATHS
+def test_sgemm_bf16_blocks_and_threads(isa, rng):
     """Several K blocks (odd last one), M and N splits: bitwise equal on 1 and 2 threads."""
     old = ac.get_num_threads()
     try:
@@ -149,7 +146,8 @@ def test_vdpbf16ps_matches_reference_bitwise(rng):
         assert np.array_equal(out["generic"], out["avx512"])
 
 
-def test_nan_and_inf_propagate(bf16_path):
+@BF16_PATHS
+def test_nan_and_inf_propagate(isa):
     a = np.ones((3, 4), np.float32)
     b = np.ones((4, 5), np.float32)
     a[1, 2] = np.nan

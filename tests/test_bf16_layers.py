@@ -11,19 +11,17 @@ import alexnet_cpu as ac
 from alexnet_cpu import _C
 from alexnet_cpu.layers import Linear
 
-from test_bf16 import PATHS, U32, UBF
+from test_bf16 import BF16_PATHS, U32, UBF
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-@pytest.fixture(params=PATHS)
-def bf16_path(request):
-    old = _C.get_isa()
-    _C.set_isa(request.param)
+@pytest.fixture
+def bf16(isa):
+    """bf16 precision on the path of conftest's `isa` (parametrised with BF16_PATHS)."""
     with _C.precision_scope("bf16"):
-        yield request.param
-    _C.set_isa(old)
+        yield isa
 
 
 def t64(a):
@@ -57,7 +55,8 @@ def conv_case(rng, N, C, H, O, k, s, p, g):
 
 
 @pytest.mark.parametrize("case", CONVS)
-def test_conv_forward_and_backward(bf16_path, nthreads, rng, case):
+@BF16_PATHS
+def test_conv_forward_and_backward(bf16, nthreads, rng, case):
     N, C, H, O, k, s, p, g = case
     x, w, b, dy = conv_case(rng, *case)
     OH = dy.shape[2]
@@ -87,7 +86,8 @@ def test_conv_forward_and_backward(bf16_path, nthreads, rng, case):
     np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)  # fp32 sums
 
 
-def test_conv_bitwise_across_threads(bf16_path, rng):
+@BF16_PATHS
+def test_conv_bitwise_across_threads(bf16, rng):
     old = ac.get_num_threads()
     try:
         for case in CONVS[:3] + [(4, 32, 13, 32, 3, 1, 1, 1)]:
@@ -119,7 +119,8 @@ def test_conv_bf16_differs_from_fp32(rng):
 
 
 @pytest.mark.parametrize("N,C,H,O,g", [(2, 32, 13, 48, 1), (1, 32, 9, 32, 2)])
-def test_winograd_bf16_error(bf16_path, nthreads, rng, conv_winograd, N, C, H, O, g):
+@BF16_PATHS
+def test_winograd_bf16_error(bf16, nthreads, rng, conv_winograd, N, C, H, O, g):
     """Winograd rounds its transformed operands (U = G w G^T, V = B^T x B) to bf16, not w and
     x: no tight reference. Its error against the exact (float64) convolution of the fp32
     operands measured 1.65x that of the direct bf16 convolution (3.9e-3 vs 2.35e-3 relative,
@@ -142,7 +143,8 @@ def test_winograd_bf16_error(bf16_path, nthreads, rng, conv_winograd, N, C, H, O
 
 
 @pytest.mark.parametrize("batch", [1, 3, 9, 130])
-def test_linear_forward_backward(bf16_path, nthreads, rng, batch):
+@BF16_PATHS
+def test_linear_forward_backward(bf16, nthreads, rng, batch):
     lin = Linear(37, 21)
     lin.params["weight"][...] = rng.standard_normal((21, 37))
     lin.params["bias"][...] = rng.standard_normal(21)
