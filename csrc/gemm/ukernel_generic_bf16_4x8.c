@@ -20,11 +20,6 @@ void ac_ukernel_generic_bf16_4x8(int kc, const float *Ap, const float *Bp, float
                 acc[i][j] = s + alo * ac_bf16_to_float((uint16_t)b[j]);
             }
         }
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (beta == 0.f)
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j] + beta * c[j];
-    }
+    for (int i = 0; i < mr; i++)
+        ac_store_row_generic(C + (size_t)i * ldc, acc[i], nr, alpha, beta);
 }
