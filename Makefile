@@ -35,7 +35,7 @@ mpi: build
 	$(PY) -m pip install -q "mpi4py>=4" mpich
 
 bench: build
-	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime
+	$(PY) -m pip install -q torch==2.13.0 onnx onnxruntime openvino
 	$(PY) benchmarks/run.py
 
 clean:

@@ -7,6 +7,7 @@ cnp.import_array()
 include "_kernels/check.pxi"
 include "_kernels/cpu.pxi"
 include "_kernels/gemm.pxi"
+include "_kernels/bf16.pxi"
 include "_kernels/conv.pxi"
 include "_kernels/pool.pxi"
 include "_kernels/lrn.pxi"

@@ -45,4 +45,6 @@ def cpu_info():
         "isa_supported": [n for n in _C.ISA_NAMES if _C.isa_supported(n)],
         "threads": get_num_threads(),
         "openmp": _C.have_openmp(),
+        "bf16": _C.bf16_supported(),        # AVX512_BF16 available (vdpbf16ps)
+        "precision": _C.get_precision(),    # what the GEMMs multiply in by default
     }

@@ -9,7 +9,7 @@ import sys
 import typing
 
 
-from . import _threads, distributed
+from . import _C, _threads, distributed
 
 # `demo`: many quick steps at 64 px, so a few minutes learn the built-in data set; no
 # dropout (2,000 images, 13 epochs: it only slowed learning) and lr / 10 for the last 5
@@ -78,6 +78,7 @@ def build_parser():
     _opt(i, "tencrop", action="store_true", help="average the paper's 10 crops")
     _opt(i, "batchsize", type=int, default=32)
     _opt(i, "threads", type=int)
+    _opt(i, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
 
     n = sub.add_parser("info", help="layer table, parameter counts and FLOPs")
     _opt(n, "variant", choices=VARIANTS, default=TrainConfig.variant)
@@ -92,6 +93,17 @@ def build_parser():
     _opt(d, "save", default=os.path.join("runs", "demo.safetensors"))
     _opt(d, "threads", type=int)
     return p
+
+
+PRECISION_HELP = ("what the convolutions and linear layers multiply in: fp32 (default, "
+                  "bitwise reproducible) or bf16 (AVX512_BF16; fp32 sums and storage)")
+
+
+def _check_precision(name):
+    try:
+        _C.check_precision(name)
+    except RuntimeError as e:
+        raise ValueError(f"-precision {name}: {e}") from None
 
 
 def _check_positive(args, *names):
@@ -120,6 +132,7 @@ def cmd_train(a):
     cfg.check()
     if cfg.train_dir is not None and not os.path.isdir(cfg.train_dir):
         raise FileNotFoundError(f"-data {cfg.train_dir}: no such folder")
+    _check_precision(cfg.precision)
     for f in ("resume", "load_pretrained"):
         path = getattr(cfg, f)
         if path is not None and not os.path.isfile(path):
@@ -132,6 +145,7 @@ def cmd_train(a):
 def cmd_inference(a):
     from .infer import Predictor, find_images
     _check_positive(a, "topk", "batchsize", "threads")
+    _check_precision(a.precision)
     if a.threads:
         _threads.set_num_threads(a.threads)
     if not os.path.exists(a.input):
@@ -141,6 +155,7 @@ def cmd_inference(a):
     paths = find_images(a.input)
     predictor = Predictor(a.load, tencrop=a.tencrop)
     done = 0
+    predictor.net.set_precision(a.precision)
     for path, result in predictor.predict(paths, topk=a.topk, batch_size=a.batchsize):
         if isinstance(result, Exception):
             if os.path.isfile(a.input):    # the one image asked for: an error, not a skip

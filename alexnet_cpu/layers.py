@@ -59,15 +59,56 @@ class Layer:
         return self.kind
 
 
-class Conv2d(Layer):
-    """In eval mode the weights and bias are packed once for the GEMM (on first forward) and
-    reused; the pack is dropped on any mode switch, on backward, on invalidate() and when
-    the ISA path or the parameter arrays change. While packed, the parameter arrays are
-    read-only, so a stray in-place write fails loudly instead of going unseen."""
+class _PackedLayer(Layer):
+    """A layer whose weights may be packed once for the GEMM in eval mode (on first forward;
+    subclasses say how in _pack) and reused; the pack is dropped on any mode switch, on
+    backward, on invalidate() and when the ISA path, the precision or the parameter arrays
+    change. While packed, the parameter arrays are read-only, so a stray in-place write
+    fails loudly instead of going unseen."""
+
+    def __init__(self):
+        self._packed = self._packed_for = self._packed_buf = None
+        super().__init__()
+
+    @property
+    def training(self):
+        return self._training
+
+    @training.setter
+    def training(self, mode):
+        self._training = bool(mode)
+        self.invalidate()
+
+    def invalidate(self):
+        if self._packed_for is not None:
+            for p, writeable in self._packed_for[1]:
+                p.flags.writeable = writeable
+        self._packed = self._packed_for = None
+
+    def _packed_weights(self):
+        """The weights and bias packed for the current ISA path and precision, packing them
+        if needed."""
+        w, b = self.params["weight"], self.params["bias"]
+        key = (_C.get_isa(), _C.get_precision())
+        if self._packed is not None:
+            fkey, arrays = self._packed_for
+            if fkey == key and arrays[0][0] is w and arrays[1][0] is b:
+                return self._packed
+            self.invalidate()
+        self._packed = self._packed_buf = self._pack(self._packed_buf)
+        self._packed_for = (key, ((w, w.flags.writeable), (b, b.flags.writeable)))
+        w.flags.writeable = b.flags.writeable = False
+        return self._packed
+
+    def _pack(self, buf):
+        raise NotImplementedError
+
+
+class Conv2d(_PackedLayer):
+    """In eval mode the weights and bias are packed once (_PackedLayer)."""
     kind = "Conv2d"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1):
-        self._packed = self._packed_for = self._packed_buf = None
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: channels {in_channels}->{out_channels} not divisible "
@@ -93,35 +134,9 @@ class Conv2d(Layer):
         o, oh, ow = self.output_shape(in_shape)
         return 2 * o * oh * ow * (self.in_channels // self.groups) * self.k * self.k
 
-    @property
-    def training(self):
-        return self._training
-
-    @training.setter
-    def training(self, mode):
-        self._training = bool(mode)
-        self.invalidate()
-
-    def invalidate(self):
-        if self._packed_for is not None:
-            for p, writeable in self._packed_for[1]:
-                p.flags.writeable = writeable
-        self._packed = self._packed_for = None
-
-    def _packed_weights(self):
-        """The weights and bias packed for the current ISA path, packing them if needed."""
-        w, b = self.params["weight"], self.params["bias"]
-        isa = _C.get_isa()
-        if self._packed is not None:
-            fisa, arrays = self._packed_for
-            if fisa == isa and arrays[0][0] is w and arrays[1][0] is b:
-                return self._packed
-            self.invalidate()
-        self._packed = self._packed_buf = _C.conv2d_pack_weights(w, b, self.groups,
-                                                                 self._packed_buf)
-        self._packed_for = (isa, ((w, w.flags.writeable), (b, b.flags.writeable)))
-        w.flags.writeable = b.flags.writeable = False
-        return self._packed
+    def _pack(self, buf):
+        return _C.conv2d_pack_weights(self.params["weight"], self.params["bias"], self.groups,
+                                      buf)
 
     def forward(self, x, relu=False):
         """relu=True: the output rectified in place as a following ReLU would (fused into
@@ -358,8 +373,10 @@ def _mix64(z):
     return z ^ (z >> 31)
 
 
-class Linear(Layer):
-    """y = x W^T + b; W is (out, in)."""
+class Linear(_PackedLayer):
+    """y = x W^T + b; W is (out, in). In bf16 eval mode W is packed once (_PackedLayer): a
+    forward then streams half the bytes and packs only x (fp32 keeps the plain sgemm, whose
+    small-output path reads W as stored)."""
     kind = "Linear"
 
     def __init__(self, in_features, out_features):
@@ -381,11 +398,18 @@ class Linear(Layer):
     def forward(self, x):
         self._x = np.ascontiguousarray(x)
         self._y = _buffer(self._y, (x.shape[0], self.out_features))
-        _C.sgemm(self._x, self.params["weight"], out=self._y, trans_b=True)
+        if not self._training and _C.get_precision() == "bf16":
+            _C.sgemm_packed_b(self._x, self._packed_weights(), self.out_features, self._y)
+        else:
+            _C.sgemm(self._x, self.params["weight"], out=self._y, trans_b=True)
         _C.bias_add(self._y, self.params["bias"])
         return self._y
 
+    def _pack(self, buf):
+        return _C.sgemm_pack_b(self.params["weight"], trans_b=True, packed=buf)
+
     def backward(self, dy):
+        self.invalidate()  # the weights may be stepped next (training in eval mode)
         _C.sgemm(dy, self._x, out=self.grads["weight"], trans_a=True, beta=1.0)
         _C.bias_grad(self.grads["bias"], dy)
         if not self.need_input_grad:

@@ -5,6 +5,7 @@ classifier.{j}.bias), so state dicts move between the two worlds unchanged.
 """
 import numpy as np
 
+from . import _C
 from .layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
                      ReLU)
 
@@ -22,6 +23,15 @@ class Net:
         # The first layer's input gradient is never needed: skip computing it.
         self.layers[0][1].need_input_grad = False
         self.training = True
+        self.precision = _C.get_precision()  # fp32 unless ALEXNET_CPU_PRECISION says
+
+    def set_precision(self, precision):
+        """What the convolutions and linear layers multiply in: "fp32" (the default; results
+        bitwise reproducible) or "bf16" (operands rounded to bfloat16, sums, activations,
+        gradients and weights in fp32; needs AVX512_BF16). Returns the net."""
+        _C.check_precision(precision)
+        self.precision = precision
+        return self
 
     # -- modes ------------------------------------------------------------------------
     def train(self, mode=True):
@@ -57,6 +67,10 @@ class Net:
         """Logits (N, num_classes) for a float32 NCHW batch (a new array). In eval mode a
         ReLU right after a convolution is fused into it."""
         x = self.check_input(x)
+        with _C.precision_scope(self.precision):
+            return self._forward(x)
+
+    def _forward(self, x):
         layers, i = self.layers, 0
         while i < len(layers):
             layer = layers[i][1]
@@ -74,12 +88,13 @@ class Net:
         grad_ready(k), if given, is called once layer k's gradients are final (a
         data-parallel run starts reducing them while the earlier layers' backward runs)."""
         d = np.ascontiguousarray(dlogits, dtype=np.float32)
-        for k in range(len(self.layers) - 1, -1, -1):
-            d = self.layers[k][1].backward(d)
-            if grad_ready is not None:
-                grad_ready(k)
-            if d is None:
-                break
+        with _C.precision_scope(self.precision):
+            for k in range(len(self.layers) - 1, -1, -1):
+                d = self.layers[k][1].backward(d)
+                if grad_ready is not None:
+                    grad_ready(k)
+                if d is None:
+                    break
 
     # -- parameters ---------------------------------------------------------------------
     def parameters(self):

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _threads, distributed
+from . import _C, _threads, distributed
 from .checkpoint import check_train_state, load, save, save_checkpoint
 from .data import DataLoader, ImageFolder, compute_stats
 from .layers import Dropout
@@ -80,6 +80,9 @@ class TrainConfig:
                                flag="bias")
     seed: int = option(0, "seed of every random choice", min=0)
     threads: Optional[int] = option(None, "compute threads (default: all cores)", min=1)
+    precision: str = option(_C.get_precision(), "what the GEMMs multiply in (bf16: "
+                                                "AVX512_BF16; fp32 is bitwise reproducible)",
+                            choices=_C.PRECISIONS)
     workers: int = option(2, "image decoding threads", min=0)
     crop: bool = option(True, "random crops")
     flip: bool = option(True, "random horizontal flips")
@@ -284,6 +287,7 @@ def _fit(cfg, world):
         stats = world.bcast(lambda: _stats_dict(compute_stats(train_ds, cfg.size,
                                                               seed=cfg.seed)))
 
+    net.set_precision(cfg.precision)
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = make_schedule(cfg.schedule, cfg.lr, **_schedule_args(cfg))
     if cfg.resume:
@@ -315,7 +319,8 @@ def _fit(cfg, world):
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
         f"{len(classes)} classes, input {cfg.size}x{cfg.size}")
     say(f"data: {where}: {len(train_ds)} train / {len(val_ds)} val images")
-    say(f"engine: {info['isa']} kernels, {info['threads']} threads; batch {cfg.batch_size}, "
+    say(f"engine: {info['isa']} kernels, {net.precision}, {info['threads']} threads; "
+        f"batch {cfg.batch_size}, "
         f"lr {cfg.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
         f"schedule {_describe(sched)}")
     say(f"files: best epoch -> {cfg.save}, last epoch -> {last_path(cfg.save)}, "

@@ -6,8 +6,10 @@ A fresh process per (engine, variant, mode) keeps peak RSS (ru_maxrss) per confi
 and keeps PyTorch's, ONNX Runtime's and our thread pools from meeting.
 
 Spec keys: op ("train" | "infer" | "latency" | "layers" | "check" | "export"),
-engine ("ours" | "torch" | "ort"), variant ("owt" | "paper"), batch, size, iters, warmup,
-threads, seed, onnx (path of the exported model at this batch, for engine "ort"),
+engine ("ours" | "torch" | "ort" | "openvino"), variant ("owt" | "paper"), batch, size,
+iters, warmup, threads, seed, precision ("fp32" default | "bf16": ours with
+Net.set_precision, torch under bf16 autocast, OpenVINO's INFERENCE_PRECISION_HINT),
+onnx (path of the exported model at this batch, for engine "ort"),
 variants (check/export), batches and out_dir (export).
 Shapes: x is (N, 3, S, S) float32, N = batch, S = size; logits (N, 1000).
 """
@@ -110,6 +112,7 @@ def run_ours(spec):
     batch = _batch_for(spec)
     x, labels = _inputs(spec, batch)
     net = o["alexnet"](spec["variant"], num_classes=NUM_CLASSES)
+    net.set_precision(spec.get("precision", "fp32"))
     if spec["op"] == "train":
         net.train()
         opt = o["SGD"](net, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -139,6 +142,10 @@ def run_torch(spec):
     x, labels = torch.from_numpy(x), torch.from_numpy(labels)
     torch.manual_seed(spec.get("seed", 0))
     model = torch_alexnet(spec["variant"])
+    bf16 = spec.get("precision", "fp32") == "bf16"  # autocast, as a user turns it on
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     if spec["op"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM,
@@ -147,14 +154,15 @@ def run_torch(spec):
 
         def step():
             opt.zero_grad(set_to_none=False)
-            loss = lossf(model(x), labels)
+            with autocast():
+                loss = lossf(model(x), labels)
             loss.backward()
             opt.step()
     else:
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(x)
     times = _time_loop(step, spec["warmup"], spec["iters"])
     return dict(_summary(times, batch), rss_base_mb=base, threads=torch.get_num_threads(),
@@ -190,6 +198,40 @@ def run_ort(spec):
     times = _time_loop(step, spec["warmup"], spec["iters"])
     return dict(_summary(times, batch), rss_base_mb=base, threads=spec["threads"],
                 version=ort.__version__)
+
+
+def run_openvino(spec):
+    """OpenVINO (CPU plugin) on the torch AlexNet converted in this process (ov.convert_model),
+    static batch, one synchronous request on `threads` threads; precision fp32 -> "f32",
+    bf16 -> "bf16" as INFERENCE_PRECISION_HINT."""
+    if spec["op"] == "train":
+        raise Skip("OpenVINO is measured for inference only")
+    try:
+        import openvino as ov
+    except Exception as e:
+        raise Skip(f"openvino not importable: {type(e).__name__}: {e}")
+    torch = _import_torch()
+    torch.set_num_threads(spec["threads"])
+    base = rss_mb()
+    batch = _batch_for(spec)
+    x, _ = _inputs(spec, batch)
+    torch.manual_seed(spec.get("seed", 0))
+    model = torch_alexnet(spec["variant"]).eval()
+    with torch.inference_mode():
+        ovm = ov.convert_model(model, example_input=torch.from_numpy(x),
+                               input=[(batch, 3, spec["size"], spec["size"])])
+    hint = {"fp32": "f32", "bf16": "bf16"}[spec.get("precision", "fp32")]
+    compiled = ov.Core().compile_model(ovm, "CPU", {
+        "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": spec["threads"],
+        "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+
+    def step():
+        req.infer({0: x})
+    times = _time_loop(step, spec["warmup"], spec["iters"])
+    return dict(_summary(times, batch), rss_base_mb=base, threads=spec["threads"],
+                version=ov.__version__,
+                precision=str(compiled.get_property("INFERENCE_PRECISION_HINT")))
 
 
 def run_export(spec):
@@ -304,6 +346,9 @@ def run_layers(spec):
     batch = spec["batch"]
     x, labels = _inputs(spec, batch)
     net = o["alexnet"](spec["variant"], num_classes=NUM_CLASSES).train()
+    # layers are called one by one here, outside Net.forward's precision scope
+    scope = ac._C.precision_scope(spec.get("precision", "fp32"))
+    scope.__enter__()
     names = [n for n, _ in net.layers]
     fwd = {n: [] for n in names}
     bwd = {n: [] for n in names}
@@ -351,7 +396,7 @@ def run_layers(spec):
 
 
 OPS = {"check": run_check, "export": run_export, "layers": run_layers}
-ENGINES = {"ours": run_ours, "torch": run_torch, "ort": run_ort}
+ENGINES = {"ours": run_ours, "torch": run_torch, "ort": run_ort, "openvino": run_openvino}
 
 
 def run(spec):

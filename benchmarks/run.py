@@ -20,6 +20,7 @@ import alexnet_cpu as ac  # noqa: E402
 from alexnet_cpu import _C  # noqa: E402
 
 from common import md_table  # noqa: E402
+import bench_bf16  # noqa: E402
 import bench_data  # noqa: E402
 import bench_gemm  # noqa: E402
 import bench_mpi  # noqa: E402
@@ -33,7 +34,7 @@ def end_to_end(quick=False, peak_gflops=None):
 
 
 SECTIONS = [("gemm", bench_gemm.run), ("e2e", end_to_end), ("data", bench_data.run),
-            ("mpi", bench_mpi.run)]
+            ("mpi", bench_mpi.run), ("bf16", bench_bf16.run)]
 
 
 def _get(d, *keys):

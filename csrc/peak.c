@@ -1,5 +1,6 @@
 /* FMA peak meter: each thread runs 12 independent vector FMA chains (enough to cover FMA
  * latency x ports on current cores) in a register-only loop; flops over wall time. */
+#include "ac_bf16.h"
 #include "ac_peak.h"
 #include "ac_simd.h"
 #include <immintrin.h>
@@ -22,11 +23,11 @@ static double now(void)
 /* Twelve named accumulators (an array would live in memory); the empty asm keeps the
  * chains live and unmerged. */
 /* clang-format off */
-#define CHAIN_LOOP(V, FMA, SET1, CONSTRAINT)                                            \
+#define CHAIN_LOOP(V, FMA, SET1, M, A, CONSTRAINT)                                      \
     V c0 = SET1(0.f), c1 = SET1(1.f), c2 = SET1(2.f), c3 = SET1(3.f), c4 = SET1(4.f),    \
       c5 = SET1(5.f), c6 = SET1(6.f), c7 = SET1(7.f), c8 = SET1(8.f), c9 = SET1(9.f),    \
       c10 = SET1(10.f), c11 = SET1(11.f);                                                \
-    const V m = SET1(0.999999f), a = SET1(1e-6f);                                       \
+    const V m = M, a = A;                                                               \
     for (long it = 0; it < iters; it++) {                                               \
         c0 = FMA(c0, m, a); c1 = FMA(c1, m, a); c2 = FMA(c2, m, a); c3 = FMA(c3, m, a);  \
         c4 = FMA(c4, m, a); c5 = FMA(c5, m, a); c6 = FMA(c6, m, a); c7 = FMA(c7, m, a);  \
@@ -41,7 +42,8 @@ static double now(void)
 
 AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
-    CHAIN_LOOP(__m512, _mm512_fmadd_ps, _mm512_set1_ps, "v")
+    CHAIN_LOOP(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_set1_ps(0.999999f),
+               _mm512_set1_ps(1e-6f), "v")
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
                              _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
     s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
@@ -50,13 +52,26 @@ AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters
 
 AC_TARGET_AVX2 __attribute__((noinline)) static float chains_avx2(long iters)
 {
-    CHAIN_LOOP(__m256, _mm256_fmadd_ps, _mm256_set1_ps, "x")
+    CHAIN_LOOP(__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_set1_ps(0.999999f),
+               _mm256_set1_ps(1e-6f), "x")
     __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
                              _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
     s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
     float r[8];
     _mm256_storeu_ps(r, s);
     return r[0] + r[7];
+}
+
+/* vdpbf16ps chains: c += 1.0 * 2^-10 twice per lane and step (bf16 pairs; no overflow). */
+#define DPBF16(c, m, a) _mm512_dpbf16_ps(c, (__m512bh)(m), (__m512bh)(a))
+#define PAIRS(w) _mm512_castsi512_ps(_mm512_set1_epi32(w))
+AC_TARGET_AVX512BF16 __attribute__((noinline)) static float chains_bf16(long iters)
+{
+    CHAIN_LOOP(__m512, DPBF16, _mm512_set1_ps, PAIRS(0x3f803f80), PAIRS(0x3a803a80), "v")
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    return _mm512_reduce_add_ps(s);
 }
 
 /* Portable: 4-wide scalar chains the compiler may vectorise; counts as mul + add. */
@@ -75,11 +90,9 @@ __attribute__((noinline)) static float chains_generic(long iters)
     return s;
 }
 
-double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
+/* GFLOP/s of `chains` on nthreads threads for about `seconds`. */
+static double run(float (*chains)(long), double flops_per_iter, double seconds, int nthreads)
 {
-    const double lanes = isa == AC_ISA_AVX512 ? 16 : isa == AC_ISA_AVX2 ? 8 : 4;
-    const double flops_per_iter = 2.0 * lanes * CHAINS;
-    float (*const chains)(long) = AC_ISA_PICK(isa, chains);
     double total = 0.0, t0 = 0.0, t1 = 0.0;
     volatile float sink = 0.f;
     if (nthreads < 1) nthreads = 1;
@@ -107,4 +120,16 @@ double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
     }
     (void)sink;
     return total * flops_per_iter / (t1 - t0) / 1e9;
+}
+
+double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
+{
+    const double lanes = isa == AC_ISA_AVX512 ? 16 : isa == AC_ISA_AVX2 ? 8 : 4;
+    return run(AC_ISA_PICK(isa, chains), 2.0 * lanes * CHAINS, seconds, nthreads);
+}
+
+double ac_bf16_peak_gflops(double seconds, int nthreads)
+{
+    if (!ac_bf16_supported()) return 0.0;
+    return run(chains_bf16, 2.0 * 32 * CHAINS, seconds, nthreads); /* 32 products a lane set */
 }

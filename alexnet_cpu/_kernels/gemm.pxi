@@ -7,6 +7,12 @@ cdef extern from "ac_gemm.h":
                   const float *A, int lda, const float *B, int ldb, float beta,
                   float *C, int ldc, float *work, int nthreads) nogil
 
+    size_t ac_sgemm_packed_b_floats(int N, int K) nogil
+    void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
+                         int nthreads) nogil
+    int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A,
+                          int lda, const float *packed, float beta, float *C, int ldc,
+                          float *work, int nthreads) nogil
     ctypedef struct ac_gemm_kernel:
         int isa, mr, nr, kc, mc, nc, mb
     const ac_gemm_kernel *ac_gemm_kernel_for(int isa) nogil
@@ -37,12 +43,17 @@ cdef float *_huge_aligned(object work) noexcept:
 
 
 def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
-          float alpha=1.0, float beta=0.0):
+          float alpha=1.0, float beta=0.0, precision=None):
     """out = alpha * op(a) @ op(b) + beta * out on float32 2-D C-contiguous arrays.
 
     op(x) is x or x.T (trans_a / trans_b). out=None allocates (beta is then ignored);
     with beta == 0 out is write-only; out must not overlap a or b. Returns out.
+    precision: "fp32" or "bf16" (operands rounded to bf16, fp32 sums) for this call;
+    None: the current one (get_precision()).
     """
+    if precision is not None:
+        with precision_scope(precision):
+            return sgemm(a, b, out, trans_a, trans_b, alpha, beta)
     cdef const float *A = <const float *><size_t>_array("sgemm", "a", a, ndim=2)
     cdef const float *B = <const float *><size_t>_array("sgemm", "b", b, ndim=2)
     cdef int M = a.shape[1] if trans_a else a.shape[0]
@@ -64,6 +75,48 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     cdef int lda = a.shape[1], ldb = b.shape[1]
     with nogil:
         ac_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N, W, nt)
+    return out
+
+
+def sgemm_pack_b(b, bint trans_b=False, packed=None):
+    """op(b) (K x N) packed once for sgemm_packed_b on the current ISA path and precision,
+    into a 1-D float32 array (`packed` reused when big enough). Returns it."""
+    cdef const float *B = <const float *><size_t>_array("sgemm_pack_b", "b", b, ndim=2)
+    cdef int K = b.shape[1] if trans_b else b.shape[0]
+    cdef int N = b.shape[0] if trans_b else b.shape[1]
+    packed = _workspace(packed, ac_sgemm_packed_b_floats(N, K))
+    cdef float *P = <float *>cnp.PyArray_DATA(packed)
+    cdef int ldb = b.shape[1], nt = _nthreads()
+    with nogil:
+        ac_sgemm_pack_b(P, trans_b, N, K, B, ldb, nt)
+    return packed
+
+
+def sgemm_packed_b(a, packed, int N, out, bint trans_a=False, float alpha=1.0,
+                   float beta=0.0):
+    """out = alpha * op(a) @ op(b) + beta * out with packed = sgemm_pack_b(b, ...) and N its
+    columns; what sgemm's blocked driver gives. ValueError when packed was made for another
+    ISA path, precision or shape. Returns out."""
+    fn = "sgemm_packed_b"
+    cdef const float *A = <const float *><size_t>_array(fn, "a", a, ndim=2)
+    cdef int M = a.shape[1] if trans_a else a.shape[0]
+    cdef int K = a.shape[0] if trans_a else a.shape[1]
+    cdef float *C = <float *><size_t>_array(fn, "out", out, shape=(M, N), out=True)
+    cdef const float *P = <const float *><size_t>_array(fn, "packed", packed, ndim=1)
+    if <size_t>packed.size < ac_sgemm_packed_b_floats(N, K):
+        raise ValueError(f"{fn}: packed is too small: it must come from sgemm_pack_b")
+    _no_overlap(fn, [("out", out)], [("a", a), ("packed", packed)])
+    if M == 0 or N == 0:
+        return out
+    cdef int nt = _nthreads()
+    work = _gemm_work(ac_sgemm_work_floats(nt))
+    cdef float *W = _huge_aligned(work)
+    cdef int lda = a.shape[1], rc
+    with nogil:
+        rc = ac_sgemm_packed_b(trans_a, M, N, K, alpha, A, lda, P, beta, C, N, W, nt)
+    if rc != 0:
+        raise ValueError(f"{fn}: packed was made for another ISA path, precision or shape "
+                         f"than {K}x{N} on {get_isa()} {get_precision()}; pack again")
     return out
 
 

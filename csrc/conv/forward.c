@@ -27,25 +27,9 @@ size_t conv_packed_floats(int M, int K)
     return ac_pad16(f);
 }
 
-#define AC_CONV_PREPACK_PANELS 8 /* row panels per packing task */
-ac_gemm_prepacked conv_prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
-                                  int K, const ac_gemm_kernel *kr, int nt)
-{
-    const int P = AC_CONV_PREPACK_PANELS;
-    const int MR = kr->mr, KC = ac_gemm_kc(kr, K), xpad = (M + MR - 1) / MR * MR;
-    const int nkb = (K + KC - 1) / KC, nrc = (xpad / MR + P - 1) / P;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
-    for (int t = 0; t < nkb * nrc; t++) {
-        const int k0 = t / nrc * KC, x0 = t % nrc * P * MR, kc = AC_MIN(KC, K - k0);
-        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * MR, M - x0), k0, kc,
-             MR, kr);
-    }
-    return (ac_gemm_prepacked){dst, xpad};
-}
-
 size_t conv_fwd_weights_floats(const geom *g)
 {
-    return (size_t)g->G * conv_packed_floats(g->Og, g->Kg + 1);
+    return (size_t)g->G * conv_packed_floats(g->Og, g->Kg + AC_GEMM_MAX_BIAS_STEPS);
 }
 
 void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
@@ -57,9 +41,11 @@ void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc
         float *d = dst + (size_t)q * kc * R;
         const int r = AC_MIN(R, nx - q * R);
         if (kx > 0) ac_gemm_pack_matrix(&ws->m, d, x0 + q * R, r, k0, kx, R, kr);
-        if (kx < kc) /* the bias row */
+        for (int k = AC_MAX(kx, 0); k < kc; k++) /* the bias rows (ac_gemm_bias_steps) */
             for (int i = 0; i < R; i++)
-                d[(size_t)kx * R + i] = i < r ? ws->bias[x0 + q * R + i] : 0.f;
+                d[(size_t)k * R + i] = i < r ? ac_gemm_bias_part(kr, ws->bias[x0 + q * R + i],
+                                                                 k0 + k - ws->Kg)
+                                             : 0.f;
     }
 }
 
@@ -117,7 +103,7 @@ typedef struct {
     const ac_gemm_operand *wa;
     const geom *g;
     const ac_gemm_kernel *kr;
-    int nimg, has_bias, relu, gi, by_n;
+    int nimg, nbias, relu, gi, by_n;
 } chunk_team;
 
 static void chunk_share(void *ctx, int t, int T, float *gw)
@@ -132,12 +118,12 @@ static void chunk_share(void *ctx, int t, int T, float *gw)
 #pragma omp barrier
     const ac_range n = c->by_n ? ac_split((long)ld, c->kr->nr, t, T) : (ac_range){0, (long)ld};
     const ac_range m = c->by_n ? (ac_range){0, g->Og} : ac_split(g->Og, c->kr->mr, t, T);
-    const phase_src ps = {c->xp, g, c->has_bias, (int)n.lo};
+    const phase_src ps = {c->xp, g, c->nbias, (int)n.lo};
     const ac_gemm_rows rs = {&c->wa[c->gi], (int)m.lo};
     const ac_gemm_operand A = ac_gemm_rows_of(&rs);
     const ac_gemm_operand B = {conv_pack_phase, NULL, &ps};
     if (n.hi > n.lo && m.hi > m.lo) {
-        ac_gemm_run(c->kr, (int)(m.hi - m.lo), (int)(n.hi - n.lo), g->Kg + c->has_bias, 1.f, &A,
+        ac_gemm_run(c->kr, (int)(m.hi - m.lo), (int)(n.hi - n.lo), g->Kg + c->nbias, 1.f, &A,
                     &B, 0.f, c->y + (size_t)m.lo * ld + n.lo, (int)ld, gw, 1);
         write_out(c->out, c->y, c->nimg, (int)m.lo, (int)m.hi, n.lo, n.hi, c->relu, g, c->gi);
     }
@@ -151,12 +137,12 @@ static void chunk_share(void *ctx, int t, int T, float *gw)
  * when the weights are smaller (conv1, conv2: each thread reads all weights, packs its B),
  * else weight rows (3x3 layers: each packs all of B; splitting pixels measured slower). */
 static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_operand *wa,
-                          int has_bias, int relu, const geom *g, const ac_gemm_kernel *kr,
+                          int nbias, int relu, const geom *g, const ac_gemm_kernel *kr,
                           float *xp, int nt)
 {
     const size_t S = g->S, pf = phase_floats(g), HW = (size_t)g->H * g->W;
     const size_t xs = (size_t)g->C * HW, ld = (size_t)nimg * S;
-    const int ch = fwd_chunk(g), Kd = g->Kg + has_bias;
+    const int ch = fwd_chunk(g), Kd = g->Kg + nbias;
     float *ybuf = xp + (size_t)ch * pf;
     float *gw = ybuf + (ch > 1 ? ac_pad16((size_t)g->Og * ch * S) : 0);
     for (int gi = 0; gi < g->G; gi++) {
@@ -164,14 +150,13 @@ static void forward_chunk(float *out, const float *x, int nimg, const ac_gemm_op
         const float *xg = x + (size_t)gi * g->Cg * HW;
         if (nt == 1) { /* no region (entering one costs even with one thread) */
             for (int i = 0; i < nimg; i++) conv_make_phases(xp + i * pf, xg + i * xs, g);
-            const phase_src ps = {xp, g, has_bias, 0};
+            const phase_src ps = {xp, g, nbias, 0};
             const ac_gemm_operand B = {conv_pack_phase, NULL, &ps};
             ac_gemm_run(kr, g->Og, (int)ld, Kd, 1.f, &wa[gi], &B, 0.f, y, (int)ld, gw, 1);
             write_out(out, y, nimg, 0, g->Og, 0, ld, relu, g, gi);
             continue;
         }
-        chunk_team c = {out, y,    xp,       xg,   wa, g,
-                        kr,  nimg, has_bias, relu, gi, (size_t)g->Og <= ld};
+        chunk_team c = {out, y, xp, xg, wa, g, kr, nimg, nbias, relu, gi, (size_t)g->Og <= ld};
         ac_team_run(nt, chunk_share, &c, gw, ac_pad16(ac_sgemm_work_floats(1)));
     }
 }
@@ -193,7 +178,7 @@ typedef struct {
     float *out;
     const float *x;
     const ac_gemm_operand *wa;
-    int has_bias, relu;
+    int nbias, relu;
     const geom *g;
     const ac_gemm_kernel *kr;
 } fwd_items;
@@ -206,14 +191,14 @@ static void forward_images(void *ctx, int n0, int n1, float *tw, int nt)
     const size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->S;
     const int ch = fwd_chunk(g);
     for (int n = n0; n < n1; n += ch)
-        forward_chunk(f->out + n * ys, f->x + n * xs, AC_MIN(ch, n1 - n), f->wa, f->has_bias,
+        forward_chunk(f->out + n * ys, f->x + n * xs, AC_MIN(ch, n1 - n), f->wa, f->nbias,
                       f->relu, g, f->kr, tw, nt);
 }
 
-void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int has_bias,
+void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int nbias,
                       int relu, const geom *g, const ac_gemm_kernel *kr, float *tw, int nt)
 {
-    fwd_items f = {out, x, wa, has_bias, relu, g, kr};
+    fwd_items f = {out, x, wa, nbias, relu, g, kr};
     ac_items_run(g->N, nt, forward_images, &f, tw, fwd_thread_floats(g, 1));
 }
 
@@ -256,22 +241,24 @@ void conv_forward(float *out, const float *x, const float *w, const float *bias,
     ac_gemm_prepacked wp[G1];
     wbias_src ws[G1];
     ac_gemm_operand wa[G1];
-    /* The bias rides as one more depth step: weights get a bias column, B a row of ones, so
-     * the output is written once (no fill, no beta = 1 pass). Weights are packed once here
-     * when several gemms use them, else by the gemm itself (each thread its own rows). */
-    const int Kd = g->Kg + (bias != NULL), ch = fwd_chunk(g);
+    /* The bias rides as more depth steps (ac_gemm_bias_steps): weights get bias columns, B
+     * rows of ones, so the output is written once (no fill, no beta = 1 pass). Weights are
+     * packed once here when several gemms use them, else by the gemm itself (each thread its
+     * own rows). */
+    const int nbias = bias ? ac_gemm_bias_steps(kr) : 0, Kd = g->Kg + nbias, ch = fwd_chunk(g);
     const int direct = (g->N + ch - 1) / ch <= 2;
-    const size_t wpf = conv_packed_floats(g->Og, g->Kg + 1);
+    const size_t wpf = conv_packed_floats(g->Og, g->Kg + AC_GEMM_MAX_BIAS_STEPS);
     for (int gi = 0; gi < g->G; gi++) {
         ws[gi] = conv_wbias_of(w, bias, g, gi);
         if (direct) {
             wa[gi] = (ac_gemm_operand){conv_pack_wbias, NULL, &ws[gi]};
             continue;
         }
-        wp[gi] = conv_prepack_op(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr, nt);
+        wp[gi] = ac_gemm_prepack(work + gi * wpf, conv_pack_wbias, &ws[gi], g->Og, Kd, kr->mr,
+                                 kr, nt);
         wa[gi] = (ac_gemm_operand){NULL, ac_gemm_prepacked_at, &wp[gi]};
     }
-    conv_forward_run(out, x, wa, bias != NULL, 0, g, kr, work + conv_fwd_weights_floats(g), nt);
+    conv_forward_run(out, x, wa, nbias, 0, g, kr, work + conv_fwd_weights_floats(g), nt);
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,

@@ -90,7 +90,7 @@ void conv_make_phases(float *xp, const float *x, const geom *g);
 typedef struct {
     const float *xp; /* phase planes of the group (conv_make_phases), image after image */
     const geom *g;
-    int ones; /* 1: depth Kg is an extra row of ones (it meets the bias column of A) */
+    int ones; /* depths Kg.. are this many rows of ones (they meet A's bias columns) */
     int x0; /* pixel of column 0 (a thread's share of the columns) */
 } phase_src;
 void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
@@ -108,11 +108,6 @@ void conv_unphase_group(float *dxg, const float *xp, const geom *g, int nt);
  * for the path chosen later only if sized for all). */
 size_t conv_packed_floats(int M, int K);
 
-/* Pack the M x K operand (pack, src) as A into dst, all K blocks (ac_gemm_prepacked layout),
- * in parallel tasks; returns the view. */
-ac_gemm_prepacked conv_prepack_op(float *dst, ac_gemm_pack_fn pack, const void *src, int M,
-                                  int K, const ac_gemm_kernel *kr, int nt);
-
 /* Weights of group gi with the bias as column Kg (when bias), as an operand of the gemm. */
 typedef struct {
     ac_gemm_matrix m; /* Og x Kg */
@@ -123,16 +118,16 @@ wbias_src conv_wbias_of(const float *w, const float *bias, const geom *g, int gi
 void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                      const ac_gemm_kernel *kr);
 
-/* Packed weights of every group with a bias column (depth Kg + 1). */
+/* Packed weights of every group with bias columns (depth up to Kg + AC_GEMM_MAX_BIAS_STEPS). */
 size_t conv_fwd_weights_floats(const geom *g);
 
 /* 1 when the forward of g takes Winograd (pretransformed: weights already transformed). */
 int conv_use_winograd(const geom *g, int pretransformed);
 
-/* Every image with the weights of group gi as operand wa[gi] (depth Kg + has_bias), then the
+/* Every image with the weights of group gi as operand wa[gi] (depth Kg + nbias), then the
  * ReLU when relu; tw: conv_forward_run_floats(g, nt) floats. */
 size_t conv_forward_run_floats(const geom *g, int nt);
-void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int has_bias,
+void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int nbias,
                       int relu, const geom *g, const ac_gemm_kernel *kr, float *tw, int nt);
 
 /* The forward with weights w (O, Cg, KH, KW): scratch conv_forward_floats(g, nt). */

@@ -114,8 +114,8 @@ void conv_input_grad(float *dx, const float *dout, const float *weight, const ge
     const size_t wpf = conv_packed_floats(g->Kg, g->Og);
     for (int gi = 0; gi < g->G; gi++) { /* A = W_g^T: rows (c, kh, kw), depth o */
         const ac_gemm_matrix m = {weight + (size_t)gi * g->Og * g->Kg, 1, (size_t)g->Kg};
-        wt[gi] = conv_prepack_op(work + gi * wpf, ac_gemm_pack_matrix, &m, g->Kg, g->Og, kr,
-                                 nt);
+        wt[gi] = ac_gemm_prepack(work + gi * wpf, ac_gemm_pack_matrix, &m, g->Kg, g->Og, kr->mr,
+                                 kr, nt);
     }
     dx_items d = {dx, dout, wt, g, kr};
     ac_items_run(g->N, nt, dx_images, &d, work + (size_t)g->G * wpf, dxcol_thread_floats(g, 1));

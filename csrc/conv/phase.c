@@ -115,7 +115,7 @@ void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc
     const geom *g = ps->g;
     const int OW = g->OW, Wp = phase_wp(g), S = (int)g->S;
     const size_t pf = phase_floats(g);
-    const int kx = AC_MIN(kc, g->Kg - k0); /* depths from x; a last one may be the ones row */
+    const int kx = AC_MIN(kc, g->Kg - k0); /* depths from x; the last ones may be ones rows */
     run rs[AC_CONV_MAX_RUNS];
     int nr = 0;
     x0 += ps->x0;
@@ -126,13 +126,14 @@ void conv_pack_phase(const void *src, float *dst, int x0, int nx, int k0, int kc
                          len};
         j += len;
         if (nr == AC_CONV_MAX_RUNS || j == nx) {
-            AC_ISA_PICK(kr->isa, apply_runs)(dst, ps->xp, g, k0, kx, R, rs, nr);
+            AC_ISA_PICK(kr->isa, apply_runs)(dst, ps->xp, g, k0, AC_MAX(kx, 0), R, rs, nr);
             nr = 0;
         }
     }
-    if (ps->ones && kx < kc)
-        for (int j = 0; j < nx; j++)
-            dst[(size_t)(j / R) * kc * R + (size_t)kx * R + j % R] = 1.f;
+    if (ps->ones)
+        for (int k = AC_MAX(kx, 0); k < kc; k++)
+            for (int j = 0; j < nx; j++)
+                dst[(size_t)(j / R) * kc * R + (size_t)k * R + j % R] = 1.f;
     if (nx % R) { /* zero the lanes past nx in the last panel */
         float *d = dst + (size_t)(nx / R) * kc * R;
         for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + nx % R, R - nx % R);

@@ -162,6 +162,8 @@ static void weight_transform(float *U, const float *w, const wgeom *g, const ac_
             }
         }
     }
+    for (int gp = 0; gp < g->G * NPOS; gp++) /* bf16: into the kernel's panels */
+        ac_gemm_convert_prepacked(kr, U + (size_t)gp * ups, Opad, g->Cg, MR);
 }
 
 /* ------------------------------------------------------------- input transform */
@@ -418,6 +420,8 @@ static void wino_chunk(float *out, const float *x, long t0, int n, const wctx *c
     for (int gi = 0; gi < g->G; gi++) {
         for (int i = 0; i < 4; i++) {
             in_transform(vb, x + (size_t)gi * g->Cg * HW, xs, t0, n, i, g, kr->isa, nt);
+            for (int j = 0; j < 4; j++) /* bf16: into the kernel's panels */
+                ac_gemm_convert_prepacked(kr, vb[j].p, vb[j].xpad, g->Cg, kr->nr);
             for (int j = 0; j < 4; j++) {
                 const int p = i * 4 + j;
                 const ac_gemm_prepacked ua = {cx->U + ((size_t)gi * NPOS + p) * ups,

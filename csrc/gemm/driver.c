@@ -14,6 +14,7 @@
  * arithmetic for any thread count: results are bitwise identical across nthreads.
  * The block sizes of each path are in blocking.h; threads are split with ac_split and run
  * with ac_team_run (ac_parallel.h). */
+#include "ac_bf16.h"
 #include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "gemm_internal.h"
@@ -28,12 +29,23 @@ static const ac_gemm_kernel kernels[] = {
      AC_AVX512_MB, ac_ukernel_avx512_6x64},
 };
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
+/* bf16: the reference kernel serves the portable path (and SIMD paths of CPUs without
+ * AVX512_BF16, which ac_set_precision refuses unless the path changed since). */
+static const ac_gemm_kernel kernels_bf16[] = {
+    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC, AC_GENERIC_NC,
+     AC_GENERIC_MB, ac_ukernel_generic_bf16_4x8, AC_BF16, ac_bf16_convert_generic},
+    {AC_ISA_AVX512, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC, AC_AVX512BF16_MC,
+     AC_AVX512BF16_NC, AC_AVX512BF16_MB, ac_ukernel_avx512bf16_6x64, AC_BF16,
+     ac_bf16_convert_avx512},
+};
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
 #define AC_GEMM_SERIAL_MACS (1 << 19)
 
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
 {
+    if (ac_get_precision() == AC_BF16)
+        return &kernels_bf16[isa == AC_ISA_AVX512 && ac_bf16_supported()];
     for (int i = 0; i < NKERNELS; i++)
         if (kernels[i].isa == isa) return &kernels[i];
     return &kernels[0];
@@ -55,6 +67,9 @@ size_t ac_sgemm_work_floats(int nthreads)
     if (nthreads < 1) nthreads = 1;
     for (int i = 0; i < NKERNELS; i++) /* any path may be selected at call time */
         need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
+    for (int i = 0; i < 2; i++)
+        need = AC_MAX(need, (size_t)nthreads *
+                                (a_floats(&kernels_bf16[i]) + b_floats(&kernels_bf16[i])));
     return need + AC_ALIGN / sizeof(float); /* slack to align the start */
 }
 
@@ -65,7 +80,61 @@ static int block_size(int n, int bmax, int unit)
     return (int)ac_round_up((size_t)((n + nb - 1) / nb), (size_t)unit);
 }
 
-int ac_gemm_kc(const ac_gemm_kernel *kr, int K) { return K > 0 ? block_size(K, kr->kc, 1) : 1; }
+/* bf16 blocks are whole k-pairs (but the last). */
+int ac_gemm_kc(const ac_gemm_kernel *kr, int K)
+{
+    return K > 0 ? block_size(K, kr->kc, kr->convert ? 2 : 1) : 1;
+}
+
+void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
+                  int nx, int k0, int kc, int R)
+{
+    op->pack(op->src, dst, x0, nx, k0, kc, R, kr);
+    if (kr->convert) kr->convert(dst, dst, nx, kc, R);
+}
+
+int ac_gemm_bias_steps(const ac_gemm_kernel *kr) { return kr->convert ? 3 : 1; }
+
+float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step)
+{
+    if (!kr->convert) return b;
+    for (int s = 0; s < step; s++) b -= ac_bf16_to_float(ac_bf16_round(b)); /* exact */
+    return ac_bf16_to_float(ac_bf16_round(b));
+}
+
+#define AC_GEMM_PREPACK_PANELS 8 /* row panels per packing task */
+ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *src, int X,
+                                  int K, int R, const ac_gemm_kernel *kr, int nt)
+{
+    const int P = AC_GEMM_PREPACK_PANELS;
+    const int KC = ac_gemm_kc(kr, K), xpad = (X + R - 1) / R * R;
+    const int nkb = (K + KC - 1) / KC, nrc = (xpad / R + P - 1) / P;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && nkb * nrc > 1)
+    for (int t = 0; t < nkb * nrc; t++) {
+        const int k0 = t / nrc * KC, x0 = t % nrc * P * R, kc = AC_MIN(KC, K - k0);
+        pack(src, dst + (size_t)k0 * xpad + (size_t)x0 * kc, x0, AC_MIN(P * R, X - x0), k0, kc,
+             R, kr);
+    }
+    ac_gemm_convert_prepacked(kr, dst, xpad, K, R);
+    return (ac_gemm_prepacked){dst, xpad};
+}
+
+size_t ac_gemm_prepack_floats(int X, int K)
+{
+    size_t f = 0; /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
+    for (int i = 0; i < NKERNELS; i++)
+        f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(kernels[i].mr, kernels[i].nr)));
+    return ac_pad16(f);
+}
+
+void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R)
+{
+    const int KC = ac_gemm_kc(kr, K);
+    if (!kr->convert) return;
+    for (int k0 = 0; k0 < K; k0 += KC) /* in order: each block moves down over converted ones */
+        kr->convert(p + (size_t)k0 / 2 * xpad, p + (size_t)k0 * xpad, xpad, AC_MIN(KC, K - k0),
+                    R);
+}
 
 /* Rows [m0, m1) x columns [n0, n1) of C, on the caller's thread with its own buffers. */
 static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, int K,
@@ -81,29 +150,29 @@ static void gemm_part(const ac_gemm_kernel *kr, int m0, int m1, int n0, int n1, 
     for (int ib = m0; ib < m1; ib += MB) {
         const int mb = AC_MIN(MB, m1 - ib);
         for (int pc = 0; pc < K; pc += KC) {
-            const int kc = AC_MIN(KC, K - pc);
+            const int kc = AC_MIN(KC, K - pc), kw = ac_gemm_kwords(kr, kc);
             const float beta_k = pc == 0 ? beta : 1.f;
             const float *Ab = A->packed ? A->packed(A->src, ib, pc, kc, kr) : NULL;
             if (!Ab) {
-                A->pack(A->src, Abuf, ib, mb, pc, kc, MR, kr);
+                ac_gemm_pack(kr, A, Abuf, ib, mb, pc, kc, MR);
                 Ab = Abuf;
             }
             for (int jc = n0; jc < n1; jc += NC) {
                 const int nc = AC_MIN(NC, n1 - jc);
                 const float *Bb = B->packed ? B->packed(B->src, jc, pc, kc, kr) : NULL;
                 if (!Bb) {
-                    B->pack(B->src, Bbuf, jc, nc, pc, kc, NR, kr);
+                    ac_gemm_pack(kr, B, Bbuf, jc, nc, pc, kc, NR);
                     Bb = Bbuf;
                 }
                 for (int ic = 0; ic < mb; ic += MC) {
                     const int mc = AC_MIN(MC, mb - ic);
-                    const float *Ap = Ab + (size_t)ic * kc;
+                    const float *Ap = Ab + (size_t)ic * kw;
                     for (int jr = 0; jr < nc; jr += NR) {
-                        const float *Bp = Bb + (size_t)jr * kc;
+                        const float *Bp = Bb + (size_t)jr * kw;
                         float *Cc = C + (size_t)(ib + ic) * ldc + jc + jr;
                         const int nr = AC_MIN(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR)
-                            kr->ukernel(kc, Ap + (size_t)ir * kc, Bp, Cc + (size_t)ir * ldc,
+                            kr->ukernel(kc, Ap + (size_t)ir * kw, Bp, Cc + (size_t)ir * ldc,
                                         ldc, alpha, beta_k, AC_MIN(MR, mc - ir), nr);
                     }
                 }
@@ -116,8 +185,8 @@ const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
                                   const ac_gemm_kernel *kr)
 {
     const ac_gemm_prepacked *pp = (const ac_gemm_prepacked *)src;
-    (void)kr;
-    return pp->p + (size_t)k0 * pp->xpad + (size_t)x0 * kc;
+    const int kw = ac_gemm_kwords(kr, kc);
+    return pp->p + (size_t)(kr->convert ? k0 / 2 : k0) * pp->xpad + (size_t)x0 * kw;
 }
 
 static void rows_pack(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
@@ -235,7 +304,9 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
               int nthreads)
 {
     const int isa = ac_get_isa();
-    if (ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    /* The small path multiplies in fp32 only. */
+    if (ac_get_precision() == AC_FP32 &&
+        ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                        work, nthreads))
         return;
     /* op(A): row x, depth k;  op(B): column x, depth k. */

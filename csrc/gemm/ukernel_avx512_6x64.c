@@ -66,17 +66,8 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        float *cr = c + (size_t)i * ldc;
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            __mmask16 m = v == nv - 1 ? mlast : (__mmask16)0xffff;
-            __m512 r = _mm512_mul_ps(acc[i][v], va);
-            if (beta != 0.f) /* C = alpha*AB + beta*C, one rounding for the beta term */
-                r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cr + 16 * v), vb, r);
-            _mm512_mask_storeu_ps(cr + 16 * v, m, r);
-        }
-    }
+    for (int i = 0; i < rows; i++)
+        ac_store_row_avx512(c + (size_t)i * ldc, acc[i], nv, mlast, va, vb, beta);
 }
 
 /* clang-format off */

@@ -15,11 +15,6 @@ void ac_ukernel_generic_4x8(int kc, const float *Ap, const float *Bp, float *C, 
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
     }
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (beta == 0.f)
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) c[j] = alpha * acc[i][j] + beta * c[j];
-    }
+    for (int i = 0; i < mr; i++)
+        ac_store_row_generic(C + (size_t)i * ldc, acc[i], nr, alpha, beta);
 }

@@ -43,9 +43,21 @@ typedef struct ac_gemm_kernel {
     int nc; /* columns of op(B) per packed block (KC x NC, in L2) */
     int mb; /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
+    int precision; /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
+    /* bf16: turns nx rows of packed fp32 panels (depth kc) at src into the k-pair panels
+     * the micro-kernel reads at dst, which may be src or lie before it (NULL for fp32). */
+    void (*convert)(float *dst, const float *src, int nx, int kc, int R);
 } ac_gemm_kernel;
 
-/* The kernel context of a path (ac_get_isa() for the current one). */
+/* Words (floats' worth) per panel row of a packed block of depth kc: kc for fp32, the
+ * ceil(kc/2) k-pairs for bf16. Panels are R * ac_gemm_kwords(kr, kc) floats apart. */
+static inline int ac_gemm_kwords(const ac_gemm_kernel *kr, int kc)
+{
+    return kr->convert ? (kc + 1) / 2 : kc;
+}
+
+/* The kernel context of a path (ac_get_isa() for the current one) at the current precision
+ * (ac_get_precision(), ac_bf16.h). */
 const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
 
 /* Depth of the driver's K blocks for this K (depends on K and the path only). */
@@ -62,7 +74,7 @@ typedef void (*ac_gemm_pack_fn)(const void *src, float *dst, int x0, int nx, int
  * example weights packed once for inference), or NULL to have it packed. The driver splits
  * K into blocks of ac_gemm_kc(kr, K) (the last one shorter) and rows at multiples of R, so
  * an operand packed block after block, all rows per K block, is found at k0*Xpad + x0*kc
- * (Xpad = rows rounded up to R). */
+ * (Xpad = rows rounded up to R; for bf16 (k0/2)*Xpad + x0*ceil(kc/2), K blocks being even). */
 typedef const float *(*ac_gemm_packed_fn)(const void *src, int x0, int k0, int kc,
                                           const ac_gemm_kernel *kr);
 
@@ -71,6 +83,31 @@ typedef struct ac_gemm_operand {
     ac_gemm_packed_fn packed; /* NULL: always pack */
     const void *src; /* what pack reads: an ac_gemm_matrix for plain matrices */
 } ac_gemm_operand;
+
+/* Pack through op->pack, then into the kernel's own panels (kr->convert): what the driver
+ * does for every block, and what whoever packs an operand ahead must do. */
+void ac_gemm_pack(const ac_gemm_kernel *kr, const ac_gemm_operand *op, float *dst, int x0,
+                  int nx, int k0, int kc, int R);
+
+/* A bias folded into the product: a column of A (or row of B) against rows of ones takes
+ * ac_gemm_bias_steps depth steps: 1 in fp32; 3 in bf16, where the parts
+ * ac_gemm_bias_part(kr, b, 0..2) are bf16 values summing exactly to b (8 + 8 + 8 bits), so
+ * the bias is not rounded to bf16 but added in fp32 like the rest of the sum. */
+#define AC_GEMM_MAX_BIAS_STEPS 3
+int ac_gemm_bias_steps(const ac_gemm_kernel *kr);
+float ac_gemm_bias_part(const ac_gemm_kernel *kr, float b, int step);
+
+/* An M x K operand packed ahead in fp32 (ac_gemm_pack_fn into p + k0*xpad + x0*kc for each
+ * K block): turned into the kernel's layout in place (nothing to do for fp32). */
+void ac_gemm_convert_prepacked(const ac_gemm_kernel *kr, float *p, int xpad, int K, int R);
+
+/* Pack the X x K operand (pack, src) ahead in panels of R rows (kr->mr as A, kr->nr as B)
+ * into dst, all K blocks, on nt threads (then converted for kr): the view to read it with
+ * (ac_gemm_prepacked_at). dst: ac_gemm_prepack_floats(X, K) floats (any path). */
+typedef struct ac_gemm_prepacked ac_gemm_prepacked;
+ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *src, int X,
+                                  int K, int R, const ac_gemm_kernel *kr, int nt);
+size_t ac_gemm_prepack_floats(int X, int K);
 
 /* A plain strided matrix as an operand: element (row x, depth k) is p[x*sx + k*sk]. */
 typedef struct ac_gemm_matrix {
@@ -84,10 +121,10 @@ void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, in
 
 /* An operand packed ahead, all rows of one K block after another (the layout
  * ac_gemm_packed_fn describes), rows padded to xpad: {&view} with ac_gemm_prepacked_at. */
-typedef struct ac_gemm_prepacked {
+struct ac_gemm_prepacked {
     const float *p;
     int xpad;
-} ac_gemm_prepacked;
+};
 const float *ac_gemm_prepacked_at(const void *src, int x0, int k0, int kc,
                                   const ac_gemm_kernel *kr);
 
@@ -98,6 +135,18 @@ typedef struct ac_gemm_rows {
     int x0;
 } ac_gemm_rows;
 ac_gemm_operand ac_gemm_rows_of(const ac_gemm_rows *r);
+
+/* ---- B packed once (the weights of a linear layer at inference: packed_b.c) ----
+ * op(B) (K x N, trans_b as in ac_sgemm) packed for the current path and precision into
+ * `packed` (ac_sgemm_packed_b_floats(N, K) floats); then C = alpha op(A) . op(B) + beta C
+ * from it, as ac_sgemm's blocked driver computes it (not its small-output path). Returns 0,
+ * or -1 (nothing written) when packed was made for another path, precision or shape. */
+size_t ac_sgemm_packed_b_floats(int N, int K);
+void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
+                     int nthreads);
+int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *packed, float beta, float *C, int ldc, float *work,
+                      int nthreads);
 
 /* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,

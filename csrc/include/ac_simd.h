@@ -16,6 +16,9 @@
 #define AC_ISA_AVX512_FEATURES "avx512f,avx512vl,avx512bw,avx512dq,fma"
 #define AC_TARGET_AVX2 __attribute__((target(AC_ISA_AVX2_FEATURES)))
 #define AC_TARGET_AVX512 __attribute__((target(AC_ISA_AVX512_FEATURES)))
+/* AVX-512 with AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16): the bf16 kernels (ac_bf16.h). */
+#define AC_ISA_AVX512BF16_FEATURES AC_ISA_AVX512_FEATURES ",avx512bf16"
+#define AC_TARGET_AVX512BF16 __attribute__((target(AC_ISA_AVX512BF16_FEATURES)))
 
 /* The variant of f for path isa (enum ac_isa). */
 #define AC_ISA_PICK(isa, f)                                                                    \

@@ -1,0 +1,82 @@
+/* AVX512_BF16 micro-kernel: an MR x NR tile of fp32 C (6 x 64) in MR*NR/16 zmm accumulators
+ * over bf16 k-pair panels (layout in bf16.c). Each step covers two k: it loads NR/16 vectors
+ * of B pairs, broadcasts the MR A pairs (32 bits each) and issues MR*NR/16 vdpbf16ps, each
+ * 32 multiply-adds. Edge tiles run a variant with only the rows and vectors they need
+ * (masked on the last vector), so every element of C sees the same arithmetic whatever tile
+ * it falls in: results do not depend on how the driver splits the work. */
+#include <immintrin.h>
+#include "gemm_internal.h"
+
+#define MR AC_AVX512BF16_MR
+#define NR AC_AVX512BF16_NR
+#define NV (NR / 16)
+
+AC_INLINE AC_TARGET_AVX512BF16 void tile(int kp, const float *restrict a,
+                                         const float *restrict b, float *restrict c, size_t ldc,
+                                         float alpha, float beta, const int rows, const int nv,
+                                         __mmask16 mlast)
+{
+    __m512 acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+            /* The C tile is read only at the end: start bringing it in now. */
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++) {
+        const char *cr = (const char *)(c + (size_t)i * ldc);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T0);
+        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
+    }
+#pragma GCC unroll 2
+    for (int p = 0; p < kp; p++, a += MR, b += NR) {
+        __m512bh bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) bv[v] = (__m512bh)_mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 32
+        for (int i = 0; i < rows; i++) {
+            const __m512bh ai = (__m512bh)_mm512_set1_ps(a[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
+        }
+    }
+
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++)
+        ac_store_row_avx512(c + (size_t)i * ldc, acc[i], nv, mlast, va, vb, beta);
+}
+
+/* clang-format off */
+#define T(R, V) tile(kp, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
+#define ALL_ROWS(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
+    case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
+#if MR > 8
+#error "AC_AVX512BF16_MR above 8 needs more row cases"
+#endif
+
+AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp,
+                                                     float *C, size_t ldc, float alpha,
+                                                     float beta, int mr, int nr)
+{
+    const int kp = (kc + 1) / 2;
+    const int nv = (nr + 15) >> 4;
+    const __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
+    if (nv == NV && mr == MR) { /* the full tile: most calls */
+        T(MR, NV);
+    }
+    switch (nv) {
+    case NV: switch (mr) { ALL_ROWS(NV); } break;
+#if NV >= 2
+    case 1: switch (mr) { ALL_ROWS(1); } break;
+#endif
+#if NV >= 3
+    case 2: switch (mr) { ALL_ROWS(2); } break;
+#endif
+#if NV >= 4
+    case 3: switch (mr) { ALL_ROWS(3); } break;
+#endif
+    }
+}
+/* clang-format on */
