@@ -13,7 +13,7 @@ all: build
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=64" wheel "cython>=3.0" "numpy>=1.24" "pillow>=9" "threadpoolctl>=3" "pytest>=7"
+	$(PY) -m pip install -q "setuptools>=64" wheel "cython>=3.0" "numpy>=1.24" "pillow>=9" "threadpoolctl>=3" "pytest>=7.3"
 	touch $@
 
 venv: $(VENV)/.installed
