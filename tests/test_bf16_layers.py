@@ -2,7 +2,6 @@
 Winograd) and linear layers against float64 PyTorch of their bf16-rounded operands, on
 every bf16 path (the portable reference always; vdpbf16ps where the CPU has AVX512_BF16),
 1 and 2 threads, bitwise equal across thread counts."""
-import os
 
 import numpy as np
 import pytest

@@ -13,13 +13,6 @@ from references import gemm_ref as reference
 SMALL_MAX = 8
 
 
-def reference(a, b, ta, tb, alpha=1.0, beta=0.0, c=None):
-    r = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
-    if beta != 0.0:
-        r += beta * c.astype(np.float64)
-    return r
-
-
 def operands(rng, M, N, K, ta, tb):
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
