@@ -6,6 +6,7 @@ cnp.import_array()
 
 include "_kernels/check.pxi"
 include "_kernels/cpu.pxi"
+include "_kernels/ctx.pxi"
 include "_kernels/gemm.pxi"
 include "_kernels/bf16.pxi"
 include "_kernels/conv.pxi"
@@ -14,3 +15,5 @@ include "_kernels/lrn.pxi"
 include "_kernels/eltwise.pxi"
 include "_kernels/loss.pxi"
 include "_kernels/sgd.pxi"
+
+_env_defaults()

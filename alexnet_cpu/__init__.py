@@ -6,7 +6,7 @@ import os
 # quiet machine the two policies measured within noise. Set before the runtime loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from ._C import get_precision, sgemm  # noqa: E402
+from ._C import Context, default_context, get_precision, sgemm  # noqa: E402
 from ._threads import cpu_info, get_num_threads, set_num_threads
 from . import distributed  # noqa: F401  (mpi4py is imported only when MPI is used)
 from .checkpoint import load, save
@@ -16,6 +16,6 @@ from .optim import SGD
 from .weights import WeightFileError
 
 __version__ = "0.1.0"
-__all__ = ["SGD", "WeightFileError", "alexnet", "cpu_info", "get_num_threads", "get_precision",
+__all__ = ["SGD", "Context", "WeightFileError", "alexnet", "default_context", "cpu_info", "get_num_threads", "get_precision",
            "load", "save",
            "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy"]

@@ -6,6 +6,8 @@ Buffers are reused between steps: a layer keeps its output and input-gradient ar
 reallocates them only when the batch shape changes. A caller that needs an output beyond
 the next forward must copy it (Net.forward returns a copy of the logits).
 Shapes: activations NCHW (N batch, C channels, H, W), conv weights OIHW, linear (out, in).
+forward and backward take the call's kernel context (_C.Context: ISA path, precision,
+Winograd choice; None: the defaults), which the net passes down.
 """
 import numpy as np
 
@@ -49,10 +51,10 @@ class Layer:
         """Forward floating-point operations for one image of shape in_shape (C, H, W)."""
         return 0
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         raise NotImplementedError
 
     def describe(self):
@@ -62,8 +64,7 @@ class Layer:
 class _PackedLayer(Layer):
     """A layer whose weights may be packed once for the GEMM in eval mode (on first forward;
     subclasses say how in _pack) and reused; the pack is dropped on any mode switch, on
-    backward, on invalidate() and when the ISA path, the precision or the parameter arrays
-    change. While packed, the parameter arrays are read-only, so a stray in-place write
+    backward, on invalidate() and when the context or the parameter arrays change. While packed, the parameter arrays are read-only, so a stray in-place write
     fails loudly instead of going unseen."""
 
     def __init__(self):
@@ -85,22 +86,22 @@ class _PackedLayer(Layer):
                 p.flags.writeable = writeable
         self._packed = self._packed_for = None
 
-    def _packed_weights(self):
-        """The weights and bias packed for the current ISA path and precision, packing them
-        if needed."""
+    def _packed_weights(self, ctx):
+        """The weights and bias packed for the context's ISA path and precision, packing
+        them if needed."""
         w, b = self.params["weight"], self.params["bias"]
-        key = (_C.get_isa(), _C.get_precision())
+        key = ctx = ctx if ctx is not None else _C.default_context()
         if self._packed is not None:
             fkey, arrays = self._packed_for
             if fkey == key and arrays[0][0] is w and arrays[1][0] is b:
                 return self._packed
             self.invalidate()
-        self._packed = self._packed_buf = self._pack(self._packed_buf)
+        self._packed = self._packed_buf = self._pack(self._packed_buf, ctx)
         self._packed_for = (key, ((w, w.flags.writeable), (b, b.flags.writeable)))
         w.flags.writeable = b.flags.writeable = False
         return self._packed
 
-    def _pack(self, buf):
+    def _pack(self, buf, ctx):
         raise NotImplementedError
 
 
@@ -134,11 +135,11 @@ class Conv2d(_PackedLayer):
         o, oh, ow = self.output_shape(in_shape)
         return 2 * o * oh * ow * (self.in_channels // self.groups) * self.k * self.k
 
-    def _pack(self, buf):
+    def _pack(self, buf, ctx):
         return _C.conv2d_pack_weights(self.params["weight"], self.params["bias"], self.groups,
-                                      buf)
+                                      buf, ctx)
 
-    def forward(self, x, relu=False):
+    def forward(self, x, ctx=None, relu=False):
         """relu=True: the output rectified in place as a following ReLU would (fused into
         the convolution in eval mode); hand it to that ReLU with ReLU.take_fused_output."""
         self._x = x
@@ -146,23 +147,23 @@ class Conv2d(_PackedLayer):
         if self._training:
             self._work_fwd = _C.conv2d_forward(self._y, x, self.params["weight"],
                                                self.params["bias"], self.stride, self.pad,
-                                               self.groups, self._work_fwd)
+                                               self.groups, self._work_fwd, ctx)
             if relu:
                 _C.relu_forward(self._y, self._y)
         else:
             self._work_fwd = _C.conv2d_forward_packed(
-                self._y, x, self._packed_weights(), self.params["weight"].shape, self.stride,
-                self.pad, self.groups, self._work_fwd, relu)
+                self._y, x, self._packed_weights(ctx), self.params["weight"].shape, self.stride,
+                self.pad, self.groups, self._work_fwd, relu, ctx)
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         self.invalidate()  # the weights may be stepped next (training in eval mode)
         dx = None
         if self.need_input_grad:
             dx = self._dx = _buffer(self._dx, self._x.shape)
         self._work_bwd = _C.conv2d_backward(dx, self.grads["weight"], self.grads["bias"], dy,
                                             self._x, self.params["weight"], self.stride,
-                                            self.pad, self.groups, self._work_bwd)
+                                            self.pad, self.groups, self._work_bwd, ctx)
         return dx
 
     def describe(self):
@@ -175,7 +176,7 @@ class ReLU(Layer):
     """In place: overwrites its input (AlexNet never needs a conv/linear output again)."""
     kind = "ReLU"
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         _C.relu_forward(x, x)
         self._y = x
         return x
@@ -187,7 +188,7 @@ class ReLU(Layer):
         self._y = y
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         _C.relu_backward(dy, dy, self._y)
         return dy
 
@@ -205,17 +206,17 @@ class LRN(Layer):
     def flops(self, in_shape):
         return int(np.prod(in_shape)) * (2 * self.size + 6)
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         self._x = x
         self._y = _buffer(self._y, x.shape)
         self._scale = _buffer(self._scale, x.shape)
-        _C.lrn_forward(self._y, self._scale, x, self.size, self.alpha, self.beta, self.k)
+        _C.lrn_forward(self._y, self._scale, x, self.size, self.alpha, self.beta, self.k, ctx)
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         self._dx = _buffer(self._dx, dy.shape)
         _C.lrn_backward(self._dx, dy, self._x, self._y, self._scale, self.size, self.alpha,
-                        self.beta, self.k)
+                        self.beta, self.k, ctx)
         return self._dx
 
     def describe(self):
@@ -240,7 +241,7 @@ class MaxPool2d(Layer):
     def flops(self, in_shape):
         return int(np.prod(self.output_shape(in_shape))) * self.k * self.k
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         """In eval mode the argmax (for backward) is not written; a backward after an eval
         forward computes it then from the input, still held by the layer before."""
         self._x, self._in_shape = x, x.shape
@@ -250,13 +251,13 @@ class MaxPool2d(Layer):
         if self.training:
             self._argmax = _buffer(self._argmax, shape, np.int32)
         _C.maxpool2d_forward(self._y, self._argmax if self.training else None, x, self.k,
-                             self.stride)
+                             self.stride, ctx)
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         if not self._have_argmax:
             self._argmax = _buffer(self._argmax, self._y.shape, np.int32)
-            _C.maxpool2d_forward(self._y, self._argmax, self._x, self.k, self.stride)
+            _C.maxpool2d_forward(self._y, self._argmax, self._x, self.k, self.stride, ctx)
             self._have_argmax = True
         self._dx = _buffer(self._dx, self._in_shape)
         _C.maxpool2d_backward(self._dx, dy, self._argmax)
@@ -281,7 +282,7 @@ class AdaptiveAvgPool2d(Layer):
     def flops(self, in_shape):
         return 0 if tuple(in_shape[1:]) == (self.size, self.size) else int(np.prod(in_shape))
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         self._in_shape = x.shape
         if x.shape[2:] == (self.size, self.size):
             return x
@@ -289,7 +290,7 @@ class AdaptiveAvgPool2d(Layer):
         _C.adaptive_avgpool2d_forward(self._y, x)
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         if self._in_shape[2:] == (self.size, self.size):
             return dy
         self._dx = _buffer(self._dx, self._in_shape)
@@ -307,11 +308,11 @@ class Flatten(Layer):
     def output_shape(self, in_shape):
         return (int(np.prod(in_shape)),)
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         self._in_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         return dy.reshape(self._in_shape)
 
 
@@ -327,7 +328,7 @@ class Dropout(Layer):
         self.p, self.seed, self.calls, self.row_offset = p, seed, 0, 0
         self._y = self._mask = self._dx = None
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         self._active = self.training and self.p > 0
         if not self._active:
             return x
@@ -341,7 +342,7 @@ class Dropout(Layer):
         _C.dropout_forward(self._y, self._mask, x, self.p, call_seed)
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         if not self._active:
             return dy
         self._dx = _buffer(self._dx, dy.shape)
@@ -395,27 +396,29 @@ class Linear(_PackedLayer):
     def flops(self, in_shape):
         return 2 * self.in_features * self.out_features
 
-    def forward(self, x):
+    def forward(self, x, ctx=None):
         self._x = np.ascontiguousarray(x)
         self._y = _buffer(self._y, (x.shape[0], self.out_features))
-        if not self._training and _C.get_precision() == "bf16":
-            _C.sgemm_packed_b(self._x, self._packed_weights(), self.out_features, self._y)
+        ctx = ctx if ctx is not None else _C.default_context()
+        if not self._training and ctx.precision == "bf16":
+            _C.sgemm_packed_b(self._x, self._packed_weights(ctx), self.out_features, self._y,
+                              ctx=ctx)
         else:
-            _C.sgemm(self._x, self.params["weight"], out=self._y, trans_b=True)
+            _C.sgemm(self._x, self.params["weight"], out=self._y, trans_b=True, ctx=ctx)
         _C.bias_add(self._y, self.params["bias"])
         return self._y
 
-    def _pack(self, buf):
-        return _C.sgemm_pack_b(self.params["weight"], trans_b=True, packed=buf)
+    def _pack(self, buf, ctx):
+        return _C.sgemm_pack_b(self.params["weight"], trans_b=True, packed=buf, ctx=ctx)
 
-    def backward(self, dy):
+    def backward(self, dy, ctx=None):
         self.invalidate()  # the weights may be stepped next (training in eval mode)
-        _C.sgemm(dy, self._x, out=self.grads["weight"], trans_a=True, beta=1.0)
+        _C.sgemm(dy, self._x, out=self.grads["weight"], trans_a=True, beta=1.0, ctx=ctx)
         _C.bias_grad(self.grads["bias"], dy)
         if not self.need_input_grad:
             return None
         self._dx = _buffer(self._dx, self._x.shape)
-        _C.sgemm(dy, self.params["weight"], out=self._dx)
+        _C.sgemm(dy, self.params["weight"], out=self._dx, ctx=ctx)
         return self._dx
 
     def describe(self):

@@ -23,14 +23,20 @@ class Net:
         # The first layer's input gradient is never needed: skip computing it.
         self.layers[0][1].need_input_grad = False
         self.training = True
-        self.precision = _C.get_precision()  # fp32 unless ALEXNET_CPU_PRECISION says
+        # The kernel context of every call this net makes (ISA path, precision, Winograd
+        # choice), from the defaults at construction (set_isa, ALEXNET_CPU_*): nets with
+        # different contexts may run at once in different threads.
+        self.ctx = _C.Context()
+
+    @property
+    def precision(self):
+        return self.ctx.precision
 
     def set_precision(self, precision):
         """What the convolutions and linear layers multiply in: "fp32" (the default; results
         bitwise reproducible) or "bf16" (operands rounded to bfloat16, sums, activations,
         gradients and weights in fp32; needs AVX512_BF16). Returns the net."""
-        _C.check_precision(precision)
-        self.precision = precision
+        self.ctx = self.ctx.replace(precision=precision)
         return self
 
     # -- modes ------------------------------------------------------------------------
@@ -67,19 +73,15 @@ class Net:
         """Logits (N, num_classes) for a float32 NCHW batch (a new array). In eval mode a
         ReLU right after a convolution is fused into it."""
         x = self.check_input(x)
-        with _C.precision_scope(self.precision):
-            return self._forward(x)
-
-    def _forward(self, x):
-        layers, i = self.layers, 0
+        layers, i, ctx = self.layers, 0, self.ctx
         while i < len(layers):
             layer = layers[i][1]
             if (not self.training and isinstance(layer, Conv2d) and i + 1 < len(layers)
                     and isinstance(layers[i + 1][1], ReLU)):
-                x = layers[i + 1][1].take_fused_output(layer.forward(x, relu=True))
+                x = layers[i + 1][1].take_fused_output(layer.forward(x, ctx, relu=True))
                 i += 2
                 continue
-            x = layer.forward(x)
+            x = layer.forward(x, ctx)
             i += 1
         return x.copy()
 
@@ -88,13 +90,12 @@ class Net:
         grad_ready(k), if given, is called once layer k's gradients are final (a
         data-parallel run starts reducing them while the earlier layers' backward runs)."""
         d = np.ascontiguousarray(dlogits, dtype=np.float32)
-        with _C.precision_scope(self.precision):
-            for k in range(len(self.layers) - 1, -1, -1):
-                d = self.layers[k][1].backward(d)
-                if grad_ready is not None:
-                    grad_ready(k)
-                if d is None:
-                    break
+        for k in range(len(self.layers) - 1, -1, -1):
+            d = self.layers[k][1].backward(d, self.ctx)
+            if grad_ready is not None:
+                grad_ready(k)
+            if d is None:
+                break
 
     # -- parameters ---------------------------------------------------------------------
     def parameters(self):

@@ -346,9 +346,7 @@ def run_layers(spec):
     batch = spec["batch"]
     x, labels = _inputs(spec, batch)
     net = o["alexnet"](spec["variant"], num_classes=NUM_CLASSES).train()
-    # layers are called one by one here, outside Net.forward's precision scope
-    scope = ac._C.precision_scope(spec.get("precision", "fp32"))
-    scope.__enter__()
+    ctx = net.set_precision(spec.get("precision", "fp32")).ctx  # layers take it one by one
     names = [n for n, _ in net.layers]
     fwd = {n: [] for n in names}
     bwd = {n: [] for n in names}
@@ -358,14 +356,14 @@ def run_layers(spec):
         y = x
         for n, layer in net.layers:
             t0 = time.perf_counter()
-            y = layer.forward(y)
+            y = layer.forward(y, ctx)
             t = time.perf_counter() - t0
             if keep:
                 fwd[n].append(t)
         _, d = sce(y, labels)
         for n, layer in reversed(net.layers):
             t0 = time.perf_counter()
-            d = layer.backward(d)
+            d = layer.backward(d, ctx)
             t = time.perf_counter() - t0
             if keep:
                 bwd[n].append(t)

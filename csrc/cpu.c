@@ -1,7 +1,5 @@
-/* CPU feature detection and the process-wide ISA choice. */
+/* CPU feature detection. */
 #include "ac_cpu.h"
-
-static int g_isa = -1;
 
 int ac_isa_supported(int isa)
 {
@@ -22,19 +20,6 @@ int ac_isa_best(void)
     if (ac_isa_supported(AC_ISA_AVX512)) return AC_ISA_AVX512;
     if (ac_isa_supported(AC_ISA_AVX2)) return AC_ISA_AVX2;
     return AC_ISA_GENERIC;
-}
-
-int ac_set_isa(int isa)
-{
-    if (!ac_isa_supported(isa)) return -1;
-    g_isa = isa;
-    return 0;
-}
-
-int ac_get_isa(void)
-{
-    if (g_isa < 0) g_isa = ac_isa_best();
-    return g_isa;
 }
 
 int ac_have_openmp(void)

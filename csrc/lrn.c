@@ -8,7 +8,7 @@
  * In a task a window sum slides along c (add the entering channel, drop the leaving one),
  * vectorised along the positions. Window sums are kept in double: squares of floats are
  * exact in double, so adding and later removing them does not drift.
- * One body is compiled for baseline x86-64, AVX2+FMA and AVX-512 (ac_get_isa() picks);
+ * One body is compiled for baseline x86-64, AVX2+FMA and AVX-512 (the context's isa picks);
  * the SIMD builds swap in intrinsic rows for the paper's beta = 0.75, where the portable
  * loop is bound by sqrt and divide. Other betas use a vectorisable exp(-beta ln s).
  */
@@ -18,7 +18,6 @@
 
 #include <immintrin.h>
 
-#include "ac_cpu.h"
 #include "ac_lrn.h"
 #include "ac_simd.h"
 
@@ -327,10 +326,10 @@ static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
 }
 
 void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
-                    int size, float alpha, float beta, float k, int nthreads)
+                    int size, float alpha, float beta, float k, const ac_ctx *ctx,
+                    int nthreads)
 {
-    const int isa = ac_get_isa();
-    const lrn_fwd_fn f = AC_ISA_PICK(isa, fwd);
+    const lrn_fwd_fn f = AC_ISA_PICK(ctx->isa, fwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -344,10 +343,9 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
 
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
                      const float *scale, int N, int C, ptrdiff_t HW, int size, float alpha,
-                     float beta, int nthreads)
+                     float beta, const ac_ctx *ctx, int nthreads)
 {
-    const int isa = ac_get_isa();
-    const lrn_bwd_fn f = AC_ISA_PICK(isa, bwd);
+    const lrn_bwd_fn f = AC_ISA_PICK(ctx->isa, bwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
     const ptrdiff_t ntask = (ptrdiff_t)N * ntile;
 #pragma omp parallel for num_threads(nthreads) schedule(static)

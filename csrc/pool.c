@@ -5,7 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "ac_cpu.h"
 #include "ac_pool.h"
 #include "ac_simd.h"
 
@@ -90,11 +89,11 @@ static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t
 }
 
 void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, int C, int H,
-                          int W, int k, int stride, int nthreads)
+                          int W, int k, int stride, const ac_ctx *ctx, int nthreads)
 {
     const int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
     const long P = (long)N * C;
-    const int simd = k == 3 && stride == 2 && ac_get_isa() == AC_ISA_AVX512;
+    const int simd = k == 3 && stride == 2 && ctx->isa == AC_ISA_AVX512;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;

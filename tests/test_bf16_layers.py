@@ -18,9 +18,11 @@ F = torch.nn.functional
 
 @pytest.fixture
 def bf16(isa):
-    """bf16 precision on the path of conftest's `isa` (parametrised with BF16_PATHS)."""
-    with _C.precision_scope("bf16"):
-        yield isa
+    """bf16 as the default precision on the path of conftest's `isa` (parametrised with
+    BF16_PATHS): the calls below pass no context, so they take it."""
+    _C.set_precision("bf16")
+    yield isa
+    _C.set_precision("fp32")
 
 
 def t64(a):
@@ -105,15 +107,15 @@ def test_conv_bitwise_across_threads(bf16, rng):
         ac.set_num_threads(old)
 
 
-def test_conv_bf16_differs_from_fp32(rng):
+@BF16_PATHS
+def test_conv_bf16_differs_from_fp32(isa, rng):
     """The tight checks above would pass an fp32 conv on pre-rounded data: this one would not."""
     x, w, b, dy = conv_case(rng, *CONVS[0])
     outs = []
     for prec in ("fp32", "bf16"):
-        with _C.precision_scope(prec):
-            out = np.empty(dy.shape, np.float32)
-            _C.conv2d_forward(out, x, w, b, 1, 1, 1)
-            outs.append(out)
+        out = np.empty(dy.shape, np.float32)
+        _C.conv2d_forward(out, x, w, b, 1, 1, 1, ctx=_C.Context(precision=prec))
+        outs.append(out)
     assert np.abs(outs[0] - outs[1]).max() > 1e-3
 
 
@@ -166,13 +168,9 @@ def test_packed_b_refused_for_another_precision(rng):
     w = rng.standard_normal((70, 33)).astype(np.float32)
     x = rng.standard_normal((3, 33)).astype(np.float32)
     out = np.empty((3, 70), np.float32)
-    old = _C.get_isa()
-    try:
-        _C.set_isa("generic")  # has bf16 on any CPU
-        packed = _C.sgemm_pack_b(w, trans_b=True)
-        np.testing.assert_allclose(_C.sgemm_packed_b(x, packed, 70, out), x @ w.T, rtol=1e-5,
-                                   atol=1e-5)
-        with _C.precision_scope("bf16"), pytest.raises(ValueError, match="pack again"):
-            _C.sgemm_packed_b(x, packed, 70, out)
-    finally:
-        _C.set_isa(old)
+    fp32, bf16 = _C.Context(isa="generic"), _C.Context(isa="generic", precision="bf16")
+    packed = _C.sgemm_pack_b(w, trans_b=True, ctx=fp32)  # the generic path has bf16 anywhere
+    np.testing.assert_allclose(_C.sgemm_packed_b(x, packed, 70, out, ctx=fp32), x @ w.T,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pack again"):
+        _C.sgemm_packed_b(x, packed, 70, out, ctx=bf16)

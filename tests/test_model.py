@@ -214,7 +214,7 @@ def test_eval_packed_weights_follow_loads_and_training_steps():
     assert np.array_equal(net.forward(x), fresh(net))
 
 
-def test_eval_forward_fuses_relu_and_equals_training_forward(conv_winograd):
+def test_eval_forward_fuses_relu_and_equals_training_forward():
     """Eval mode: packed weights and each Conv2d+ReLU fused; the training-mode forward
     (dropout off) gives the same logits bitwise when both take the same convolution
     algorithm, and backward still sees the ReLU outputs. (By default packed 3x3 layers take
@@ -225,7 +225,7 @@ def test_eval_forward_fuses_relu_and_equals_training_forward(conv_winograd):
         if isinstance(layer, Dropout):
             layer.p = 0.0
     default = net.eval().forward(x)
-    conv_winograd("off")
+    net.ctx = net.ctx.replace(winograd="off")  # a net keeps the context it was built with
     np.testing.assert_allclose(default, net.forward(x), rtol=0, atol=1e-5 * np.abs(default).max())
     for _, layer in net.layers:
         if isinstance(layer, Dropout):

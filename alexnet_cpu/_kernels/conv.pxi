@@ -3,53 +3,26 @@
 
 cdef extern from "ac_conv.h":
     size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                         int stride, int pad, int groups, int nthreads) nogil
+                                         int stride, int pad, int groups, const ac_ctx *ctx, int nthreads) nogil
     void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
                            int N, int C, int H, int W, int O, int KH, int KW,
-                           int stride, int pad, int groups, float *work, int nthreads) nogil
+                           int stride, int pad, int groups, float *work, const ac_ctx *ctx, int nthreads) nogil
     size_t ac_conv2d_packed_weights_floats(int C, int O, int KH, int KW, int groups) nogil
     void ac_conv2d_pack_weights(float *packed, const float *weight, const float *bias,
-                                int C, int O, int KH, int KW, int groups, int nthreads) nogil
+                                int C, int O, int KH, int KW, int groups, const ac_ctx *ctx, int nthreads) nogil
     size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, int KH,
                                                 int KW, int stride, int pad, int groups,
-                                                int nthreads) nogil
+                                                const ac_ctx *ctx, int nthreads) nogil
     int ac_conv2d_forward_packed(float *out, const float *x, const float *packed,
                                  int N, int C, int H, int W, int O, int KH, int KW,
                                  int stride, int pad, int groups, int relu, float *work,
-                                 int nthreads) nogil
+                                 const ac_ctx *ctx, int nthreads) nogil
     size_t ac_conv2d_backward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                          int stride, int pad, int groups, int nthreads) nogil
+                                          int stride, int pad, int groups, const ac_ctx *ctx, int nthreads) nogil
     void ac_conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
                             const float *x, const float *weight,
                             int N, int C, int H, int W, int O, int KH, int KW,
-                            int stride, int pad, int groups, float *work, int nthreads) nogil
-    void ac_conv_set_winograd(int mode) nogil
-    int ac_conv_get_winograd() nogil
-
-# Winograd for 3x3 stride-1 pad-1 layers: ac_conv.h's AUTO, OFF, ON.
-CONV_WINOGRAD_MODES = ("auto", "off", "on")
-
-
-def set_conv_winograd(str mode):
-    """Whether 3x3 stride-1 pad-1 convolutions take Winograd F(2x2, 3x3): "auto" (where it
-    measured faster: the default), "off" or "on"; for every later call, like set_isa."""
-    if mode not in CONV_WINOGRAD_MODES:
-        raise ValueError(f"unknown Winograd mode {mode!r}; expected one of "
-                         f"{', '.join(CONV_WINOGRAD_MODES)}")
-    ac_conv_set_winograd(CONV_WINOGRAD_MODES.index(mode) - 1)
-
-
-def get_conv_winograd():
-    return CONV_WINOGRAD_MODES[ac_conv_get_winograd() + 1]
-
-
-# Read once, at import: AC_CONV_WINOGRAD=0 (off), 1 (on), auto or unset (auto).
-_env_winograd = os.environ.get("AC_CONV_WINOGRAD", "")
-if _env_winograd:
-    if _env_winograd not in ("0", "1", "auto"):
-        raise ValueError(f"AC_CONV_WINOGRAD must be 0, 1 or auto, got {_env_winograd!r}")
-    set_conv_winograd({"0": "off", "1": "on"}.get(_env_winograd, "auto"))
-
+                            int stride, int pad, int groups, float *work, const ac_ctx *ctx, int nthreads) nogil
 
 cdef tuple _conv_shapes(str fn, object x, tuple wshape, int stride, int pad, int groups):
     """Check x (4-D), the weight shape wshape (O, C/groups, KH, KW) and the hyper-parameters;
@@ -78,12 +51,14 @@ cdef tuple _conv_shapes(str fn, object x, tuple wshape, int stride, int pad, int
             (W + 2 * pad - KW) // stride + 1)
 
 
-def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=None):
+def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=None,
+                   ctx=None):
     """out = conv2d(x, weight) + bias. x (N,C,H,W), weight (O,C/groups,KH,KW), bias (O,) or
     None, out (N,O,OH,OW) with OH = (H+2*pad-KH)//stride+1; all float32 C-contiguous, out
-    overlapping none of the others. Returns the scratch array; pass it back as `work` to
-    reuse it."""
+    overlapping none of the others; ctx: a Context (None: default_context()). Returns the
+    scratch array; pass it back as `work` to reuse it."""
     fn = "conv2d_forward"
+    cdef Context cx = _resolve(fn, ctx)
     cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
@@ -95,19 +70,20 @@ def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=N
     _no_overlap(fn, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_work_floats(N, C, H, W, O, KH, KW,
-                                                          stride, pad, groups, nt))
+                                                          stride, pad, groups, &cx.c, nt))
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     with nogil:
         ac_conv2d_forward(po, px, pw, pb, N, C, H, W, O, KH, KW, stride, pad, groups,
-                          pwork, nt)
+                          pwork, &cx.c, nt)
     return work
 
 
-def conv2d_pack_weights(weight, bias, int groups, packed=None):
+def conv2d_pack_weights(weight, bias, int groups, packed=None, ctx=None):
     """The weights (O,C/groups,KH,KW) and bias (O,) or None packed for conv2d_forward_packed
-    on the current ISA path (set_isa), into a 1-D float32 array (`packed` reused when it is
-    big enough). Returns it."""
+    for the context's ISA path and precision, into a 1-D float32 array (`packed` reused when
+    it is big enough). Returns it."""
     fn = "conv2d_pack_weights"
+    cdef Context cx = _resolve(fn, ctx)
     cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     if groups < 1:
         raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
@@ -123,18 +99,20 @@ def conv2d_pack_weights(weight, bias, int groups, packed=None):
     _no_overlap(fn, [("packed", packed)], [("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     with nogil:
-        ac_conv2d_pack_weights(pp, pw, pb, Cg * groups, O, KH, KW, groups, nt)
+        ac_conv2d_pack_weights(pp, pw, pb, Cg * groups, O, KH, KW, groups, &cx.c, nt)
     return packed
 
 
 def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int groups,
-                          work=None, bint relu=False):
+                          work=None, bint relu=False, ctx=None):
     """out = conv2d(x, weight) + bias with packed = conv2d_pack_weights(weight, bias, groups)
     and wshape = weight.shape, then out = relu(out) when relu; bitwise what conv2d_forward
     (and relu_forward) give, except that 3x3 stride-1 pad-1 layers take Winograd at any
     batch (conv2d_forward from 2 images on). ValueError when packed was made for another ISA
-    path or weight shape. Returns the scratch array (pass it back)."""
+    path, precision or weight shape than the context's. Returns the scratch array (pass it
+    back)."""
     fn = "conv2d_forward_packed"
+    cdef Context cx = _resolve(fn, ctx)
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
     cdef const float *px = <const float *><size_t>_array(fn, "x", x)
@@ -148,24 +126,26 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
     _no_overlap(fn, [("out", out)], [("x", x), ("packed", packed)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_packed_work_floats(N, C, H, W, O, KH, KW,
-                                                                 stride, pad, groups, nt))
+                                                                 stride, pad, groups, &cx.c, nt))
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     cdef int rc
     with nogil:
         rc = ac_conv2d_forward_packed(po, px, pp, N, C, H, W, O, KH, KW, stride, pad, groups,
-                                      relu, pwork, nt)
+                                      relu, pwork, &cx.c, nt)
     if rc != 0:
-        raise ValueError(f"{fn}: packed was made for another ISA path or weight shape than "
-                         f"{wshape} on {get_isa()}; pack the weights again")
+        raise ValueError(f"{fn}: packed was made for another ISA path, precision or weight "
+                         f"shape than {wshape} on {cx.isa} {cx.precision}; pack the weights "
+                         f"again")
     return work
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, int stride, int pad, int groups,
-                    work=None):
+                    work=None, ctx=None):
     """Given dout = dL/dout: dweight += dL/dweight, dbias += dL/dbias (None skips it),
     dx = dL/dx (overwritten; None skips it). Shapes as in conv2d_forward; the outputs
     overlap nothing. Returns the scratch array; pass it back as `work` to reuse it."""
     fn = "conv2d_backward"
+    cdef Context cx = _resolve(fn, ctx)
     cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
@@ -183,9 +163,9 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, int stride, int pad, in
                 [("dout", dout), ("x", x), ("weight", weight)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_backward_work_floats(N, C, H, W, O, KH, KW,
-                                                           stride, pad, groups, nt))
+                                                           stride, pad, groups, &cx.c, nt))
     cdef float *pwork = <float *>cnp.PyArray_DATA(work)
     with nogil:
         ac_conv2d_backward(pdx, pdw, pdb, pdo, px, pw, N, C, H, W, O, KH, KW,
-                           stride, pad, groups, pwork, nt)
+                           stride, pad, groups, pwork, &cx.c, nt)
     return work

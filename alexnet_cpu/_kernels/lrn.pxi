@@ -2,10 +2,11 @@
 
 cdef extern from "ac_lrn.h":
     void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
-                        int size, float alpha, float beta, float k, int nthreads) nogil
+                        int size, float alpha, float beta, float k, const ac_ctx *ctx,
+                        int nthreads) nogil
     void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
                          const float *scale, int N, int C, ptrdiff_t HW, int size,
-                         float alpha, float beta, int nthreads) nogil
+                         float alpha, float beta, const ac_ctx *ctx, int nthreads) nogil
 
 
 cdef tuple _lrn_shape(str fn, object x, int size):
@@ -15,11 +16,12 @@ cdef tuple _lrn_shape(str fn, object x, int size):
     return x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
 
 
-def lrn_forward(out, scale, x, int size, float alpha, float beta, float k):
+def lrn_forward(out, scale, x, int size, float alpha, float beta, float k, ctx=None):
     """out = x / (k + alpha * sum_{size channels around c} x^2)^beta (alpha not divided by size).
 
     scale (same shape as x) receives k + alpha * sum, which lrn_backward needs.
     """
+    cdef Context cx = _resolve("lrn_forward", ctx)
     N, C, HW = _lrn_shape("lrn_forward", x, size)
     cdef float *px = <float *><size_t>_array("lrn_forward", "x", x, np.float32, None)
     cdef float *po = <float *><size_t>_array("lrn_forward", "out", out, np.float32, x.shape, out=True)
@@ -28,14 +30,16 @@ def lrn_forward(out, scale, x, int size, float alpha, float beta, float k):
     cdef int n_ = N, c_ = C, nt = _nthreads()
     cdef ptrdiff_t hw = HW
     with nogil:
-        ac_lrn_forward(po, ps, px, n_, c_, hw, size, alpha, beta, k, nt)
+        ac_lrn_forward(po, ps, px, n_, c_, hw, size, alpha, beta, k, &cx.c, nt)
 
 
-def lrn_backward(dx, dout, x, out, scale, int size, float alpha, float beta, float k):
+def lrn_backward(dx, dout, x, out, scale, int size, float alpha, float beta, float k,
+                 ctx=None):
     """dx (overwritten) = gradient of the loss wrt x, given dout and forward's x, out, scale.
 
     k is accepted for symmetry with lrn_forward; scale already holds it.
     """
+    cdef Context cx = _resolve("lrn_backward", ctx)
     N, C, HW = _lrn_shape("lrn_backward", x, size)
     cdef float *px = <float *><size_t>_array("lrn_backward", "x", x, np.float32, None)
     cdef float *pdo = <float *><size_t>_array("lrn_backward", "dout", dout, np.float32, x.shape)
@@ -47,4 +51,4 @@ def lrn_backward(dx, dout, x, out, scale, int size, float alpha, float beta, flo
     cdef int n_ = N, c_ = C, nt = _nthreads()
     cdef ptrdiff_t hw = HW
     with nogil:
-        ac_lrn_backward(pdx, pdo, px, po, ps, n_, c_, hw, size, alpha, beta, nt)
+        ac_lrn_backward(pdx, pdo, px, po, ps, n_, c_, hw, size, alpha, beta, &cx.c, nt)

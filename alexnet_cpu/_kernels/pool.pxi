@@ -5,7 +5,8 @@ from libc.stdint cimport int32_t
 
 cdef extern from "ac_pool.h":
     void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
-                              int N, int C, int H, int W, int k, int stride, int nthreads) nogil
+                              int N, int C, int H, int W, int k, int stride, const ac_ctx *ctx,
+                              int nthreads) nogil
     long ac_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
                                int N, int C, int H, int W, int OH, int OW, int nthreads) nogil
     void ac_adaptive_avgpool2d_forward(float *out, const float *x, int N, int C, int H, int W,
@@ -14,11 +15,12 @@ cdef extern from "ac_pool.h":
                                         int W, int OH, int OW, int nthreads) nogil
 
 
-def maxpool2d_forward(out, argmax, x, int k, int stride):
+def maxpool2d_forward(out, argmax, x, int k, int stride, ctx=None):
     """out = max over k x k windows of x moved by stride (no padding, floor mode):
     x (N,C,H,W), out (N,C,(H-k)//stride+1,(W-k)//stride+1) float32; argmax int32 of
     out's shape gets the flat index in the HxW plane of each max (None skips it)."""
     fn = "maxpool2d_forward"
+    cdef Context cx = _resolve(fn, ctx)
     cdef const float *px = <const float *><size_t>_array(fn, "x", x, ndim=4)
     if k < 1 or stride < 1:
         raise ValueError(f"{fn}: k and stride must be >= 1, got k={k}, stride={stride}")
@@ -33,7 +35,7 @@ def maxpool2d_forward(out, argmax, x, int k, int stride):
     _no_overlap(fn, [("out", out), ("argmax", argmax)], [("x", x)])
     cdef int nt = _nthreads()
     with nogil:
-        ac_maxpool2d_forward(po, pa, px, N, C, H, W, k, stride, nt)
+        ac_maxpool2d_forward(po, pa, px, N, C, H, W, k, stride, &cx.c, nt)
 
 
 def maxpool2d_backward(dx, dout, argmax):

@@ -10,7 +10,6 @@
  * threads sharing each (forward_chunk). */
 #include <string.h>
 
-#include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "ac_winograd.h"
 #include "geom.h"
@@ -20,10 +19,8 @@
 size_t conv_packed_floats(int M, int K)
 {
     size_t f = 0;
-    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) {
-        const int mr = ac_gemm_kernel_for(isa)->mr;
-        f = AC_MAX(f, (size_t)K * ac_round_up(M, mr));
-    }
+    for (int i = 0; i < ac_gemm_nkernels; i++)
+        f = AC_MAX(f, (size_t)K * ac_round_up(M, ac_gemm_kernels[i].mr));
     return ac_pad16(f);
 }
 
@@ -204,39 +201,35 @@ void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int
 
 /* ------------------------------------------------------------------- the forward */
 
-static int winograd_mode = AC_CONV_WINOGRAD_AUTO;
-void ac_conv_set_winograd(int mode) { winograd_mode = mode; }
-int ac_conv_get_winograd(void) { return winograd_mode; }
-
 /* 3x3 stride 1 pad 1 goes to Winograd F(2x2, 3x3) (winograd.c) where it measured faster
  * (AlexNet's 13x13 layers: 1.6-1.8x at batch 32-128, 1.1-1.2x at 2 images; at 1 image the
  * weight transform eats the gain unless it was done ahead (pretransformed: packed weights),
- * then 1.2-1.35x); ac_conv_set_winograd (AC_CONV_WINOGRAD) may force it off or on. */
-int conv_use_winograd(const geom *g, int pretransformed)
+ * then 1.2-1.35x); the context may force it off or on. */
+int conv_use_winograd(const geom *g, int pretransformed, int winograd)
 {
     if (g->KH != 3 || g->KW != 3 || g->stride != 1 || g->pad != 1) return 0;
-    if (winograd_mode != AC_CONV_WINOGRAD_AUTO) return winograd_mode == AC_CONV_WINOGRAD_ON;
+    if (winograd != AC_WINOGRAD_AUTO) return winograd == AC_WINOGRAD_ON;
     return g->Cg >= 16 && g->Og >= 16 &&
            (pretransformed || (long)g->N * ((g->H + 1) / 2) * ((g->W + 1) / 2) >= 96);
 }
 
 /* Work: packed weights of every group, then the images' (conv_forward_run_floats). */
-size_t conv_forward_floats(const geom *g, int nt)
+size_t conv_forward_floats(const geom *g, const ac_ctx *ctx, int nt)
 {
     const size_t f = conv_fwd_weights_floats(g) + conv_forward_run_floats(g, nt);
-    return conv_use_winograd(g, 0)
+    return conv_use_winograd(g, 0, ctx->winograd)
                ? AC_MAX(f, ac_winograd3x3_work_floats(g->N, g->C, g->H, g->W, g->O, g->G, nt))
                : f;
 }
 
 void conv_forward(float *out, const float *x, const float *w, const float *bias, const geom *g,
-                  float *work, int nt)
+                  float *work, const ac_ctx *ctx, int nt)
 {
-    if (conv_use_winograd(g, 0)) {
-        ac_winograd3x3(out, x, w, bias, g->N, g->C, g->H, g->W, g->O, g->G, work, nt);
+    if (conv_use_winograd(g, 0, ctx->winograd)) {
+        ac_winograd3x3(out, x, w, bias, g->N, g->C, g->H, g->W, g->O, g->G, work, ctx, nt);
         return;
     }
-    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ctx);
     const int G1 = g->G > 0 ? g->G : 1;
     ac_gemm_prepacked wp[G1];
     wbias_src ws[G1];
@@ -262,17 +255,18 @@ void conv_forward(float *out, const float *x, const float *w, const float *bias,
 }
 
 size_t ac_conv2d_forward_work_floats(int N, int C, int H, int W, int O, int KH, int KW,
-                                     int stride, int pad, int groups, int nthreads)
+                                     int stride, int pad, int groups, const ac_ctx *ctx,
+                                     int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
-    return conv_forward_floats(&g, AC_MAX(nthreads, 1));
+    return conv_forward_floats(&g, ctx, AC_MAX(nthreads, 1));
 }
 
 void ac_conv2d_forward(float *out, const float *x, const float *weight, const float *bias,
                        int N, int C, int H, int W, int O, int KH, int KW, int stride, int pad,
-                       int groups, float *work, int nthreads)
+                       int groups, float *work, const ac_ctx *ctx, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     if (N <= 0) return;
-    conv_forward(out, x, weight, bias, &g, work, AC_MAX(nthreads, 1));
+    conv_forward(out, x, weight, bias, &g, work, ctx, AC_MAX(nthreads, 1));
 }

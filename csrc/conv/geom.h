@@ -121,8 +121,9 @@ void conv_pack_wbias(const void *src, float *dst, int x0, int nx, int k0, int kc
 /* Packed weights of every group with bias columns (depth up to Kg + AC_GEMM_MAX_BIAS_STEPS). */
 size_t conv_fwd_weights_floats(const geom *g);
 
-/* 1 when the forward of g takes Winograd (pretransformed: weights already transformed). */
-int conv_use_winograd(const geom *g, int pretransformed);
+/* 1 when the forward of g takes Winograd under the choice `winograd` (enum ac_winograd;
+ * pretransformed: weights already transformed). */
+int conv_use_winograd(const geom *g, int pretransformed, int winograd);
 
 /* Every image with the weights of group gi as operand wa[gi] (depth Kg + nbias), then the
  * ReLU when relu; tw: conv_forward_run_floats(g, nt) floats. */
@@ -130,21 +131,21 @@ size_t conv_forward_run_floats(const geom *g, int nt);
 void conv_forward_run(float *out, const float *x, const ac_gemm_operand *wa, int nbias,
                       int relu, const geom *g, const ac_gemm_kernel *kr, float *tw, int nt);
 
-/* The forward with weights w (O, Cg, KH, KW): scratch conv_forward_floats(g, nt). */
-size_t conv_forward_floats(const geom *g, int nt);
+/* The forward with weights w (O, Cg, KH, KW): scratch conv_forward_floats(g, ctx, nt). */
+size_t conv_forward_floats(const geom *g, const ac_ctx *ctx, int nt);
 void conv_forward(float *out, const float *x, const float *w, const float *bias, const geom *g,
-                  float *work, int nt);
+                  float *work, const ac_ctx *ctx, int nt);
 
 /* ------------------------------------------------------- input_grad.c, weight_grad.c */
 
-/* dx = dL/dx given dout; scratch conv_input_grad_floats(g, nt). */
-size_t conv_input_grad_floats(const geom *g, int nt);
+/* dx = dL/dx given dout; scratch conv_input_grad_floats(g, ctx, nt). */
+size_t conv_input_grad_floats(const geom *g, const ac_ctx *ctx, int nt);
 void conv_input_grad(float *dx, const float *dout, const float *weight, const geom *g,
-                     float *work, int nt);
+                     float *work, const ac_ctx *ctx, int nt);
 
 /* dweight (and dbias when not NULL) += their gradients; scratch conv_weight_grad_floats. */
 size_t conv_weight_grad_floats(const geom *g, int nt);
 void conv_weight_grad(float *dweight, float *dbias, const float *dout, const float *x,
-                      const geom *g, float *work, int nt);
+                      const geom *g, float *work, const ac_ctx *ctx, int nt);
 
 #endif

@@ -8,7 +8,6 @@
  * (ac_items_run). */
 #include <string.h>
 
-#include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "geom.h"
 
@@ -80,18 +79,18 @@ static void dx_images(void *ctx, int n0, int n1, float *xp, int nt)
         }
 }
 
-size_t conv_input_grad_floats(const geom *g, int nt)
+size_t conv_input_grad_floats(const geom *g, const ac_ctx *ctx, int nt)
 {
     if (dx_as_forward(g)) {
         const geom d = dx_geom(g);
-        return ac_pad16((size_t)g->O * g->Kg) + conv_forward_floats(&d, nt);
+        return ac_pad16((size_t)g->O * g->Kg) + conv_forward_floats(&d, ctx, nt);
     }
     return (size_t)g->G * conv_packed_floats(g->Kg, g->Og) +
            ac_items_floats(dxcol_thread_floats(g, 1), dxcol_thread_floats(g, nt), nt);
 }
 
 void conv_input_grad(float *dx, const float *dout, const float *weight, const geom *g,
-                     float *work, int nt)
+                     float *work, const ac_ctx *ctx, int nt)
 {
     const int KK = g->KH * g->KW;
     if (dx_as_forward(g)) {
@@ -106,10 +105,10 @@ void conv_input_grad(float *dx, const float *dout, const float *weight, const ge
                 for (int i = 0; i < KK; i++) t[i] = s[KK - 1 - i];
             }
         }
-        conv_forward(dx, dout, wf, NULL, &d, work + ac_pad16((size_t)g->O * g->Kg), nt);
+        conv_forward(dx, dout, wf, NULL, &d, work + ac_pad16((size_t)g->O * g->Kg), ctx, nt);
         return;
     }
-    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ctx);
     ac_gemm_prepacked wt[g->G > 0 ? g->G : 1];
     const size_t wpf = conv_packed_floats(g->Kg, g->Og);
     for (int gi = 0; gi < g->G; gi++) { /* A = W_g^T: rows (c, kh, kw), depth o */

@@ -9,7 +9,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "geom.h"
 
@@ -209,9 +208,9 @@ static size_t hwc_thread_floats(const geom *g, int gemm_nt)
 /* ct = dWt' of slot s of P (per group Kg x Og, rows r', group after group); bl (when not
  * NULL) = the slot's bias-gradient lanes, O x 8 doubles. */
 static void wgrad_hwc_slot(float *ct, double *bl, int s, int P, const float *dout,
-                           const float *x, const geom *g, float *tw, int nt)
+                           const float *x, const geom *g, const ac_gemm_kernel *kr, float *tw,
+                           int nt)
 {
-    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
     const size_t HW = (size_t)g->H * g->W, xs = (size_t)g->C * HW, ys = (size_t)g->O * g->S;
     const size_t hs_ = ac_pad16(hwc_floats(g));
     const int S = (int)g->S, ch = hwc_chunk(g);
@@ -261,6 +260,7 @@ typedef struct {
     int P, bias;
     const float *dout, *x;
     const geom *g;
+    const ac_gemm_kernel *kr;
 } wgrad_items;
 
 static void wgrad_slots_run(void *ctx, int s0, int s1, float *tw, int nt)
@@ -269,17 +269,17 @@ static void wgrad_slots_run(void *ctx, int s0, int s1, float *tw, int nt)
     for (int s = s0; s < s1; s++) {
         float *part = w->parts + s * w->wstride;
         wgrad_hwc_slot(part, w->bias ? (double *)(part + w->bo) : NULL, s, w->P, w->dout, w->x,
-                       w->g, tw, nt);
+                       w->g, w->kr, tw, nt);
     }
 }
 
 void conv_weight_grad(float *dweight, float *dbias, const float *dout, const float *x,
-                      const geom *g, float *work, int nt)
+                      const geom *g, float *work, const ac_ctx *ctx, int nt)
 {
     const int P = wgrad_slots(g->N);
     const size_t wstride = hwc_slot_floats(g), bo = ac_pad16((size_t)g->O * g->Kg);
     float *parts = work;
-    wgrad_items w = {parts, wstride, bo, P, dbias != NULL, dout, x, g};
+    wgrad_items w = {parts, wstride, bo, P, dbias != NULL, dout, x, g, ac_gemm_kernel_for(ctx)};
     ac_items_run(P, nt, wgrad_slots_run, &w, work + (size_t)P * wstride,
                  hwc_thread_floats(g, 1));
     const long wsz = (long)g->O * g->Kg, B = 4096;

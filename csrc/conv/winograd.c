@@ -25,7 +25,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "ac_cpu.h"
 #include "ac_gemm.h"
 #include "ac_parallel.h"
 #include "ac_simd.h"
@@ -116,8 +115,8 @@ size_t ac_winograd3x3_work_floats(int N, int C, int H, int W, int O, int groups,
     if (groups < 1 || N <= 0) return 16;
     const wgeom g = make_wgeom(N, C, H, W, O, groups);
     size_t f = 16;
-    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) /* any path chosen later */
-        f = AC_MAX(f, work_floats(&g, ac_gemm_kernel_for(isa), AC_MAX(nthreads, 1)));
+    for (int i = 0; i < ac_gemm_nkernels; i++) /* any kernel chosen later */
+        f = AC_MAX(f, work_floats(&g, &ac_gemm_kernels[i], AC_MAX(nthreads, 1)));
     return f;
 }
 
@@ -458,17 +457,17 @@ size_t ac_winograd3x3_weights_floats(int C, int O, int groups)
     if (groups < 1) return 16;
     const wgeom g = make_wgeom(1, C, 1, 1, O, groups);
     size_t f = 16;
-    for (int isa = AC_ISA_GENERIC; isa <= AC_ISA_AVX512; isa++) /* any path chosen later */
-        f = AC_MAX(f, (size_t)g.G * NPOS * u_floats(&g, ac_gemm_kernel_for(isa)->mr));
+    for (int i = 0; i < ac_gemm_nkernels; i++) /* any kernel chosen later */
+        f = AC_MAX(f, (size_t)g.G * NPOS * u_floats(&g, ac_gemm_kernels[i].mr));
     return f;
 }
 
 void ac_winograd3x3_transform_weights(float *U, const float *weight, int C, int O, int groups,
-                                      int nthreads)
+                                      const ac_ctx *ctx, int nthreads)
 {
     if (O <= 0 || groups < 1) return;
     const wgeom g = make_wgeom(1, C, 1, 1, O, groups);
-    weight_transform(U, weight, &g, ac_gemm_kernel_for(ac_get_isa()), AC_MAX(nthreads, 1));
+    weight_transform(U, weight, &g, ac_gemm_kernel_for(ctx), AC_MAX(nthreads, 1));
 }
 
 /* Thread t of T: its tiles (whole B panels) by_tiles, else its output channels of every
@@ -509,21 +508,22 @@ static void run(float *out, const float *x, const float *U, const float *bias, c
 }
 
 void ac_winograd3x3(float *out, const float *x, const float *weight, const float *bias, int N,
-                    int C, int H, int W, int O, int groups, float *work, int nthreads)
+                    int C, int H, int W, int O, int groups, float *work, const ac_ctx *ctx,
+                    int nthreads)
 {
     if (N <= 0 || O <= 0 || groups < 1) return;
     const wgeom g = make_wgeom(N, C, H, W, O, groups);
     const int nt = AC_MAX(nthreads, 1);
-    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ac_get_isa());
+    const ac_gemm_kernel *kr = ac_gemm_kernel_for(ctx);
     weight_transform(work, weight, &g, kr, nt);
     run(out, x, work, bias, &g, kr, work + (size_t)g.G * NPOS * u_floats(&g, kr->mr), nt);
 }
 
 void ac_winograd3x3_pretransformed(float *out, const float *x, const float *U,
                                    const float *bias, int N, int C, int H, int W, int O,
-                                   int groups, float *work, int nthreads)
+                                   int groups, float *work, const ac_ctx *ctx, int nthreads)
 {
     if (N <= 0 || O <= 0 || groups < 1) return;
     const wgeom g = make_wgeom(N, C, H, W, O, groups);
-    run(out, x, U, bias, &g, ac_gemm_kernel_for(ac_get_isa()), work, AC_MAX(nthreads, 1));
+    run(out, x, U, bias, &g, ac_gemm_kernel_for(ctx), work, AC_MAX(nthreads, 1));
 }

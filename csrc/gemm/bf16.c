@@ -1,5 +1,4 @@
-/* bf16 GEMM pieces shared by every path: the rounding, the precision choice and the
- * conversion of packed fp32 panels into bf16 k-pair panels.
+/* bf16 GEMM pieces shared by every path: the rounding, the CPU check and the conversion of packed fp32 panels into bf16 k-pair panels.
  *
  * bf16 packed layout (what the micro-kernels read: ukernel_avx512bf16_6x64.c and the
  * portable reference ukernel_generic_bf16_4x8.c): a panel of R rows over depth kc holds
@@ -31,27 +30,11 @@ void ac_bf16_round_floats(float *dst, const float *src, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = ac_bf16_to_float(ac_bf16_round(src[i]));
 }
 
-static int g_hidden = 0;
-static int g_precision = AC_FP32;
-
 int ac_bf16_supported(void)
 {
     __builtin_cpu_init();
-    return !g_hidden && ac_isa_supported(AC_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
+    return ac_isa_supported(AC_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
 }
-
-void ac_bf16_hide(int hide) { g_hidden = hide != 0; }
-
-int ac_set_precision(int precision)
-{
-    if (precision != AC_FP32 && precision != AC_BF16) return -1;
-    if (precision == AC_BF16 && ac_get_isa() != AC_ISA_GENERIC && !ac_bf16_supported())
-        return -1;
-    g_precision = precision;
-    return 0;
-}
-
-int ac_get_precision(void) { return g_precision; }
 
 /* ---- fp32 panels -> bf16 k-pair panels ----
  * src: ceil(nx/R) panels of kc*R floats ([k][R]); dst: the same panels at kp*R words.

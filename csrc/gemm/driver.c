@@ -15,41 +15,11 @@
  * The block sizes of each path are in blocking.h; threads are split with ac_split and run
  * with ac_team_run (ac_parallel.h). */
 #include "ac_bf16.h"
-#include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "gemm_internal.h"
 
-/* The micro-kernel of each path with its blocking (blocking.h). */
-static const ac_gemm_kernel kernels[] = {
-    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC, AC_GENERIC_NC,
-     AC_GENERIC_MB, ac_ukernel_generic_4x8},
-    {AC_ISA_AVX2, AC_AVX2_MR, AC_AVX2_NR, AC_AVX2_KC, AC_AVX2_MC, AC_AVX2_NC, AC_AVX2_MB,
-     ac_ukernel_avx2_6x16},
-    {AC_ISA_AVX512, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC, AC_AVX512_NC,
-     AC_AVX512_MB, ac_ukernel_avx512_6x64},
-};
-#define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
-/* bf16: the reference kernel serves the portable path (and SIMD paths of CPUs without
- * AVX512_BF16, which ac_set_precision refuses unless the path changed since). */
-static const ac_gemm_kernel kernels_bf16[] = {
-    {AC_ISA_GENERIC, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC, AC_GENERIC_NC,
-     AC_GENERIC_MB, ac_ukernel_generic_bf16_4x8, AC_BF16, ac_bf16_convert_generic},
-    {AC_ISA_AVX512, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC, AC_AVX512BF16_MC,
-     AC_AVX512BF16_NC, AC_AVX512BF16_MB, ac_ukernel_avx512bf16_6x64, AC_BF16,
-     ac_bf16_convert_avx512},
-};
-
 /* Below this many multiply-adds one thread is faster than waking a team. */
 #define AC_GEMM_SERIAL_MACS (1 << 19)
-
-const ac_gemm_kernel *ac_gemm_kernel_for(int isa)
-{
-    if (ac_get_precision() == AC_BF16)
-        return &kernels_bf16[isa == AC_ISA_AVX512 && ac_bf16_supported()];
-    for (int i = 0; i < NKERNELS; i++)
-        if (kernels[i].isa == isa) return &kernels[i];
-    return &kernels[0];
-}
 
 /* Floats of a packed A chunk and a packed B block, each a whole number of cache lines. */
 static size_t a_floats(const ac_gemm_kernel *kr)
@@ -65,11 +35,9 @@ size_t ac_sgemm_work_floats(int nthreads)
 {
     size_t need = 0;
     if (nthreads < 1) nthreads = 1;
-    for (int i = 0; i < NKERNELS; i++) /* any path may be selected at call time */
-        need = AC_MAX(need, (size_t)nthreads * (a_floats(&kernels[i]) + b_floats(&kernels[i])));
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < ac_gemm_nkernels; i++) /* any kernel may be asked for at call time */
         need = AC_MAX(need, (size_t)nthreads *
-                                (a_floats(&kernels_bf16[i]) + b_floats(&kernels_bf16[i])));
+                                (a_floats(&ac_gemm_kernels[i]) + b_floats(&ac_gemm_kernels[i])));
     return need + AC_ALIGN / sizeof(float); /* slack to align the start */
 }
 
@@ -122,8 +90,9 @@ ac_gemm_prepacked ac_gemm_prepack(float *dst, ac_gemm_pack_fn pack, const void *
 size_t ac_gemm_prepack_floats(int X, int K)
 {
     size_t f = 0; /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
-    for (int i = 0; i < NKERNELS; i++)
-        f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(kernels[i].mr, kernels[i].nr)));
+    for (int i = 0; i < ac_gemm_nkernels; i++)
+        f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(ac_gemm_kernels[i].mr,
+                                                         ac_gemm_kernels[i].nr)));
     return ac_pad16(f);
 }
 
@@ -301,12 +270,11 @@ void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,
 
 void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
-              int nthreads)
+              const ac_ctx *ctx, int nthreads)
 {
-    const int isa = ac_get_isa();
     /* The small path multiplies in fp32 only. */
-    if (ac_get_precision() == AC_FP32 &&
-        ac_sgemm_small(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    if (ctx->precision == AC_FP32 &&
+        ac_sgemm_small(ctx->isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                        work, nthreads))
         return;
     /* op(A): row x, depth k;  op(B): column x, depth k. */
@@ -314,6 +282,6 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     const ac_gemm_matrix bm = {B, trans_b ? (size_t)ldb : 1, trans_b ? 1 : (size_t)ldb};
     const ac_gemm_operand ao = {ac_gemm_pack_matrix, NULL, &am};
     const ac_gemm_operand bo = {ac_gemm_pack_matrix, NULL, &bm};
-    ac_gemm_run(ac_gemm_kernel_for(isa), M, N, K, alpha, &ao, &bo, beta, C, ldc, work,
+    ac_gemm_run(ac_gemm_kernel_for(ctx), M, N, K, alpha, &ao, &bo, beta, C, ldc, work,
                 nthreads);
 }

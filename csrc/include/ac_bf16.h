@@ -8,10 +8,7 @@
 #ifndef AC_BF16_H
 #define AC_BF16_H
 #include <stdint.h>
-#include "ac_common.h"
-
-/* GEMM precisions: fp32 (the default; bitwise reproducible) and bf16 operands. */
-enum ac_precision { AC_FP32 = 0, AC_BF16 = 1 };
+#include "ac_ctx.h"
 
 uint16_t ac_bf16_round(float x);
 static inline float ac_bf16_to_float(uint16_t h)
@@ -26,16 +23,8 @@ static inline float ac_bf16_to_float(uint16_t h)
 /* dst[i] = float(bf16(src[i])): the values a bf16 GEMM multiplies (dst may be src). */
 void ac_bf16_round_floats(float *dst, const float *src, size_t n);
 
-/* 1 if this CPU has AVX512_BF16 next to the AVX-512 path (and it is not hidden by
- * ac_bf16_hide, which tests and ALEXNET_CPU_BF16=0 use to play a CPU without it). */
+/* 1 if this CPU has AVX512_BF16 next to the AVX-512 path. */
 int ac_bf16_supported(void);
-void ac_bf16_hide(int hide);
-
-/* The process-wide GEMM precision that ac_sgemm, the convolutions and Winograd use, like
- * the ISA choice (ac_cpu.h). Returns 0, or -1 when bf16 is asked on the SIMD paths of a
- * CPU without AVX512_BF16 (the portable path always has its bf16 reference kernel). */
-int ac_set_precision(int precision);
-int ac_get_precision(void);
 
 /* Measured vdpbf16ps peak: independent dot-product chains as ac_fma_peak_gflops, counting
  * 2 flops per bf16 product (64 per instruction). 0 if the CPU lacks AVX512_BF16. */

@@ -5,8 +5,9 @@
  * op(A) = A, stored M x K with row stride lda (trans_a = 0), or A^T with A stored
  * K x M (trans_a = 1); likewise B. beta == 0 means C is write-only (NaNs in C ignored).
  * work: scratch of at least ac_sgemm_work_floats(nthreads) floats, any alignment.
- * nthreads: threads to use; 1 runs on the caller's thread (safe inside an OpenMP region).
- * Results are bitwise identical for every nthreads (same ISA path).
+ * ctx: the ISA path and precision (ac_ctx.h); nthreads: threads to use; 1 runs on the
+ * caller's thread (safe inside an OpenMP region).
+ * Results are bitwise identical for every nthreads (same context).
  * When M or N is at most 8 (a Linear layer at batch 1..8) the big operand is streamed once
  * as stored, without packing (csrc/gemm/small.c: dot products when it is k-contiguous, axpys
  * otherwise, the latter for M <= 4 only); other shapes take the blocked driver below.
@@ -17,13 +18,13 @@
  */
 #ifndef AC_GEMM_H
 #define AC_GEMM_H
-#include "ac_common.h"
+#include "ac_ctx.h"
 
 size_t ac_sgemm_work_floats(int nthreads);
 
 void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
-              int nthreads);
+              const ac_ctx *ctx, int nthreads);
 
 /* ---- The driver (BLIS-style blocking loops around a register-tiled micro-kernel) ---- */
 
@@ -33,17 +34,18 @@ void ac_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 typedef void (*ac_ukernel_fn)(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                               float alpha, float beta, int mr, int nr);
 
-/* One ISA path: micro-kernel, its tile and the cache blocking chosen for it (the values and
- * the measurements behind them: csrc/gemm/blocking.h). */
+/* One row of the micro-kernel registry (csrc/gemm/registry.c): the micro-kernel of an ISA
+ * path and precision, its tile and the cache blocking chosen for it (the values and the
+ * measurements behind them: csrc/gemm/blocking.h). */
 typedef struct ac_gemm_kernel {
     int isa; /* enum ac_isa */
+    int precision; /* enum ac_precision: what the micro-kernel multiplies */
     int mr, nr; /* micro-tile: rows of op(A) broadcast, columns of op(B) in vectors */
     int kc; /* depth of a packed block (a B micro-panel, KC x NR, in L1) */
     int mc; /* rows of op(A) per block used from L2 (MC x KC) */
     int nc; /* columns of op(B) per packed block (KC x NC, in L2) */
     int mb; /* rows of op(A) packed at once (MB x KC, in L3) */
     ac_ukernel_fn ukernel;
-    int precision; /* enum ac_precision (ac_bf16.h): what the micro-kernel multiplies */
     /* bf16: turns nx rows of packed fp32 panels (depth kc) at src into the k-pair panels
      * the micro-kernel reads at dst, which may be src or lie before it (NULL for fp32). */
     void (*convert)(float *dst, const float *src, int nx, int kc, int R);
@@ -56,9 +58,11 @@ static inline int ac_gemm_kwords(const ac_gemm_kernel *kr, int kc)
     return kr->convert ? (kc + 1) / 2 : kc;
 }
 
-/* The kernel context of a path (ac_get_isa() for the current one) at the current precision
- * (ac_get_precision(), ac_bf16.h). */
-const ac_gemm_kernel *ac_gemm_kernel_for(int isa);
+/* The registry's row for the context's ISA path and precision (its precision's portable
+ * row when the path has none); every row, for sizing scratch that any may use. */
+const ac_gemm_kernel *ac_gemm_kernel_for(const ac_ctx *ctx);
+extern const ac_gemm_kernel ac_gemm_kernels[];
+extern const int ac_gemm_nkernels;
 
 /* Depth of the driver's K blocks for this K (depends on K and the path only). */
 int ac_gemm_kc(const ac_gemm_kernel *kr, int K);
@@ -137,16 +141,16 @@ typedef struct ac_gemm_rows {
 ac_gemm_operand ac_gemm_rows_of(const ac_gemm_rows *r);
 
 /* ---- B packed once (the weights of a linear layer at inference: packed_b.c) ----
- * op(B) (K x N, trans_b as in ac_sgemm) packed for the current path and precision into
+ * op(B) (K x N, trans_b as in ac_sgemm) packed for the context's path and precision into
  * `packed` (ac_sgemm_packed_b_floats(N, K) floats); then C = alpha op(A) . op(B) + beta C
  * from it, as ac_sgemm's blocked driver computes it (not its small-output path). Returns 0,
  * or -1 (nothing written) when packed was made for another path, precision or shape. */
 size_t ac_sgemm_packed_b_floats(int N, int K);
 void ac_sgemm_pack_b(float *packed, int trans_b, int N, int K, const float *B, int ldb,
-                     int nthreads);
+                     const ac_ctx *ctx, int nthreads);
 int ac_sgemm_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *packed, float beta, float *C, int ldc, float *work,
-                      int nthreads);
+                      const ac_ctx *ctx, int nthreads);
 
 /* C := alpha * A . B + beta * C through the packing callbacks, on kernel path kr. */
 void ac_gemm_run(const ac_gemm_kernel *kr, int M, int N, int K, float alpha,

@@ -8,17 +8,18 @@
  * Forward saves scale for backward. Backward overwrites dx:
  *   dx[c] = dout[c] scale[c]^-beta
  *           - 2 alpha beta x[c] sum_{i : c in window(i)} dout[i] out[i] / scale[i]
- * out, scale and x must not overlap. The SIMD path is the one ac_get_isa() names.
+ * out, scale and x must not overlap. The SIMD path is ctx's isa.
  */
 #ifndef AC_LRN_H
 #define AC_LRN_H
-#include "ac_common.h"
+#include "ac_ctx.h"
 
 void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
-                    int size, float alpha, float beta, float k, int nthreads);
+                    int size, float alpha, float beta, float k, const ac_ctx *ctx,
+                    int nthreads);
 
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
                      const float *scale, int N, int C, ptrdiff_t HW, int size, float alpha,
-                     float beta, int nthreads);
+                     float beta, const ac_ctx *ctx, int nthreads);
 
 #endif

@@ -11,12 +11,12 @@
  */
 #ifndef AC_POOL_H
 #define AC_POOL_H
-#include "ac_common.h"
+#include "ac_ctx.h"
 #include <stdint.h>
 
 /* argmax may be NULL (inference). */
 void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, int C, int H,
-                          int W, int k, int stride, int nthreads);
+                          int W, int k, int stride, const ac_ctx *ctx, int nthreads);
 
 /* dx = 0, then dx[argmax] += dout (overlapping windows accumulate). Returns the number of
  * argmax entries outside [0, H*W) (skipped); 0 on success. */

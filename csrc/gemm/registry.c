@@ -1,0 +1,36 @@
+/* The registry of GEMM micro-kernels: one row per (ISA path, precision) with its tile, cache
+ * blocks (blocking.h, with the measurements behind them) and operand conversion.
+ *
+ * Adding a precision or an architecture: the micro-kernel file(s), its blocks in blocking.h
+ * and a row here. A precision's portable row (AC_ISA_GENERIC) is its reference twin: the
+ * tests compare the SIMD rows against it, and a path without a row of that precision runs
+ * it (the bindings refuse the SIMD paths that lack one, so this serves the generic path). */
+#include "gemm_internal.h"
+
+const ac_gemm_kernel ac_gemm_kernels[] = {
+    /* isa, precision, mr, nr, kc, mc, nc, mb, micro-kernel, conversion of packed panels */
+    {AC_ISA_GENERIC, AC_FP32, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC,
+     AC_GENERIC_NC, AC_GENERIC_MB, ac_ukernel_generic_4x8, NULL},
+    {AC_ISA_AVX2, AC_FP32, AC_AVX2_MR, AC_AVX2_NR, AC_AVX2_KC, AC_AVX2_MC, AC_AVX2_NC,
+     AC_AVX2_MB, ac_ukernel_avx2_6x16, NULL},
+    {AC_ISA_AVX512, AC_FP32, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC,
+     AC_AVX512_NC, AC_AVX512_MB, ac_ukernel_avx512_6x64, NULL},
+    {AC_ISA_GENERIC, AC_BF16, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC,
+     AC_GENERIC_NC, AC_GENERIC_MB, ac_ukernel_generic_bf16_4x8, ac_bf16_convert_generic},
+    {AC_ISA_AVX512, AC_BF16, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC,
+     AC_AVX512BF16_MC, AC_AVX512BF16_NC, AC_AVX512BF16_MB, ac_ukernel_avx512bf16_6x64,
+     ac_bf16_convert_avx512},
+};
+const int ac_gemm_nkernels = (int)(sizeof ac_gemm_kernels / sizeof ac_gemm_kernels[0]);
+
+const ac_gemm_kernel *ac_gemm_kernel_for(const ac_ctx *ctx)
+{
+    const ac_gemm_kernel *ref = &ac_gemm_kernels[0];
+    for (int i = 0; i < ac_gemm_nkernels; i++) {
+        const ac_gemm_kernel *k = &ac_gemm_kernels[i];
+        if (k->precision != ctx->precision) continue;
+        if (k->isa == ctx->isa) return k;
+        if (k->isa == AC_ISA_GENERIC) ref = k;
+    }
+    return ref;
+}
