@@ -16,6 +16,6 @@ from .optim import SGD
 from .weights import WeightFileError
 
 __version__ = "0.1.0"
-__all__ = ["SGD", "Context", "WeightFileError", "alexnet", "default_context", "cpu_info", "get_num_threads", "get_precision",
-           "load", "save",
-           "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy"]
+__all__ = ["SGD", "Context", "WeightFileError", "alexnet", "cpu_info", "default_context",
+           "get_num_threads", "get_precision", "load", "save", "set_num_threads", "sgemm",
+           "softmax", "softmax_cross_entropy"]

@@ -64,8 +64,9 @@ class Layer:
 class _PackedLayer(Layer):
     """A layer whose weights may be packed once for the GEMM in eval mode (on first forward;
     subclasses say how in _pack) and reused; the pack is dropped on any mode switch, on
-    backward, on invalidate() and when the context or the parameter arrays change. While packed, the parameter arrays are read-only, so a stray in-place write
-    fails loudly instead of going unseen."""
+    backward, on invalidate() and when the context or the parameter arrays change. While
+    packed, the parameter arrays are read-only, so a stray in-place write fails loudly
+    instead of going unseen."""
 
     def __init__(self):
         self._packed = self._packed_for = self._packed_buf = None
