@@ -24,13 +24,9 @@
 #define LRN_TILE_MAX 4096 /* positions per task at most (the window sum is on the stack) */
 #define LRN_TILE_MIN 256
 #define LRN_MIN_TASKS 16
-#define INLINE AC_INLINE
-#define TARGET_AVX2 AC_TARGET_AVX2
-/* 512-bit vectors for the loops gcc vectorises itself (its default tuning stops at 256). */
-#define TARGET_AVX512 __attribute__((target(AC_ISA_AVX512_FEATURES ",prefer-vector-width=512")))
 
 /* ln x for normal x > 0 (Cephes logf: mantissa in [sqrt(1/2), sqrt 2), degree-9 poly). */
-INLINE float lrn_logf(float x)
+AC_INLINE float lrn_logf(float x)
 {
     uint32_t b;
     memcpy(&b, &x, 4);
@@ -57,7 +53,7 @@ INLINE float lrn_logf(float x)
 /* e^y (Cephes expf: y = n ln2 + r, |r| <= ln2/2, degree-7 poly, 2^n from bits).
  * For |y| < 2^22; the exponent is clamped in the integers (a float clamp would keep gcc
  * from vectorising under -ftrapping-math), so y < -87 gives a tiny value, y > 88 a huge one. */
-INLINE float lrn_expf(float y)
+AC_INLINE float lrn_expf(float y)
 {
     float n = (y * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = y - n * 0.693359375f + n * 2.12194440e-4f;
@@ -81,27 +77,27 @@ INLINE float lrn_expf(float y)
  * divide (those dominate the portable loop): r = s^-1/2, q = (s r)^-1/2 = s^-1/4,
  * s^-3/4 = r q; each rsqrt estimate gets one Newton step, y (3/2 - s y^2 / 2).
  * Forward: sc = k + alpha s, out = x sc^-3/4. Backward: dx = dout sc^-3/4 - g x a. */
-TARGET_AVX512 static inline __m512 rsqrt_avx512(__m512 v)
+AC_TARGET_AVX512_WIDE static inline __m512 rsqrt_avx512(__m512 v)
 {
     const __m512 y = _mm512_rsqrt14_ps(v);
     const __m512 hv = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
     return _mm512_mul_ps(y, _mm512_fnmadd_ps(hv, _mm512_mul_ps(y, y), _mm512_set1_ps(1.5f)));
 }
 
-TARGET_AVX512 static inline __m512 pow075_avx512(__m512 v)
+AC_TARGET_AVX512_WIDE static inline __m512 pow075_avx512(__m512 v)
 {
     const __m512 r = rsqrt_avx512(v);
     return _mm512_mul_ps(r, rsqrt_avx512(_mm512_mul_ps(v, r)));
 }
 
-TARGET_AVX512 static inline __m512 load_pd2ps_avx512(const double *p, __mmask16 m)
+AC_TARGET_AVX512_WIDE static inline __m512 load_pd2ps_avx512(const double *p, __mmask16 m)
 {
     const __m256 lo = _mm512_cvtpd_ps(_mm512_maskz_loadu_pd((__mmask8)m, p));
     const __m256 hi = _mm512_cvtpd_ps(_mm512_maskz_loadu_pd((__mmask8)(m >> 8), p + 8));
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
-TARGET_AVX512 static inline void fwd075_avx512(float *oc, float *sc, const float *xc,
+AC_TARGET_AVX512_WIDE static inline void fwd075_avx512(float *oc, float *sc, const float *xc,
                                                const double *s, int len, double dk, double da)
 {
     const __m512d vk = _mm512_set1_pd(dk), va = _mm512_set1_pd(da);
@@ -118,7 +114,7 @@ TARGET_AVX512 static inline void fwd075_avx512(float *oc, float *sc, const float
     }
 }
 
-TARGET_AVX512 static inline void bwd075_avx512(float *dxc, const float *dc, const float *xc,
+AC_TARGET_AVX512_WIDE static inline void bwd075_avx512(float *dxc, const float *dc, const float *xc,
                                                const float *sc, const double *a, int len,
                                                float g)
 {
@@ -132,20 +128,20 @@ TARGET_AVX512 static inline void bwd075_avx512(float *dxc, const float *dc, cons
     }
 }
 
-TARGET_AVX2 static inline __m256 rsqrt_avx2(__m256 v)
+AC_TARGET_AVX2 static inline __m256 rsqrt_avx2(__m256 v)
 {
     const __m256 y = _mm256_rsqrt_ps(v);
     const __m256 hv = _mm256_mul_ps(v, _mm256_set1_ps(0.5f));
     return _mm256_mul_ps(y, _mm256_fnmadd_ps(hv, _mm256_mul_ps(y, y), _mm256_set1_ps(1.5f)));
 }
 
-TARGET_AVX2 static inline __m256 pow075_avx2(__m256 v)
+AC_TARGET_AVX2 static inline __m256 pow075_avx2(__m256 v)
 {
     const __m256 r = rsqrt_avx2(v);
     return _mm256_mul_ps(r, rsqrt_avx2(_mm256_mul_ps(v, r)));
 }
 
-TARGET_AVX2 static inline __m256 load_pd2ps_avx2(const double *p)
+AC_TARGET_AVX2 static inline __m256 load_pd2ps_avx2(const double *p)
 {
     const __m128 lo = _mm256_cvtpd_ps(_mm256_loadu_pd(p));
     const __m128 hi = _mm256_cvtpd_ps(_mm256_loadu_pd(p + 4));
@@ -153,7 +149,7 @@ TARGET_AVX2 static inline __m256 load_pd2ps_avx2(const double *p)
 }
 
 /* Tails (fewer than 8 positions) go through the portable formula. */
-TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float *xc,
+AC_TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float *xc,
                                            const double *s, int len, double dk, double da)
 {
     const __m256d vk = _mm256_set1_pd(dk), va = _mm256_set1_pd(da);
@@ -173,7 +169,7 @@ TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float *xc
     }
 }
 
-TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const float *xc,
+AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const float *xc,
                                            const float *sc, const double *a, int len, float g)
 {
     const __m256 vg = _mm256_set1_ps(g);
@@ -191,7 +187,7 @@ TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const fl
 }
 
 /* One tile of positions [0, len) of one image; pointers start at (n, 0, j0). */
-INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float *restrict x,
+AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float *restrict x,
                          int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
                          float k, const int isa)
 {
@@ -236,7 +232,7 @@ INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float
 }
 
 /* t[i] = dout[i] out[i] / scale[i], summed over the mirrored window i in [c - hi, c + lo]. */
-INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
+AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
                          const float *restrict x, const float *restrict out,
                          const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
                          float alpha, float beta, const int isa)
@@ -291,11 +287,11 @@ static void fwd_generic(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_GENERIC);
 }
-TARGET_AVX2 static void fwd_avx2(LRN_FWD_ARGS)
+AC_TARGET_AVX2 static void fwd_avx2(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX2);
 }
-TARGET_AVX512 static void fwd_avx512(LRN_FWD_ARGS)
+AC_TARGET_AVX512_WIDE static void fwd_avx512(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX512);
 }
@@ -304,11 +300,11 @@ static void bwd_generic(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_GENERIC);
 }
-TARGET_AVX2 static void bwd_avx2(LRN_BWD_ARGS)
+AC_TARGET_AVX2 static void bwd_avx2(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX2);
 }
-TARGET_AVX512 static void bwd_avx512(LRN_BWD_ARGS)
+AC_TARGET_AVX512_WIDE static void bwd_avx512(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX512);
 }

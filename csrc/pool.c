@@ -42,6 +42,14 @@ static inline void maxpool_plane(float *restrict op, int32_t *restrict ap,
 /* AlexNet's 3/2 window with AVX-512, 16 output columns per step: the stride-2 taps of a row
  * are the even/odd lanes of two loads, de-interleaved by one permute each (the scalar loop
  * cannot vectorise them). Same visiting order, tie and NaN rules as maxpool_plane. */
+/* AlexNet's 3/2: the portable plane specialised (AVX2 has no body of its own), or AVX-512. */
+static void maxpool3s2_plane_generic(float *restrict op, int32_t *restrict ap,
+                                     const float *restrict xp, int W, int OH, int OW)
+{
+    maxpool_plane(op, ap, xp, W, OH, OW, 3, 2);
+}
+#define maxpool3s2_plane_avx2 maxpool3s2_plane_generic
+
 static inline __mmask16 first_lanes(int n)
 {
     return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
@@ -93,16 +101,14 @@ void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, in
 {
     const int OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
     const long P = (long)N * C;
-    const int simd = k == 3 && stride == 2 && ctx->isa == AC_ISA_AVX512;
+    __typeof__(maxpool3s2_plane_generic) *plane3s2 = AC_ISA_PICK(ctx->isa, maxpool3s2_plane);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;
         float *op = out + (size_t)p * OH * OW;
         int32_t *ap = argmax ? argmax + (size_t)p * OH * OW : NULL;
-        if (simd)
-            maxpool3s2_plane_avx512(op, ap, xp, W, OH, OW);
-        else if (k == 3 && stride == 2)
-            maxpool_plane(op, ap, xp, W, OH, OW, 3, 2);
+        if (k == 3 && stride == 2)
+            plane3s2(op, ap, xp, W, OH, OW);
         else
             maxpool_plane(op, ap, xp, W, OH, OW, k, stride);
     }

@@ -16,6 +16,7 @@ U32 = 2.0 ** -24      # fp32 unit roundoff
 UBF = 2.0 ** -8       # bf16 unit roundoff (8 significant bits)
 HAS_BF16 = _C.bf16_supported()
 NO_BF16 = "this CPU lacks AVX512_BF16 (vdpbf16ps)"
+BF16_ISA = "avx512" if HAS_BF16 else "generic"   # the fastest path with a bf16 kernel
 
 # bf16 kernels: the reference (portable path) never skips; vdpbf16ps needs the CPU. Tests
 # marked BF16_PATHS run on each, through conftest's `isa` fixture.

@@ -7,7 +7,7 @@ import pytest
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 
-from test_bf16 import HAS_BF16, NO_BF16
+from test_bf16 import BF16_ISA, HAS_BF16, NO_BF16
 
 torch = pytest.importorskip("torch")
 from references import torch_alexnet  # noqa: E402
@@ -54,7 +54,7 @@ def test_logits_and_gradients_vs_autocast(variant):
     y = rng.integers(0, 10, 4)
     l64, g64 = torch_step(t64, torch.from_numpy(x).double(), y, False)
     lt, gt = torch_step(t32, torch.from_numpy(x), y, True)
-    net.set_precision("bf16")
+    net.ctx = net.ctx.replace(isa=BF16_ISA, precision="bf16")
     logits = net.forward(x)
     _, d = ac.softmax_cross_entropy(logits, y.astype(np.int32))
     net.zero_grad()

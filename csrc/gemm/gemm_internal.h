@@ -1,9 +1,10 @@
-/* Internal to csrc/gemm: the per-ISA micro-kernels and packers the driver picks from.
+/* Internal to csrc/gemm: the per-ISA micro-kernels and packers the driver picks from, and
+ * what the micro-kernels share (the edge-tile dispatch, the write-back of a tile row).
  *
- * Adding a path (say a new tile or data type): a micro-kernel file ukernel_<isa>_<MR>x<NR>.c
- * with an ac_ukernel_fn, its tile and blocks in blocking.h, a row of `kernels` in driver.c
- * (which path it serves), and packers if its panels are not the plain float layout of
- * ac_gemm_pack_fn (see ac_gemm.h). */
+ * Adding a micro-kernel (a new tile, ISA or precision): a file ukernel_<isa>_<MR>x<NR>.c
+ * whose ac_ukernel_fn instantiates its tile through AC_UKERNEL_TILES, its tile and blocks in
+ * blocking.h, a row in registry.c, and a conversion of packed panels (kernel->convert) if
+ * it reads another layout than the plain float panels of ac_gemm_pack_fn (ac_gemm.h). */
 #ifndef AC_GEMM_INTERNAL_H
 #define AC_GEMM_INTERNAL_H
 #include <immintrin.h>
@@ -23,6 +24,20 @@ static inline void ac_store_row_generic(float *c, const float *acc, int nr, floa
         for (int j = 0; j < nr; j++) c[j] = alpha * acc[j] + beta * c[j];
 }
 
+/* AVX2: nv vectors of 8 (the last masked by mlast), one rounding for the beta term. */
+AC_INLINE AC_TARGET_AVX2 void ac_store_row_avx2(float *c, const __m256 *acc, int nv,
+                                                __m256i mlast, __m256 va, __m256 vb, float beta)
+{
+    const __m256i all = _mm256_set1_epi32(-1);
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        const __m256i m = v == nv - 1 ? mlast : all;
+        __m256 r = _mm256_mul_ps(acc[v], va);
+        if (beta != 0.f) r = _mm256_fmadd_ps(_mm256_maskload_ps(c + 8 * v, m), vb, r);
+        _mm256_maskstore_ps(c + 8 * v, m, r);
+    }
+}
+
 /* AVX-512: nv vectors of 16 (the last masked by mlast), one rounding for the beta term. */
 AC_INLINE AC_TARGET_AVX512 void ac_store_row_avx512(float *c, const __m512 *acc, int nv,
                                                     __mmask16 mlast, __m512 va, __m512 vb,
@@ -36,6 +51,43 @@ AC_INLINE AC_TARGET_AVX512 void ac_store_row_avx512(float *c, const __m512 *acc,
         _mm512_mask_storeu_ps(c + 16 * v, m, r);
     }
 }
+
+/* The edge-tile dispatch every SIMD micro-kernel shares: TILE(R, V) (the kernel's tile body
+ * for R rows and V vectors, which returns) instantiated for the full tile (most calls) and
+ * for each row count 1..mr_max and vector count 1..nv_max, so that every instance runs with
+ * compile-time trip counts and every element of C sees the same arithmetic whatever tile it
+ * falls in. Rows up to 8 and vectors up to 4; instances past mr_max / nv_max never run and
+ * are clamped to stay in bounds. */
+#define AC_TILE_CASE(TILE, R, V, mr_max)                                                       \
+    case R:                                                                                    \
+        if ((R) <= (mr_max)) TILE(AC_MIN(R, mr_max), V);                                       \
+        break
+#define AC_TILE_ROWS(TILE, mr, V, mr_max)                                                      \
+    switch (mr) {                                                                              \
+        AC_TILE_CASE(TILE, 1, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 2, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 3, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 4, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 5, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 6, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 7, V, mr_max);                                                      \
+        AC_TILE_CASE(TILE, 8, V, mr_max);                                                      \
+    }
+#define AC_TILE_VECS(TILE, mr, V, mr_max, nv_max)                                              \
+    case V:                                                                                    \
+        if ((V) <= (nv_max)) AC_TILE_ROWS(TILE, mr, AC_MIN(V, nv_max), mr_max);                \
+        break
+#define AC_UKERNEL_TILES(TILE, mr, nv, mr_max, nv_max)                                         \
+    do {                                                                                       \
+        _Static_assert((mr_max) <= 8 && (nv_max) <= 4, "AC_UKERNEL_TILES: tile too large");    \
+        if ((nv) == (nv_max) && (mr) == (mr_max)) TILE(mr_max, nv_max);                        \
+        switch (nv) {                                                                          \
+            AC_TILE_VECS(TILE, mr, 1, mr_max, nv_max);                                         \
+            AC_TILE_VECS(TILE, mr, 2, mr_max, nv_max);                                         \
+            AC_TILE_VECS(TILE, mr, 3, mr_max, nv_max);                                         \
+            AC_TILE_VECS(TILE, mr, 4, mr_max, nv_max);                                         \
+        }                                                                                      \
+    } while (0)
 
 void ac_ukernel_generic_4x8(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                             float alpha, float beta, int mr, int nr);

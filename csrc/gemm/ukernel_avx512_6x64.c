@@ -70,57 +70,13 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
         ac_store_row_avx512(c + (size_t)i * ldc, acc[i], nv, mlast, va, vb, beta);
 }
 
-/* clang-format off */
-/* Row counts above MR never occur; clamping them keeps every instantiation in bounds. */
-#define T(R, V) tile(kc, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
-#define ROWS_1_8(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
-    case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
-#define ROWS_9_16(V) case 9: T(9, V); case 10: T(10, V); case 11: T(11, V); \
-    case 12: T(12, V); case 13: T(13, V); case 14: T(14, V); case 15: T(15, V); case 16: T(16, V)
-#define ROWS_17_24(V) case 17: T(17, V); case 18: T(18, V); case 19: T(19, V); \
-    case 20: T(20, V); case 21: T(21, V); case 22: T(22, V); case 23: T(23, V); case 24: T(24, V)
-#if MR <= 8
-#define ALL_ROWS(V) ROWS_1_8(V)
-#elif MR <= 16
-#define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V)
-#else
-#define ALL_ROWS(V) ROWS_1_8(V); ROWS_9_16(V); ROWS_17_24(V)
-#endif
-/* clang-format on */
-
 AC_TARGET_AVX512 void ac_ukernel_avx512_6x64(int kc, const float *Ap, const float *Bp, float *C,
                                              size_t ldc, float alpha, float beta, int mr,
                                              int nr)
 {
-    int nv = (nr + 15) >> 4;
-    __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
-    if (nv == NV && mr == MR) { /* the full tile: most calls */
-        T(MR, NV);
-    }
-    if (nv == NV) {
-        switch (mr) {
-            ALL_ROWS(NV);
-        }
-    }
-#if NV >= 2
-    if (nv == 1) {
-        switch (mr) {
-            ALL_ROWS(1);
-        }
-    }
-#endif
-#if NV >= 3
-    if (nv == 2) {
-        switch (mr) {
-            ALL_ROWS(2);
-        }
-    }
-#endif
-#if NV >= 4
-    if (nv == 3) {
-        switch (mr) {
-            ALL_ROWS(3);
-        }
-    }
-#endif
+    const int nv = (nr + 15) >> 4;
+    const __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
+#define TILE(R, V) return tile(kc, Ap, Bp, C, ldc, alpha, beta, R, V, m)
+    AC_UKERNEL_TILES(TILE, mr, nv, MR, NV);
+#undef TILE
 }

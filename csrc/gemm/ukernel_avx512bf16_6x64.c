@@ -48,14 +48,6 @@ AC_INLINE AC_TARGET_AVX512BF16 void tile(int kp, const float *restrict a,
         ac_store_row_avx512(c + (size_t)i * ldc, acc[i], nv, mlast, va, vb, beta);
 }
 
-/* clang-format off */
-#define T(R, V) tile(kp, Ap, Bp, C, ldc, alpha, beta, (R) < MR ? (R) : MR, V, m); return
-#define ALL_ROWS(V) case 1: T(1, V); case 2: T(2, V); case 3: T(3, V); case 4: T(4, V); \
-    case 5: T(5, V); case 6: T(6, V); case 7: T(7, V); case 8: T(8, V)
-#if MR > 8
-#error "AC_AVX512BF16_MR above 8 needs more row cases"
-#endif
-
 AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, const float *Bp,
                                                      float *C, size_t ldc, float alpha,
                                                      float beta, int mr, int nr)
@@ -63,20 +55,7 @@ AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, co
     const int kp = (kc + 1) / 2;
     const int nv = (nr + 15) >> 4;
     const __mmask16 m = (__mmask16)(0xffffu >> (16 * nv - nr));
-    if (nv == NV && mr == MR) { /* the full tile: most calls */
-        T(MR, NV);
-    }
-    switch (nv) {
-    case NV: switch (mr) { ALL_ROWS(NV); } break;
-#if NV >= 2
-    case 1: switch (mr) { ALL_ROWS(1); } break;
-#endif
-#if NV >= 3
-    case 2: switch (mr) { ALL_ROWS(2); } break;
-#endif
-#if NV >= 4
-    case 3: switch (mr) { ALL_ROWS(3); } break;
-#endif
-    }
+#define TILE(R, V) return tile(kp, Ap, Bp, C, ldc, alpha, beta, R, V, m)
+    AC_UKERNEL_TILES(TILE, mr, nv, MR, NV);
+#undef TILE
 }
-/* clang-format on */

@@ -16,6 +16,15 @@
 #define AC_ISA_AVX512_FEATURES "avx512f,avx512vl,avx512bw,avx512dq,fma"
 #define AC_TARGET_AVX2 __attribute__((target(AC_ISA_AVX2_FEATURES)))
 #define AC_TARGET_AVX512 __attribute__((target(AC_ISA_AVX512_FEATURES)))
+/* AVX-512 where the compiler vectorises loops itself: gcc's default tuning stops at 256-bit
+ * vectors for those; clang spells the same wish min_vector_width (and refuses gcc's). */
+#if defined(__clang__)
+#define AC_TARGET_AVX512_WIDE                                                                  \
+    __attribute__((target(AC_ISA_AVX512_FEATURES), min_vector_width(512)))
+#else
+#define AC_TARGET_AVX512_WIDE                                                                  \
+    __attribute__((target(AC_ISA_AVX512_FEATURES ",prefer-vector-width=512")))
+#endif
 /* AVX-512 with AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16): the bf16 kernels (ac_bf16.h). */
 #define AC_ISA_AVX512BF16_FEATURES AC_ISA_AVX512_FEATURES ",avx512bf16"
 #define AC_TARGET_AVX512BF16 __attribute__((target(AC_ISA_AVX512BF16_FEATURES)))
