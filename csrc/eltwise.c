@@ -69,6 +69,7 @@ void ac_dropout_backward(float *dx, const float *dout, const uint8_t *mask, ptrd
 void ac_bias_add(float *out, const float *bias, ptrdiff_t N, int C, ptrdiff_t S, int nthreads)
 {
     const int par = N * C * S >= PAR_MIN;
+    (void)par; /* read by the OpenMP pragmas only */
     if (S == 1) {
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)
         for (ptrdiff_t n = 0; n < N; n++) {
@@ -100,6 +101,7 @@ void ac_bias_grad(float *dbias, const float *dout, ptrdiff_t N, int C, ptrdiff_t
                   int nthreads)
 {
     const int par = N * C * S >= PAR_MIN;
+    (void)par; /* read by the OpenMP pragmas only */
     if (S == 1) {
         const int nb = (C + BIAS_CB - 1) / BIAS_CB;
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (par)

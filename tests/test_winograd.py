@@ -122,17 +122,19 @@ def test_default_dispatch(n, expect, rng, conv_winograd):
     assert_close(default, _forward(x, w, b, G), what="other path")
 
 
+@pytest.mark.parametrize("var", ["ALEXNET_CPU_WINOGRAD", "AC_CONV_WINOGRAD"])
 @pytest.mark.parametrize("value, mode", [("0", "off"), ("1", "on"), ("auto", "auto"), ("", "auto"),
                                          ("yes", None)])
-def test_environment_variable_is_read_at_import(value, mode):
-    """AC_CONV_WINOGRAD sets the mode once, when the extension is imported; a bad value is
-    refused with a one-line error."""
-    env = dict(os.environ, AC_CONV_WINOGRAD=value)
+def test_environment_variable_is_read_at_import(var, value, mode):
+    """ALEXNET_CPU_WINOGRAD (or its old name AC_CONV_WINOGRAD) sets the default once, when
+    the extension is imported; a bad value is refused with a one-line error."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_WINOGRAD")}
+    env[var] = value
     p = subprocess.run([sys.executable, "-c",
                         "from alexnet_cpu import _C; print(_C.get_conv_winograd())"],
                        capture_output=True, text=True, env=env)
     if mode is None:
-        assert p.returncode != 0 and "AC_CONV_WINOGRAD must be 0, 1 or auto" in p.stderr
+        assert p.returncode != 0 and f"{var} must be 0, 1 or auto" in p.stderr
     else:
         assert p.returncode == 0 and p.stdout.split() == [mode], p.stderr
 

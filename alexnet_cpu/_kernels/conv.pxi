@@ -117,12 +117,11 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
     cdef const float *px = <const float *><size_t>_array(fn, "x", x)
     cdef float *po = <float *><size_t>_array(fn, "out", out, shape=(N, O, OH, OW), out=True)
+    cdef const float *pp = <const float *><size_t>_array(fn, "packed", packed, ndim=1)
     cdef size_t need = ac_conv2d_packed_weights_floats(C, O, KH, KW, groups)
-    if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 1 \
-            or not packed.flags.c_contiguous or <size_t>packed.size < need:
-        raise ValueError(f"{fn}: packed must be a 1-D C-contiguous float32 array of at least "
-                         f"{need} floats from conv2d_pack_weights")
-    cdef const float *pp = <const float *>cnp.PyArray_DATA(packed)
+    if <size_t>packed.size < need:
+        raise ValueError(f"{fn}: packed is too small ({packed.size} floats, {need} needed): "
+                         f"it must come from conv2d_pack_weights")
     _no_overlap(fn, [("out", out)], [("x", x), ("packed", packed)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_packed_work_floats(N, C, H, W, O, KH, KW,
