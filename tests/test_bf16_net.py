@@ -1,16 +1,15 @@
 """The whole net in bf16: logits and every gradient against PyTorch's bf16 autocast (both
 measured against float64), eval mode on packed weights and Winograd, Net.set_precision, and
-bitwise equality across thread counts."""
+bitwise equality across thread counts. Without PyTorch only the comparison with autocast
+skips (marked NEEDS_TORCH, with the reason)."""
 import numpy as np
 import pytest
 
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 
-from test_bf16 import HAS_BF16, NO_BF16
-
-torch = pytest.importorskip("torch")
-from references import torch_alexnet  # noqa: E402
+from references import torch_alexnet
+from test_bf16 import HAS_BF16, NEEDS_TORCH, NO_BF16, torch
 
 
 def rel(a, ref):
@@ -39,6 +38,7 @@ def torch_step(model, x, y, autocast):
             {k: p.grad.double().numpy() for k, p in model.named_parameters()})
 
 
+@NEEDS_TORCH
 @pytest.mark.parametrize("variant", ["owt", "paper"])
 def test_logits_and_gradients_vs_autocast(variant):
     """Both engines round the same GEMM operands to bf16 (inputs, weights, output
