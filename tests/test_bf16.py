@@ -106,7 +106,8 @@ def test_sgemm_bf16_shapes(isa, nthreads, rng, ta, tb, shape):
     assert ac.get_precision() == "fp32"  # the call's precision does not stick
 
 
-def test_sgemm_bf16_is_bf16(rng):
+@BF16_PATHS
+def test_sgemm_bf16_is_bf16(isa, rng):
     """The loose bound above would pass fp32 too: make sure the operands are rounded."""
     a, b = operands(rng, 40, 50, 60, False, False)
     d = np.abs(ac.sgemm(a, b, precision="bf16") - ac.sgemm(a, b)).max()
@@ -166,7 +167,8 @@ def test_nan_and_inf_propagate(isa):
     assert np.isinf(c[[0, 2], 3]).all() and np.isfinite(c[[0, 2]][:, [0, 1, 2, 4]]).all()
 
 
-def test_fp32_unchanged_after_bf16(rng):
+@BF16_PATHS
+def test_fp32_unchanged_after_bf16(isa, rng):
     a, b = operands(rng, 77, 91, 123, False, False)
     before = ac.sgemm(a, b)
     ac.sgemm(a, b, precision="bf16")

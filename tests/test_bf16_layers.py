@@ -106,7 +106,8 @@ def test_conv_bitwise_across_threads(bf16, rng):
         ac.set_num_threads(old)
 
 
-def test_conv_bf16_differs_from_fp32(rng):
+@BF16_PATHS
+def test_conv_bf16_differs_from_fp32(isa, rng):
     """The tight checks above would pass an fp32 conv on pre-rounded data: this one would not."""
     x, w, b, dy = conv_case(rng, *CONVS[0])
     outs = []

@@ -40,14 +40,16 @@ def torch_step(model, x, y, autocast):
 
 @NEEDS_TORCH
 @pytest.mark.parametrize("variant", ["owt", "paper"])
-def test_logits_and_gradients_vs_autocast(variant):
+@pytest.mark.parametrize("isa", ["avx512" if HAS_BF16 else "generic"], indirect=True)
+def test_logits_and_gradients_vs_autocast(isa, variant):
     """Both engines round the same GEMM operands to bf16 (inputs, weights, output
     gradients); autocast also rounds each conv/linear output to bf16, we keep them fp32, and
     our Winograd layers round transformed operands instead (1.65x the direct error,
     test_bf16_layers.py). So our error against float64 should be of autocast's size: measured
     (relative Frobenius, 67 px, batch 4) 0.5-0.7x..1.5x autocast's per tensor, logits within
     0.8-1.05x. Held to 2x per tensor, 1.5x for the logits: a missed rounding, a wrong or
-    fp32-only path would land far off (an fp32 path ~1000x lower, a wrong gradient ~10x up)."""
+    fp32-only path would land far off (an fp32 path ~1000x lower, a wrong gradient ~10x up).
+    On vdpbf16ps where the CPU has it, else on the portable reference."""
     net, t32, t64 = nets(variant)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 67, 67)).astype(np.float32)
