@@ -18,6 +18,15 @@ HAS_BF16 = _C.bf16_supported()
 NO_BF16 = "this CPU lacks AVX512_BF16 (vdpbf16ps)"
 BF16_ISA = "avx512" if HAS_BF16 else "generic"   # the fastest path with a bf16 kernel
 
+# test_bf16_layers.py and test_bf16_net.py compare with PyTorch: without it only those
+# comparisons skip, saying why (CI installs torch, .ci/run: there none of them skips).
+try:
+    import torch
+except ImportError:
+    torch = None
+NEEDS_TORCH = pytest.mark.skipif(torch is None, reason="compares with PyTorch, which is not "
+                                 "installed: pip install torch==2.13.0 (CI installs it)")
+
 # bf16 kernels: the reference (portable path) never skips; vdpbf16ps needs the CPU. Tests
 # marked BF16_PATHS run on each, through conftest's `isa` fixture.
 PATHS = ["generic", pytest.param("avx512", marks=pytest.mark.skipif(not HAS_BF16, reason=NO_BF16))]

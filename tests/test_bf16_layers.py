@@ -1,7 +1,8 @@
 """bf16 convolutions (forward, packed inference forward, input and weight gradients,
 Winograd) and linear layers against float64 PyTorch of their bf16-rounded operands, on
 every bf16 path (the portable reference always; vdpbf16ps where the CPU has AVX512_BF16),
-1 and 2 threads, bitwise equal across thread counts."""
+1 and 2 threads, bitwise equal across thread counts. Without PyTorch only the comparisons
+with it skip (marked NEEDS_TORCH, with the reason)."""
 
 import numpy as np
 import pytest
@@ -10,10 +11,9 @@ import alexnet_cpu as ac
 from alexnet_cpu import _C
 from alexnet_cpu.layers import Linear
 
-from test_bf16 import BF16_PATHS, U32, UBF
+from test_bf16 import BF16_PATHS, NEEDS_TORCH, U32, UBF, torch
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+F = torch.nn.functional if torch is not None else None
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def conv_case(rng, N, C, H, O, k, s, p, g):
     return x, w, b, dy
 
 
+@NEEDS_TORCH
 @pytest.mark.parametrize("case", CONVS)
 @BF16_PATHS
 def test_conv_forward_and_backward(bf16, nthreads, rng, case):
@@ -119,6 +120,7 @@ def test_conv_bf16_differs_from_fp32(isa, rng):
     assert np.abs(outs[0] - outs[1]).max() > 1e-3
 
 
+@NEEDS_TORCH
 @pytest.mark.parametrize("N,C,H,O,g", [(2, 32, 13, 48, 1), (1, 32, 9, 32, 2)])
 @BF16_PATHS
 def test_winograd_bf16_error(bf16, nthreads, rng, conv_winograd, N, C, H, O, g):

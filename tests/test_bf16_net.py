@@ -1,16 +1,15 @@
 """The whole net in bf16: logits and every gradient against PyTorch's bf16 autocast (both
 measured against float64), eval mode on packed weights and Winograd, Net.set_precision, and
-bitwise equality across thread counts."""
+bitwise equality across thread counts. Without PyTorch only the comparison with autocast
+skips (marked NEEDS_TORCH, with the reason)."""
 import numpy as np
 import pytest
 
 import alexnet_cpu as ac
 from alexnet_cpu import _C
 
-from test_bf16 import BF16_ISA, HAS_BF16, NO_BF16
-
-torch = pytest.importorskip("torch")
-from references import torch_alexnet  # noqa: E402
+from references import torch_alexnet
+from test_bf16 import BF16_ISA, HAS_BF16, NEEDS_TORCH, NO_BF16, torch
 
 
 def rel(a, ref):
@@ -39,6 +38,7 @@ def torch_step(model, x, y, autocast):
             {k: p.grad.double().numpy() for k, p in model.named_parameters()})
 
 
+@NEEDS_TORCH
 @pytest.mark.parametrize("variant", ["owt", "paper"])
 def test_logits_and_gradients_vs_autocast(variant):
     """Both engines round the same GEMM operands to bf16 (inputs, weights, output
@@ -47,7 +47,8 @@ def test_logits_and_gradients_vs_autocast(variant):
     test_bf16_layers.py). So our error against float64 should be of autocast's size: measured
     (relative Frobenius, 67 px, batch 4) 0.5-0.7x..1.5x autocast's per tensor, logits within
     0.8-1.05x. Held to 2x per tensor, 1.5x for the logits: a missed rounding, a wrong or
-    fp32-only path would land far off (an fp32 path ~1000x lower, a wrong gradient ~10x up)."""
+    fp32-only path would land far off (an fp32 path ~1000x lower, a wrong gradient ~10x up).
+    On vdpbf16ps where the CPU has it, else on the portable reference."""
     net, t32, t64 = nets(variant)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 67, 67)).astype(np.float32)

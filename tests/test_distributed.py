@@ -1,6 +1,7 @@
 """Data-parallel training (alexnet_cpu.distributed): 2 MPI processes train the same model as
-one, resume across process counts, failures end the job, sharding covers every sample once,
-and the package works without mpi4py. The MPI tests start `mpiexec -n 2` subprocesses."""
+one (from rank 0's initial weights, broadcast), resume across process counts, failures end
+the job, sharding covers every sample once, and the package works without mpi4py. The MPI
+tests start `mpiexec -n 2` subprocesses."""
 import json
 import os
 import re
@@ -47,11 +48,29 @@ def data(tmp_path_factory):
     return str(root)
 
 
-def _train(data, save, nproc=1, **kw):
+# The command line, with rank 1 building other initial weights than rank 0's (every rank
+# builds its net from the same seed): the run must still equal one process's, since
+# training starts by broadcasting rank 0's parameters.
+CLI_RANK1_OTHER_WEIGHTS = (
+    "import os, sys; from alexnet_cpu import cli, train\n"
+    "def other(*a, **kw):\n"
+    "    net = make(*a, **kw)\n"
+    "    for _, p in net.named_params():\n"
+    "        p += 0.01\n"
+    "    return net\n"
+    "if os.environ['PMI_RANK'] == '1':\n"
+    "    make, train.alexnet = train.alexnet, other\n"
+    "sys.exit(cli.main(sys.argv[1:]))\n")
+
+
+def _train(data, save, nproc=1, script=None, **kw):
+    """Train with the command line (`script`: instead of `-m alexnet_cpu.cli`, a `-c`
+    program that runs it); the saved best weights."""
     opts = dict(variant="owt", size=63, batchsize=6, epochs=2, schedule="constant",
                 seed=3, threads=1, workers=1, lr=0.0005, warmup=0.5)
     opts.update(kw)
-    args = ["-m", "alexnet_cpu.cli", "train", "-data", data, "-save", save, "-cache", "-quiet"]
+    args = ((["-c", script] if script else ["-m", "alexnet_cpu.cli"])
+            + ["train", "-data", data, "-save", save, "-cache", "-quiet"])
     for k, v in opts.items():
         args += [f"-{k}", str(v)]
     r = _run(args, nproc)
@@ -93,10 +112,12 @@ def reference_losses():
     ("owt", {"overlap": "on"}), ("owt", {"accumulate": 2, "bucket_mb": 0.5}),
     ("paper", {})])
 def test_two_processes_train_the_model_of_one(data, reference, tmp_path, variant, extra):
+    """... even when rank 1 built other initial weights (rank 0's are broadcast)."""
     kw = dict(variant=variant, epochs=2 if variant == "owt" else 1)
     one = reference if variant == "owt" else _train(data, str(tmp_path / "1.safetensors"),
                                                     **kw)
-    two = _train(data, str(tmp_path / "2.safetensors"), nproc=2, **kw, **extra)
+    two = _train(data, str(tmp_path / "2.safetensors"), nproc=2, script=CLI_RANK1_OTHER_WEIGHTS,
+                 **kw, **extra)
     _assert_close(one, two)
     np.testing.assert_allclose(_losses(str(tmp_path / "2.safetensors")),
                                _losses(str(tmp_path / "1.safetensors")) if variant != "owt"
@@ -107,6 +128,33 @@ def test_two_processes_train_the_model_of_one(data, reference, tmp_path, variant
 
 def test_accumulation_in_one_process_equals_the_whole_batch(data, reference, tmp_path):
     _assert_close(reference, _train(data, str(tmp_path / "a.safetensors"), accumulate=3))
+
+
+BROADCAST = """
+from alexnet_cpu import alexnet, distributed
+from alexnet_cpu.optim import SGD
+world = distributed.init(mpi=True)
+net = alexnet("owt", num_classes=3, seed=world.rank)      # other weights on each rank
+opt = SGD(net)
+for v in opt.velocity.values():
+    v[...] = world.rank + 1.0                              # other momentum buffers too
+def sums():
+    return distributed.param_checksums(net), [float(v.sum()) for v in opt.velocity.values()]
+before = world.allgather(sums())
+world.broadcast_parameters(net, opt)
+after = world.allgather(sums())
+if world.is_root:
+    print("differed before:", before[1][0] != before[0][0], before[1][1] != before[0][1])
+    print("rank 0's after:", all(s == before[0] for s in after))
+"""
+
+
+@needs_mpi
+def test_broadcast_parameters_gives_every_rank_rank_0s_weights_and_momentum():
+    r = _run(["-c", BROADCAST], nproc=2, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[:2] == ["differed before: True True", "rank 0's after: True"], \
+        r.stdout
 
 
 @needs_mpi

@@ -49,6 +49,25 @@ def test_plateau_relative_threshold_ignores_noise():
     assert run(s, [1.0, 0.98, 0.96]) == [1, 1, 1]          # 2% steps are improvements
 
 
+@pytest.mark.parametrize("values, lrs", [
+    ([10.0, 9.95, 9.91], [1, 1, 0.1]),     # steps of 0.05: > 0.01 absolute, < 1% of 10
+    ([0.1, 0.098, 0.096], [1, 1, 1]),      # steps of 0.002: < 0.01 absolute, 2% of 0.1
+], ids=["best-10", "best-0.1"])
+def test_plateau_threshold_is_relative_to_the_best_loss(values, lrs):
+    """Away from a best of 1 a relative and an absolute threshold disagree."""
+    assert run(PlateauLR(1.0, patience=2, threshold=0.01), values) == pytest.approx(lrs)
+
+
+@pytest.mark.parametrize("values, lrs, best", [
+    ([0.2, 0.205, 0.21], [1, 1, 1], 0.21),       # 2.5% better each epoch, but only 0.005
+    ([0.5, 0.504, 0.5045], [1, 1, 0.1], 0.5),    # each less than 1% better than 0.5
+], ids=["best-0.2", "best-0.5"])
+def test_plateau_threshold_is_relative_to_the_best_top1(values, lrs, best):
+    s = PlateauLR(1.0, patience=2, threshold=0.01, monitor="top1")
+    assert run(s, values) == pytest.approx(lrs)
+    assert s.best == best
+
+
 def test_plateau_on_top1_is_the_papers_rule():
     s = PlateauLR(1.0, patience=1, monitor="top1", threshold=0)
     assert run(s, [0.5, 0.6, 0.6, 0.7, 0.65]) == pytest.approx([1, 1, 0.1, 0.1, 0.01])

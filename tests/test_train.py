@@ -152,6 +152,7 @@ def test_better_prefers_top1_then_loss():
     assert train._better({"top1": 0.6, "loss": 2.0}, best)
     assert train._better({"top1": 0.5, "loss": 0.9}, best)
     assert not train._better({"top1": 0.5, "loss": 1.1}, best)
+    assert not train._better({"top1": 0.5, "loss": 1.0}, best)   # an exact tie keeps the best
     assert train._better({"top1": 0.1, "loss": 5.0}, None)
     assert train._better({"top1": float("nan"), "loss": float("nan")}, best)   # no val data
 
@@ -210,6 +211,8 @@ def test_resume_refusals(runs, tiny_data, tmp_path):
 
 
 def test_plateau_drops_and_early_stop_in_fit(tiny_data, tmp_path, monkeypatch, capsys):
+    """Every epoch ties (top-1 0.5, loss 1.0): the plateau rules act, and epoch 1 stays the
+    best (an exact tie keeps the earlier epoch)."""
     _scripted(monkeypatch, [0.5] * 10, [1.0] * 10)
     save = str(tmp_path / "m.safetensors")
     history = fit(_cfg(tiny_data, save, epochs=10, schedule="plateau", patience=1, warmup=0,
@@ -217,7 +220,13 @@ def test_plateau_drops_and_early_stop_in_fit(tiny_data, tmp_path, monkeypatch, c
     # epoch 1 sets the best; epoch 2 stalls: drop to 0.001, the floor; epoch 3 stalls at
     # the floor: stop before epoch 4
     assert [h["lr"] for h in history] == pytest.approx([0.01, 0.01, 0.001])
-    assert "early stop" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "early stop" in out
+    assert [line.rsplit("best: ", 1)[1] for line in _epoch_lines(out)] == \
+        ["saved", "epoch 1 (0.500)", "epoch 1 (0.500)"]
+    assert load(save)[1]["epoch"] == 1
+    assert load(checkpoint_path(save))[1]["train"]["best"]["epoch"] == 1
+    assert not all(np.array_equal(a, b) for a, b in zip(_params(save), _params(last_path(save))))
 
 
 def test_options_reach_the_loaders_and_pretrained_weights_load(runs, tiny_data, tmp_path,

@@ -228,6 +228,20 @@ def test_checksum_covers_header_and_metadata(tmp_path, edit):
     read_file(p, verify=False)   # the structure itself is fine
 
 
+def test_checksum_compared_on_all_64_digits(tmp_path):
+    """A stored digest that differs from the true one in any single hex digit (the first,
+    a middle or the last) is refused: the whole digest is compared, not a prefix."""
+    p = _written(tmp_path)
+    true = read_header(p)["__metadata__"]["sha256"]
+    for i in (0, 31, 62, 63):
+        wrong = true[:i] + "0123456789abcdef"[(int(true[i], 16) + 1) % 16] + true[i + 1:]
+        _rewrite_header(p, lambda h: h["__metadata__"].update(sha256=wrong))
+        with pytest.raises(WeightFileError, match="checksum mismatch"):
+            read_file(p)
+    _rewrite_header(p, lambda h: h["__metadata__"].update(sha256=true))
+    assert read_file(p)[1] == META          # the true digest, put back, loads
+
+
 def test_our_files_require_the_checksum(tmp_path):
     p = _written(tmp_path)
     _rewrite_header(p, lambda h: h["__metadata__"].pop("sha256"))
