@@ -198,7 +198,7 @@ def cmd_inference(a):
         done += 1
         if a.json:
             print(json.dumps({"file": path, "classes": [n for n, _ in result],
-                              "probabilities": [round(p, 6) for _, p in result]}), flush=True)
+                              "probabilities": [p for _, p in result]}), flush=True)
             continue
         ranked = "  ".join(f"{name} {p:.3f}" for name, p in result)
         print(f"{path}: {ranked}", flush=True)

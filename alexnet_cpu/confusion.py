@@ -55,7 +55,7 @@ def report_lines(counts, classes, top_pairs=5):
               for c, a, k in zip(classes, acc, n)]
     if len(classes) <= PRINT_MATRIX_UP_TO:
         short = [c[:6] for c in classes]
-        lines.append(f"confusion matrix (rows: true class, columns: predicted):")
+        lines.append("confusion matrix (rows: true class, columns: predicted):")
         lines.append(f"  {'':<{w}} " + " ".join(f"{s:>6}" for s in short))
         lines += [f"  {c:<{w}} " + " ".join(f"{int(v):>6}" for v in row)
                   for c, row in zip(classes, counts)]

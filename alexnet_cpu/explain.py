@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .data import base_size, center_crop, load_image
-from .draw import INK, MUTED, font, heat_colours, text_size
+from .draw import INK, MUTED, font, heat_colours
 from .layers import Conv2d, ReLU
 from .loss import softmax
 
@@ -69,10 +69,12 @@ def grad_cam(net, x, layer="conv5", target=None):
 
 
 def upsample(cam, size):
-    """A map (h, w) -> (size, size) float32 in [0, 1] (bilinear; scaled by its maximum)."""
-    top = float(cam.max())
-    m = (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
-    return np.asarray(Image.fromarray(m, "F").resize((size, size), Image.BILINEAR))
+    """A map (h, w) -> (size, size) float32 in [0, 1]: bilinear, then scaled from its
+    minimum to its maximum (a flat map: all 0), so the strongest evidence always shows."""
+    m = np.asarray(Image.fromarray(cam.astype(np.float32), "F").resize(
+        (size, size), Image.BILINEAR), np.float64)
+    lo, hi = m.min(), m.max()
+    return ((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)).astype(np.float32)
 
 
 def overlay(crop, cam, title, subtitle):
@@ -81,25 +83,26 @@ def overlay(crop, cam, title, subtitle):
     s = max(DISPLAY, crop.shape[0])
     img = Image.fromarray(crop).resize((s, s), Image.LANCZOS)
     heat = upsample(cam, s)[..., None]
-    # The heat's opacity follows its strength: cold parts show the plain image.
-    mixed = (np.asarray(img, np.float32) * (1 - 0.65 * heat)
-             + heat_colours(heat[..., 0]).astype(np.float32) * 0.65 * heat)
-    pad, gap, top, bottom = 10, 8, 58, 34
+    # The heat over a grey, lightened copy: colours of the image cannot pass for heat, and
+    # the heat's opacity follows its strength, so cold parts show the plain (grey) image.
+    grey = np.asarray(img.convert("L"), np.float32)[..., None] * 0.6 + 90
+    alpha = 0.15 + 0.75 * heat
+    mixed = grey * (1 - alpha) + heat_colours(heat[..., 0]).astype(np.float32) * alpha
+    pad, gap, top, bottom = 10, 8, 58, 40
     out = Image.new("RGB", (2 * s + gap + 2 * pad, top + s + bottom), "white")
     out.paste(img, (pad, top))
     out.paste(Image.fromarray(np.rint(mixed).astype(np.uint8)), (pad + s + gap, top))
     d = ImageDraw.Draw(out)
     d.text((pad, 8), title, font=font(20), fill=INK)
     d.text((pad, 34), subtitle, font=font(13), fill=MUTED)
-    y = top + s + 10
-    bar = heat_colours(np.linspace(0, 1, s)[None, :].repeat(10, axis=0))
-    out.paste(Image.fromarray(bar), (pad + s + gap, y))
-    small = font(12)
-    d.text((pad + s + gap - text_size("low", small)[0] - 6, y - 2), "low", font=small,
-           fill=MUTED)
-    d.text((pad, y - 2), "input (as the model sees it)", font=small, fill=MUTED)
-    d.text((pad + 2 * s + gap - text_size("high", small)[0], y + 12), "high", font=small,
-           fill=MUTED)
+    y, small = top + s + 8, font(12)
+    d.text((pad, y), "input, as the model sees it", font=small, fill=MUTED)
+    x, w = pad + s + gap + 34, s - 68
+    out.paste(Image.fromarray(heat_colours(np.linspace(0, 1, w)[None].repeat(10, 0))),
+              (x, y + 2))
+    d.text((pad + s + gap, y), "low", font=small, fill=MUTED)
+    d.text((x + w + 6, y), "high", font=small, fill=MUTED)
+    d.text((pad + s + gap, y + 18), "class evidence (Grad-CAM)", font=small, fill=MUTED)
     return out
 
 
