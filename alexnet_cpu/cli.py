@@ -104,23 +104,23 @@ def _picture_parsers(sub):
                                        "class lies (a PNG per image)")
     _opt(e, "input", required=True, help="an image file or a folder (searched recursively)")
     _opt(e, "load", required=True, help="weight file")
-    _opt(e, "class", dest="cls", help="class to explain (default: each image's top-1)")
+    _opt(e, "class", dest="cls", metavar="NAME", help="class to explain (default: each image's top-1)")
     _opt(e, "layer", default="conv5", help="conv1..conv5 or a layer name (default conv5)")
-    _opt(e, "o", dest="out", default="gradcam", help="output folder (default gradcam)")
+    _opt(e, "o", dest="out", default="gradcam", metavar="DIR", help="output folder (default gradcam)")
     _opt(e, "batchsize", type=int, default=16)
     _opt(e, "threads", type=int)
     _opt(e, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
 
     f = sub.add_parser("filters", help="the conv1 kernels as a grid of colour patches (PNG)")
     _opt(f, "load", required=True, help="weight file")
-    _opt(f, "o", dest="out", default="conv1.png", help="output PNG (default conv1.png)")
+    _opt(f, "o", dest="out", default="conv1.png", metavar="PNG", help="output PNG (default conv1.png)")
 
     v = sub.add_parser("evaluate", help="accuracy per class and the confusion matrix of a "
                                         "model on an image folder (printed and a PNG)")
     _opt(v, "load", required=True, help="weight file")
-    _opt(v, "data", required=True, help="folder with one sub-folder per class (or a root "
+    _opt(v, "data", required=True, metavar="DIR", help="folder with one sub-folder per class (or a root "
                                         "holding val/)")
-    _opt(v, "o", dest="out", help="output PNG (default: beside the weights, "
+    _opt(v, "o", dest="out", metavar="PNG", help="output PNG (default: beside the weights, "
                                   "NAME.confusion.png)")
     _opt(v, "tencrop", action="store_true", help="average the paper's 10 crops")
     _opt(v, "batchsize", type=int, default=32)
@@ -263,6 +263,8 @@ def cmd_demo(a):
     for path, result in Predictor(a.save).predict(samples, topk=3):
         print(f"  {os.path.relpath(path, root)}: "
               + "  ".join(f"{name} {p:.3f}" for name, p in result))
+    print(f"demo: what it learned: alexnet-cpu explain -input {samples[0]} -load {a.save}; "
+          f"alexnet-cpu filters -load {a.save}")
 
 
 def _model_and_inputs(a):
