@@ -38,7 +38,7 @@ pictures: build
 	$(VENV)/bin/alexnet-cpu evaluate -load runs/demo.safetensors -data $(DEMO_VAL) -o docs/images/confusion.png
 	$(VENV)/bin/alexnet-cpu filters -load runs/demo.safetensors -o docs/images/conv1.png
 	rm -f runs/gradcam/*.png
-	$(VENV)/bin/alexnet-cpu explain -input $(DEMO_VAL)/star/00005.png -load runs/demo.safetensors -o runs/gradcam
+	$(VENV)/bin/alexnet-cpu explain -input $(DEMO_VAL)/star/00005.png -load runs/demo.safetensors -layer conv2 -o runs/gradcam
 	cp runs/gradcam/*.png docs/images/gradcam.png
 
 # Data-parallel training: mpi4py and an MPI from PyPI wheels (no system MPI needed).

@@ -334,7 +334,8 @@ def cmd_evaluate(a):
           flush=True)
     counts, loss = class_report(predictor.net, loader, predictor.classes, out,
                                 tencrop=a.tencrop,
-                                title=f"{os.path.basename(a.load)} on {root}")
+                                title=f"{os.path.basename(a.load)} on "
+                                      f"{os.sep.join(os.path.normpath(root).split(os.sep)[-2:])}")
     if loader.skipped:
         print(f"skipped {len(loader.skipped)} unreadable image(s)", file=sys.stderr)
     n = int(counts.sum())
