@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 SO     := alexnet_cpu/_C$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 SRCS   := $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.h alexnet_cpu/_C.pyx alexnet_cpu/_kernels/*.pxi) setup.py
 
-.PHONY: all venv build test demo bench mpi clean
+.PHONY: all venv build test demo pictures bench mpi clean
 
 all: build
 
@@ -29,6 +29,17 @@ test: build
 
 demo: build
 	$(VENV)/bin/alexnet-cpu demo
+
+# The README's pictures (docs/images/) from the demo's model: run `make demo` first.
+DEMO_VAL = $(shell $(PYTHON) -c "import os;print(os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),'alexnet-cpu','synthetic-v1','val'))")
+pictures: build
+	mkdir -p docs/images runs/gradcam
+	cp runs/demo.png docs/images/curves.png
+	$(VENV)/bin/alexnet-cpu evaluate -load runs/demo.safetensors -data $(DEMO_VAL) -o docs/images/confusion.png
+	$(VENV)/bin/alexnet-cpu filters -load runs/demo.safetensors -o docs/images/conv1.png
+	rm -f runs/gradcam/*.png
+	$(VENV)/bin/alexnet-cpu explain -input $(DEMO_VAL)/star/00005.png -load runs/demo.safetensors -layer conv2 -o runs/gradcam
+	cp runs/gradcam/*.png docs/images/gradcam.png
 
 # Data-parallel training: mpi4py and an MPI from PyPI wheels (no system MPI needed).
 mpi: build

@@ -1,13 +1,13 @@
-"""The `alexnet-cpu` command: train, inference, info, demo.
+"""The `alexnet-cpu` command: train, inference, info, demo, explain, filters, evaluate.
 
 Options take one dash or two (-batchsize or --batchsize). Errors are one line on stderr
 and a non-zero exit.
 """
 import argparse
+import json
 import os
 import sys
 import typing
-
 
 from . import _C, _threads, distributed
 
@@ -79,6 +79,8 @@ def build_parser():
     _opt(i, "batchsize", type=int, default=32)
     _opt(i, "threads", type=int)
     _opt(i, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
+    _opt(i, "json", action="store_true", help="one JSON object per image: file, classes, "
+                                              "probabilities")
 
     n = sub.add_parser("info", help="layer table, parameter counts and FLOPs")
     _opt(n, "variant", choices=VARIANTS, default=TrainConfig.variant)
@@ -92,7 +94,38 @@ def build_parser():
     _opt(d, "variant", choices=VARIANTS, default=DEMO["variant"])
     _opt(d, "save", default=os.path.join("runs", "demo.safetensors"))
     _opt(d, "threads", type=int)
+    _picture_parsers(sub)
     return p
+
+
+def _picture_parsers(sub):
+    """explain, filters, evaluate: what the network learned, as pictures."""
+    e = sub.add_parser("explain", help="Grad-CAM: where in each image the evidence for a "
+                                       "class lies (a PNG per image)")
+    _opt(e, "input", required=True, help="an image file or a folder (searched recursively)")
+    _opt(e, "load", required=True, help="weight file")
+    _opt(e, "class", dest="cls", metavar="NAME", help="class to explain (default: each image's top-1)")
+    _opt(e, "layer", default="conv5", help="conv1..conv5 or a layer name (default conv5)")
+    _opt(e, "o", dest="out", default="gradcam", metavar="DIR", help="output folder (default gradcam)")
+    _opt(e, "batchsize", type=int, default=16)
+    _opt(e, "threads", type=int)
+    _opt(e, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
+
+    f = sub.add_parser("filters", help="the conv1 kernels as a grid of colour patches (PNG)")
+    _opt(f, "load", required=True, help="weight file")
+    _opt(f, "o", dest="out", default="conv1.png", metavar="PNG", help="output PNG (default conv1.png)")
+
+    v = sub.add_parser("evaluate", help="accuracy per class and the confusion matrix of a "
+                                        "model on an image folder (printed and a PNG)")
+    _opt(v, "load", required=True, help="weight file")
+    _opt(v, "data", required=True, metavar="DIR", help="folder with one sub-folder per class (or a root "
+                                        "holding val/)")
+    _opt(v, "o", dest="out", metavar="PNG", help="output PNG (default: beside the weights, "
+                                  "NAME.confusion.png)")
+    _opt(v, "tencrop", action="store_true", help="average the paper's 10 crops")
+    _opt(v, "batchsize", type=int, default=32)
+    _opt(v, "threads", type=int)
+    _opt(v, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
 
 
 PRECISION_HELP = ("what the convolutions and linear layers multiply in: fp32 (default, "
@@ -163,6 +196,10 @@ def cmd_inference(a):
             print(f"{path}: skipped ({result})", file=sys.stderr)
             continue
         done += 1
+        if a.json:
+            print(json.dumps({"file": path, "classes": [n for n, _ in result],
+                              "probabilities": [p for _, p in result]}), flush=True)
+            continue
         ranked = "  ".join(f"{name} {p:.3f}" for name, p in result)
         print(f"{path}: {ranked}", flush=True)
     if predictor.skipped:
@@ -226,10 +263,90 @@ def cmd_demo(a):
     for path, result in Predictor(a.save).predict(samples, topk=3):
         print(f"  {os.path.relpath(path, root)}: "
               + "  ".join(f"{name} {p:.3f}" for name, p in result))
+    print(f"demo: what it learned: alexnet-cpu explain -input {samples[0]} -load {a.save}; "
+          f"alexnet-cpu filters -load {a.save}")
+
+
+def _model_and_inputs(a):
+    """Checks shared by the commands that read a weight file: (Predictor, its settings)."""
+    from .infer import Predictor
+    _check_positive(a, "batchsize", "threads")
+    _check_precision(a.precision)
+    if a.threads:
+        _threads.set_num_threads(a.threads)
+    if not os.path.isfile(a.load):
+        raise FileNotFoundError(f"-load {a.load}: no such file")
+    predictor = Predictor(a.load, tencrop=getattr(a, "tencrop", False))
+    predictor.net.set_precision(a.precision)
+    return predictor
+
+
+def cmd_explain(a):
+    from .explain import class_index, explain_files, resolve_layer
+    from .infer import find_images
+    if not os.path.exists(a.input):
+        raise FileNotFoundError(f"-input {a.input}: no such file or folder")
+    predictor = _model_and_inputs(a)
+    resolve_layer(predictor.net, a.layer)
+    target = None if a.cls is None else class_index(predictor.classes, a.cls)
+    paths = find_images(a.input)
+    root = a.input if os.path.isdir(a.input) else None
+    done = skipped = 0
+    for path, *result in explain_files(predictor, paths, a.out, a.layer, target, root,
+                                       a.batchsize):
+        if isinstance(result[0], Exception):
+            if root is None:        # the one image asked for: an error, not a skip
+                raise ValueError(str(result[0]))
+            print(f"{path}: skipped ({result[0]})", file=sys.stderr)
+            skipped += 1
+            continue
+        done += 1
+        file, cls, p = result
+        print(f"{path}: {cls} {p:.3f} -> {file}", flush=True)
+    if skipped:
+        print(f"skipped {skipped} unreadable image(s)", file=sys.stderr)
+    if not done:
+        raise ValueError(f"{a.input}: none of the {len(paths)} images could be read")
+
+
+def cmd_filters(a):
+    from .checkpoint import load
+    from .filters import draw_filters
+    if not os.path.isfile(a.load):
+        raise FileNotFoundError(f"-load {a.load}: no such file")
+    net, _ = load(a.load)
+    draw_filters(net, a.out)
+    print(f"conv1 kernels: {a.out}")
+
+
+def cmd_evaluate(a):
+    from .confusion import class_report
+    from .data import DataLoader, ImageFolder
+    if not os.path.isdir(a.data):
+        raise FileNotFoundError(f"-data {a.data}: no such folder")
+    predictor = _model_and_inputs(a)
+    root = os.path.join(a.data, "val") if os.path.isdir(os.path.join(a.data, "val")) else a.data
+    data = ImageFolder(root, classes=predictor.classes)
+    loader = DataLoader(data, a.batchsize, predictor.size, predictor.mean, predictor.std,
+                        train=False, shuffle=False, ten_crop=a.tencrop)
+    out = a.out or os.path.splitext(a.load)[0] + ".confusion.png"
+    print(f"evaluating {a.load} on {root}: {len(data)} images, {len(data.classes)} classes",
+          flush=True)
+    counts, loss = class_report(predictor.net, loader, predictor.classes, out,
+                                tencrop=a.tencrop,
+                                title=f"{os.path.basename(a.load)} on "
+                                      f"{os.sep.join(os.path.normpath(root).split(os.sep)[-2:])}")
+    if loader.skipped:
+        print(f"skipped {len(loader.skipped)} unreadable image(s)", file=sys.stderr)
+    n = int(counts.sum())
+    if not n:
+        raise ValueError(f"{root}: none of the {len(data)} images could be read")
+    print(f"loss {loss / n:.4f}  top-1 {counts.trace() / n:.3f}")
 
 
 COMMANDS = {"train": cmd_train, "inference": cmd_inference, "info": cmd_info,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "explain": cmd_explain, "filters": cmd_filters,
+            "evaluate": cmd_evaluate}
 
 
 def main(argv=None):

@@ -73,10 +73,15 @@ class Net:
         """Logits (N, num_classes) for a float32 NCHW batch (a new array). In eval mode a
         ReLU right after a convolution is fused into it."""
         x = self.check_input(x)
-        layers, i, ctx = self.layers, 0, self.ctx
-        while i < len(layers):
+        return self._forward(x)
+
+    def _forward(self, x, start=0, stop=None):
+        """The output of layers start..stop-1 (a copy)."""
+        layers, i, ctx = self.layers, start, self.ctx
+        stop = len(layers) if stop is None else stop
+        while i < stop:
             layer = layers[i][1]
-            if (not self.training and isinstance(layer, Conv2d) and i + 1 < len(layers)
+            if (not self.training and isinstance(layer, Conv2d) and i + 1 < stop
                     and isinstance(layers[i + 1][1], ReLU)):
                 x = layers[i + 1][1].take_fused_output(layer.forward(x, ctx, relu=True))
                 i += 2
@@ -96,6 +101,27 @@ class Net:
                 grad_ready(k)
             if d is None:
                 break
+
+    def index(self, name):
+        """Position of the layer called `name` in the chain."""
+        names = [n for n, _ in self.layers]
+        if name not in names:
+            raise ValueError(f"the model has no layer {name!r}")
+        return names.index(name)
+
+    def gradient_at(self, x, name, dlogits):
+        """(output of layer `name`, d score / d that output) for the batch x, where
+        dlogits(logits) returns d score / d logits: the forward, then the backward through
+        the layers after `name` only (what Grad-CAM needs). Their parameter gradients
+        accumulate as in backward."""
+        k = self.index(name)
+        x = self.check_input(x)
+        a = self._forward(x, stop=k + 1)
+        d = np.ascontiguousarray(dlogits(self._forward(a.copy(), start=k + 1)),
+                                 dtype=np.float32)
+        for j in range(len(self.layers) - 1, k, -1):
+            d = self.layers[j][1].backward(d, self.ctx)
+        return a, d.copy()
 
     # -- parameters ---------------------------------------------------------------------
     def parameters(self):

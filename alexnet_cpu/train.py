@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _C, _threads, distributed
 from .checkpoint import check_train_state, load, save, save_checkpoint
+from .confusion import class_report
 from .data import DataLoader, ImageFolder, compute_stats
 from .layers import Dropout
 from .loss import softmax, softmax_cross_entropy
@@ -412,6 +413,10 @@ def _fit(cfg, world):
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         plot_history(history, os.path.splitext(log_path)[0].removesuffix(".log") + ".png")
+    if history and len(val_ds):   # the last epoch's weights, beside the curves
+        class_report(net, val_loader, classes, say=say, tencrop=cfg.tencrop, world=world,
+                     path=os.path.splitext(log_path)[0].removesuffix(".log") + ".confusion.png",
+                     title=f"validation, epoch {history[-1]['epoch']} (last)")
     skipped = train_loader.skipped | val_loader.skipped
     if skipped:
         say(f"skipped {len(skipped)} unreadable image(s); see the warnings above")
