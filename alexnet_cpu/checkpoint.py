@@ -50,7 +50,7 @@ def load(path, with_tensors=False):
     variant, num_classes, in_channels = check_metadata(
         path, meta, {k: v.shape for k, v in tensors.items()})
     net = alexnet(variant, num_classes=num_classes, in_channels=in_channels,
-                  geometry=meta.get("geometry"))
+                  geometry=meta.get("geometry"), init=None)
     model = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
              if not k.startswith("optim.")}
     try:

@@ -248,13 +248,14 @@ def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
     variant: "paper" (2012: 96-256-384-384-256, groups=2 on conv2/4/5, LRN) or "owt"
       (torchvision's 64-192-384-256-256).
     init: "kaiming" (default: He normal for ReLU nets, zero biases; trains reliably) or
-      "paper" (N(0, 0.01) weights, biases `bias_value` in conv2/4/5 and fc6/7, else 0).
+      "paper" (N(0, 0.01) weights, biases `bias_value` in conv2/4/5 and fc6/7, else 0),
+      or None: zeros (parameters about to be loaded).
     geometry: conv1 padding, ceil-mode pools, LRN constants (see GEOMETRY; default the
       paper's).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if init not in INITS:
+    if init is not None and init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     if num_classes < 1 or in_channels < 1:
         raise ValueError("num_classes and in_channels must be >= 1")
@@ -268,7 +269,8 @@ def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
     net = Net(named, variant, num_classes, in_channels)
     if geometry is not None:
         net.set_geometry(geometry)
-    _initialise(net, init, bias_value, variant, seed)
+    if init is not None:
+        _initialise(net, init, bias_value, variant, seed)
     return net
 
 

@@ -220,6 +220,24 @@ _FLOAT_TYPES = {1: np.dtype("<f4"), 11: np.dtype("<f8"), 10: np.dtype("<f2")}
 _INT_TYPES = {7: np.dtype("<i8"), 6: np.dtype("<i4")}
 
 
+def _local(node, t):
+    if t.data_location == 1 or t.external_data:
+        raise _Refuse(node, f"tensor {t.name!r}: data in an external file is not supported "
+                            f"(save the model with onnx.save(..., save_as_external_data=False))")
+
+
+def _backed(node, t):
+    """The tensor holds the bytes its dims claim (checked without decoding it)."""
+    _local(node, t)
+    dims, itemsize = list(t.dims), {1: 4, 11: 8, 10: 2}.get(t.data_type, 1)
+    n = math.prod(dims) if all(d >= 0 for d in dims) else -1
+    held = len(t.raw_data) // itemsize if t.raw_data else max(
+        len(t.float_data), len(t.double_data), len(t.int32_data))
+    if n != held:
+        raise _Refuse(node, f"tensor {t.name!r}: shape {dims} claims {n} values, the file "
+                            f"holds {held}")
+
+
 def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
     """A TensorProto's values as a float32 (or int64) array of `shape` (None: its own,
     at most a few elements), its claimed sizes checked against the bytes it holds before
@@ -231,9 +249,7 @@ def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
         raise _Refuse(node, f"{what}: expected shape {list(shape)}, got {dims}")
     if any(d < 0 for d in dims) or (shape is None and math.prod(dims) > 16):
         raise _Refuse(node, f"{what}: unexpected shape {dims}")
-    if t.data_location == 1 or t.external_data:
-        raise _Refuse(node, f"{what}: data in an external file is not supported (save the "
-                            f"model with onnx.save(..., save_as_external_data=False))")
+    _local(node, t)
     if t.data_type not in kinds:
         raise _Refuse(node, f"{what}: data type {t.data_type} not supported (expected "
                             f"{'float' if kinds is _FLOAT_TYPES else 'integer'})")
@@ -281,8 +297,8 @@ class _Graph:
             raise _Refuse(None, f"expected one graph input (the image batch), got "
                                 f"{len(inputs)}")
         self.input = inputs[0]
-        if len(g.output) != 1:
-            raise _Refuse(None, f"expected one graph output (the logits), got {len(g.output)}")
+        if not g.output:
+            raise _Refuse(None, "the graph has no output")
 
     def const(self, node, i, shape=None, kinds=_FLOAT_TYPES):
         if i >= len(node.input) or node.input[i] not in self.consts:
@@ -298,8 +314,11 @@ class _Graph:
         """The nodes from the input to the output, in order; refuses branches and nodes
         off the path."""
         order, cur, seen = [], self.input.name, set()
-        while cur != self.g.output[0].name:
+        outputs = [o.name for o in self.g.output]
+        while True:
             users = self.users.get(cur, [])
+            if not users and cur in outputs:
+                break
             if not users:
                 raise _Refuse(order[-1] if order else None,
                               f"its output {cur!r} is neither used nor the graph output")
@@ -318,6 +337,8 @@ class _Graph:
         for node in self.nodes:
             if id(node) not in seen:
                 raise _Refuse(node, "not on the path from the input to the output")
+        if len(outputs) != 1:
+            raise _Refuse(None, f"expected one graph output (the logits), got {len(outputs)}")
         return order
 
 
@@ -481,8 +502,11 @@ def _plan(graph):
     if not 1 <= num_classes <= 100_000:
         raise _Refuse(lins[-1][0] if lins else None,
                       f"fc8 with {num_classes} outputs: expected 1..100000 classes")
+    for kind, node, q in ops:     # sizes backed by bytes before a net is built from them
+        if kind in ("conv", "linear"):
+            _backed(q.get("node", node), graph.consts[q.get("node", node).input[1]])
     net = alexnet(variant, num_classes=num_classes, in_channels=p["dims"][1],
-                  geometry=geometry, init="torch")
+                  geometry=geometry, init=None)
     size = _input_size(graph, p["pad"])
     try:
         shapes = [r[2] for r in net.summary(size)]
@@ -632,7 +656,11 @@ def import_onnx(path):
     own exports, classes and preprocess. Any problem: OnnxFileError, one line naming the
     file (and the first node it cannot map)."""
     path = os.fspath(path)
-    model = _read_model(path)
+    return import_model(_read_model(path), path)
+
+
+def import_model(model, path="<model>"):
+    """import_onnx for an onnx.ModelProto already in memory (path names it in errors)."""
     try:
         opsets = {o.domain: o.version for o in model.opset_import}
         version = opsets.get("", opsets.get("ai.onnx"))
