@@ -193,26 +193,40 @@ class _Refuse(Exception):
     """A node (or the graph) cannot be mapped: caught and reported with the file name."""
 
     def __init__(self, node, why):
-        where = f"node {node.name or '(unnamed)'!r} ({node.op_type}): " if node is not None else ""
+        op = node.op_type if node is not None and node.op_type.isidentifier() else (
+            repr(node.op_type)[:40] if node is not None else "")
+        where = f"node {node.name or '(unnamed)'!r} ({op}): " if node is not None else ""
         super().__init__(where + why)
 
 
+# The attributes this reader understands, by type (AttributeProto: FLOAT 1, INT 2, STRING 3,
+# INTS 7); any other is refused, since it could change what the node computes.
+_ATTR_TYPES = {**dict.fromkeys(("alpha", "beta", "bias"), 1),
+               **dict.fromkeys(("group", "size", "ceil_mode", "storage_order", "axis",
+                                "allowzero", "transA", "transB", "count_include_pad"), 2),
+               "auto_pad": 3,
+               **dict.fromkeys(("kernel_shape", "strides", "pads", "dilations"), 7)}
+
+
 def _attrs(node):
-    onnx = _onnx()
     out = {}
     for a in node.attribute:
-        try:
-            out[a.name] = onnx.helper.get_attribute_value(a)
-        except Exception as e:   # noqa: BLE001  any malformed attribute
-            raise _Refuse(node, f"attribute {a.name!r} unreadable ({e})") from None
+        want = _ATTR_TYPES.get(a.name)
+        if want is None:
+            raise _Refuse(node, f"attribute {_short(a.name)} is not understood here")
+        if a.type != want:
+            raise _Refuse(node, f"attribute {a.name}: type {a.type}, expected {want} "
+                                f"({ {1: 'float', 2: 'int', 3: 'string', 7: 'ints'}[want]})")
+        out[a.name] = {1: a.f, 2: a.i, 3: a.s, 7: list(a.ints)}[want]
+    if out.get("auto_pad", b"NOTSET") != b"NOTSET":
+        raise _Refuse(node, f"auto_pad {_short(out['auto_pad'])}: expected explicit pads")
     return out
 
 
 def _ints(node, attrs, key, n, default):
     v = attrs.get(key, default)
-    if (not isinstance(v, (list, tuple)) or len(v) != n
-            or not all(isinstance(i, int) for i in v)):
-        raise _Refuse(node, f"{key}: expected {n} integers, got {v!r}")
+    if v is None or len(v) != n:
+        raise _Refuse(node, f"{key}: expected {n} integers, got {_short(v)}")
     return list(v)
 
 
@@ -260,15 +274,15 @@ def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
                                 f"holds {len(t.raw_data)}")
         a = np.frombuffer(t.raw_data, dt)
     else:
-        field = {1: t.float_data, 11: t.double_data, 10: t.int32_data, 7: t.int64_data,
-                 6: t.int32_data}[t.data_type]
+        field = {1: t.float_data, 11: t.double_data, 7: t.int64_data}.get(t.data_type,
+                                                                          t.int32_data)
         if len(field) != n:
             raise _Refuse(node, f"{what}: {dims} needs {n} values, the file holds {len(field)}")
         a = np.asarray(field, np.uint16 if t.data_type == 10 else None)
         if t.data_type == 10:
             a = a.view(np.float16)
-    a = a.astype(np.int64 if kinds is _INT_TYPES else np.float32)  # a fresh, owned copy
-    return a.reshape(dims)
+    # raw_data is already a copy of the file's bytes: no second one when they are float32
+    return a.astype(np.int64 if kinds is _INT_TYPES else np.float32, copy=False).reshape(dims)
 
 
 class _Graph:
@@ -366,9 +380,8 @@ def _op(graph, node, nxt):
         strides = _ints(node, a, "strides", 2, [1, 1])
         if len(set(pads)) != 1 or strides[0] != strides[1]:
             raise _Refuse(node, f"pads {pads}, strides {strides}: expected equal on all sides")
-        if _ints(node, a, "dilations", 2, [1, 1]) != [1, 1] or \
-                a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise _Refuse(node, "dilations and auto_pad are not supported")
+        if _ints(node, a, "dilations", 2, [1, 1]) != [1, 1]:
+            raise _Refuse(node, "dilations are not supported")
         return "conv", {"k": k[0], "stride": strides[0], "pad": pads[0],
                         "groups": a.get("group", 1), "dims": dims}, 1
     if t == "Relu":
@@ -382,20 +395,17 @@ def _op(graph, node, nxt):
         k = _ints(node, a, "kernel_shape", 2, None)
         strides = _ints(node, a, "strides", 2, [1, 1])
         if _ints(node, a, "pads", 4, [0] * 4) != [0] * 4 or \
-                _ints(node, a, "dilations", 2, [1, 1]) != [1, 1] or \
-                a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or \
-                a.get("storage_order", 0) != 0:
-            raise _Refuse(node, "expected no padding, dilation or auto_pad")
+                _ints(node, a, "dilations", 2, [1, 1]) != [1, 1] or a.get("storage_order", 0):
+            raise _Refuse(node, "expected no padding or dilation")
         return "maxpool", {"k": k, "strides": strides, "ceil": a.get("ceil_mode", 0)}, 1
     if t == "AveragePool":
-        if _ints(node, a, "pads", 4, [0] * 4) != [0] * 4 or a.get("ceil_mode", 0) or \
-                a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise _Refuse(node, "expected no padding, auto_pad or ceil mode")
+        if _ints(node, a, "pads", 4, [0] * 4) != [0] * 4 or a.get("ceil_mode", 0):
+            raise _Refuse(node, "expected no padding or ceil mode")
         k = _ints(node, a, "kernel_shape", 2, None)
         return "avgpool", {"k": k, "strides": _ints(node, a, "strides", 2, [1, 1])}, 1
     if t == "Flatten":
         if a.get("axis", 1) != 1:
-            raise _Refuse(node, f"axis {a.get('axis')}: expected 1")
+            raise _Refuse(node, f"axis {a['axis']}: expected 1")
         return "flatten", {}, 1
     if t == "Reshape":
         shape = list(graph.const(node, 1, None, _INT_TYPES).reshape(-1))
@@ -430,7 +440,7 @@ def _op(graph, node, nxt):
         return "skip", {}, 1
     if t == "Softmax":
         if a.get("axis", 1) not in (1, -1):
-            raise _Refuse(node, f"axis {a.get('axis')}: expected the class axis")
+            raise _Refuse(node, f"axis {a['axis']}: expected the class axis")
         return "softmax", {}, 1
     raise _Refuse(node, "operator not part of an AlexNet")
 
@@ -502,9 +512,9 @@ def _plan(graph):
     if not 1 <= num_classes <= 100_000:
         raise _Refuse(lins[-1][0] if lins else None,
                       f"fc8 with {num_classes} outputs: expected 1..100000 classes")
-    for kind, node, q in ops:     # sizes backed by bytes before a net is built from them
-        if kind in ("conv", "linear"):
-            _backed(q.get("node", node), graph.consts[q.get("node", node).input[1]])
+    # conv1's and fc8's claimed sizes set the net's: backed by the file's bytes first
+    for node in (ops[0][1], lins[-1][1]["node"]):
+        _backed(node, graph.consts[node.input[1]])
     net = alexnet(variant, num_classes=num_classes, in_channels=p["dims"][1],
                   geometry=geometry, init=None)
     size = _input_size(graph, p["pad"])
@@ -669,16 +679,18 @@ def import_model(model, path="<model>"):
                                 f"(convert it with onnx.version_converter)")
         graph = _Graph(model.graph)
         net, plan, size = _plan(graph)
-        state = _weights(graph, plan)
-        extra = _their_metadata(model)
-    except _Refuse as e:
-        raise OnnxFileError(f"{path}: {e}") from None
+        source = " ".join(f"onnx: {model.producer_name} {model.producer_version}".split())
+        meta = {"kind": "weights", "variant": net.variant, "num_classes": net.num_classes,
+                "in_channels": net.in_channels, "input_size": size, "geometry": net.geometry,
+                **_their_metadata(model), "source": source[:200]}
+        check_metadata(path, meta, {n: p.shape for n, p in net.named_params()})
+        state = _weights(graph, plan)      # the data last: everything else is checked
+    except _Refuse as e:    # one line, whatever the file's names hold
+        raise OnnxFileError(f"{path}: {' '.join(str(e).split())}") from None
+    except WeightFileError as e:
+        raise OnnxFileError(str(e)) from None
     except RecursionError:
         raise OnnxFileError(f"{path}: the graph is nested too deeply") from None
     net.load_state_dict(state)
-    meta = {"kind": "weights", "variant": net.variant, "num_classes": net.num_classes,
-            "in_channels": net.in_channels, "input_size": size, "geometry": net.geometry,
-            **extra, "source": f"onnx: {model.producer_name} {model.producer_version}".strip()}
-    check_metadata(path, meta, {n: p.shape for n, p in net.named_params()})
     net.eval()
     return net, meta
