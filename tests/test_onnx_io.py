@@ -120,6 +120,7 @@ def test_round_trip_is_bitwise(exported, variant, size):
     assert np.array_equal(net.forward(x), net2.forward(x))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # the TorchScript exporter
 def test_torch_exported_torchvision_alexnet(tmp_path):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     from references import torch_alexnet
