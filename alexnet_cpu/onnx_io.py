@@ -234,25 +234,47 @@ _FLOAT_TYPES = {1: np.dtype("<f4"), 11: np.dtype("<f8"), 10: np.dtype("<f2")}
 _INT_TYPES = {7: np.dtype("<i8"), 6: np.dtype("<i4")}
 
 
-def _local(node, t):
-    if t.data_location == 1 or t.external_data:
-        raise _Refuse(node, f"tensor {t.name!r}: data in an external file is not supported "
-                            f"(save the model with onnx.save(..., save_as_external_data=False))")
+def _external(node, t, base):
+    """(file, offset, length) of a tensor stored in an external data file: a file inside
+    the model's folder that holds those bytes (no absolute paths, no '..'); refused when the
+    model has no folder (read from memory)."""
+    what = f"tensor {t.name!r}: external data"
+    if base is None:
+        raise _Refuse(node, f"{what}, and no folder to read it from")
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    parts = loc.replace("\\", "/").split("/")
+    if not loc or os.path.isabs(loc) or ".." in parts or "\0" in loc:
+        raise _Refuse(node, f"{what} at {loc!r}: expected a file beside the model")
+    full, root = os.path.realpath(os.path.join(base, loc)), os.path.realpath(base)
+    if os.path.commonpath([full, root]) != root or not os.path.isfile(full):
+        raise _Refuse(node, f"{what} at {loc!r}: no such file beside the model")
+    try:
+        offset, length = int(info.get("offset", "0")), int(info.get("length", "-1"))
+        size = os.path.getsize(full)
+    except (ValueError, OSError) as e:
+        raise _Refuse(node, f"{what}: bad offset/length or unreadable file ({_short(e)})")
+    length = size - offset if length == -1 else length
+    if offset < 0 or length < 0 or offset + length > size:
+        raise _Refuse(node, f"{what}: bytes {offset}..{offset + length} of a {size}-byte file")
+    return full, offset, length
 
 
-def _backed(node, t):
+def _backed(node, t, base):
     """The tensor holds the bytes its dims claim (checked without decoding it)."""
-    _local(node, t)
     dims, itemsize = list(t.dims), {1: 4, 11: 8, 10: 2}.get(t.data_type, 1)
     n = math.prod(dims) if all(d >= 0 for d in dims) else -1
-    held = len(t.raw_data) // itemsize if t.raw_data else max(
-        len(t.float_data), len(t.double_data), len(t.int32_data))
+    if t.data_location == 1:
+        held = _external(node, t, base)[2] // itemsize
+    else:
+        held = len(t.raw_data) // itemsize if t.raw_data else max(
+            len(t.float_data), len(t.double_data), len(t.int32_data))
     if n != held:
         raise _Refuse(node, f"tensor {t.name!r}: shape {dims} claims {n} values, the file "
                             f"holds {held}")
 
 
-def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
+def _array(node, t, base, shape=None, kinds=_FLOAT_TYPES):
     """A TensorProto's values as a float32 (or int64) array of `shape` (None: its own,
     at most a few elements), its claimed sizes checked against the bytes it holds before
     anything is allocated from them."""
@@ -263,16 +285,25 @@ def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
         raise _Refuse(node, f"{what}: expected shape {list(shape)}, got {dims}")
     if any(d < 0 for d in dims) or (shape is None and math.prod(dims) > 16):
         raise _Refuse(node, f"{what}: unexpected shape {dims}")
-    _local(node, t)
     if t.data_type not in kinds:
         raise _Refuse(node, f"{what}: data type {t.data_type} not supported (expected "
                             f"{'float' if kinds is _FLOAT_TYPES else 'integer'})")
     dt, n = kinds[t.data_type], math.prod(dims)
-    if t.raw_data:
-        if len(t.raw_data) != n * dt.itemsize:
+    external = t.data_location == 1
+    if external or t.raw_data:
+        full, offset, held = _external(node, t, base) if external else (None, 0, len(t.raw_data))
+        if held != n * dt.itemsize:
             raise _Refuse(node, f"{what}: {dims} needs {n * dt.itemsize} bytes, the file "
-                                f"holds {len(t.raw_data)}")
-        a = np.frombuffer(t.raw_data, dt)
+                                f"holds {held}")
+        if external:
+            with open(full, "rb") as f:
+                f.seek(offset)
+                raw = f.read(held)
+            if len(raw) != held:
+                raise _Refuse(node, f"{what}: the external file ended early")
+        else:
+            raw = t.raw_data
+        a = np.frombuffer(raw, dt)
     else:
         field = {1: t.float_data, 11: t.double_data, 7: t.int64_data}.get(t.data_type,
                                                                           t.int32_data)
@@ -281,7 +312,7 @@ def _array(node, t, shape=None, kinds=_FLOAT_TYPES):
         a = np.asarray(field, np.uint16 if t.data_type == 10 else None)
         if t.data_type == 10:
             a = a.view(np.float16)
-    # raw_data is already a copy of the file's bytes: no second one when they are float32
+    # raw bytes are already a copy of the file's: no second one when they are float32
     return a.astype(np.int64 if kinds is _INT_TYPES else np.float32, copy=False).reshape(dims)
 
 
@@ -289,8 +320,8 @@ class _Graph:
     """The graph's tensors: constants (initializers and Constant nodes) and who consumes
     what."""
 
-    def __init__(self, g):
-        self.g = g
+    def __init__(self, g, base):
+        self.g, self.base = g, base   # base: the folder external data files may be in
         self.consts = {t.name: t for t in g.initializer}
         self.nodes = []
         for node in g.node:
@@ -317,7 +348,7 @@ class _Graph:
     def const(self, node, i, shape=None, kinds=_FLOAT_TYPES):
         if i >= len(node.input) or node.input[i] not in self.consts:
             raise _Refuse(node, f"input {i} must be a constant (an initializer)")
-        return _array(node, self.consts[node.input[i]], shape, kinds)
+        return _array(node, self.consts[node.input[i]], self.base, shape, kinds)
 
     def const_dims(self, node, i):
         if i >= len(node.input) or node.input[i] not in self.consts:
@@ -408,8 +439,9 @@ def _op(graph, node, nxt):
             raise _Refuse(node, f"axis {a['axis']}: expected 1")
         return "flatten", {}, 1
     if t == "Reshape":
-        shape = list(graph.const(node, 1, None, _INT_TYPES).reshape(-1))
-        if a.get("allowzero", 0) or len(shape) != 2 or shape[1] not in (-1, FEATURES) or \
+        shape = [int(v) for v in graph.const(node, 1, None, _INT_TYPES).reshape(-1)]
+        # allowzero changes only what a 0 in the shape means
+        if (a.get("allowzero", 0) and 0 in shape) or len(shape) != 2 or shape[1] not in (-1, FEATURES) or \
                 shape[0] not in (-1, 0, 1) or shape == [-1, -1]:
             raise _Refuse(node, f"shape {shape}: expected (batch, {FEATURES}), a flatten")
         return "flatten", {"batch1": shape[0] == 1}, 1
@@ -514,7 +546,7 @@ def _plan(graph):
                       f"fc8 with {num_classes} outputs: expected 1..100000 classes")
     # conv1's and fc8's claimed sizes set the net's: backed by the file's bytes first
     for node in (ops[0][1], lins[-1][1]["node"]):
-        _backed(node, graph.consts[node.input[1]])
+        _backed(node, graph.consts[node.input[1]], graph.base)
     net = alexnet(variant, num_classes=num_classes, in_channels=p["dims"][1],
                   geometry=geometry, init=None)
     size = _input_size(graph, p["pad"])
@@ -666,18 +698,19 @@ def import_onnx(path):
     own exports, classes and preprocess. Any problem: OnnxFileError, one line naming the
     file (and the first node it cannot map)."""
     path = os.fspath(path)
-    return import_model(_read_model(path), path)
+    return import_model(_read_model(path), path, os.path.dirname(os.path.abspath(path)))
 
 
-def import_model(model, path="<model>"):
-    """import_onnx for an onnx.ModelProto already in memory (path names it in errors)."""
+def import_model(model, path="<model>", base=None):
+    """import_onnx for an onnx.ModelProto already in memory (path names it in errors;
+    external tensor data is read from files in the folder `base`, if given)."""
     try:
         opsets = {o.domain: o.version for o in model.opset_import}
         version = opsets.get("", opsets.get("ai.onnx"))
         if version is None or version < MIN_IMPORT_OPSET:
             raise _Refuse(None, f"opset {version}: expected {MIN_IMPORT_OPSET} or later "
                                 f"(convert it with onnx.version_converter)")
-        graph = _Graph(model.graph)
+        graph = _Graph(model.graph, base)
         net, plan, size = _plan(graph)
         source = " ".join(f"onnx: {model.producer_name} {model.producer_version}".split())
         meta = {"kind": "weights", "variant": net.variant, "num_classes": net.num_classes,

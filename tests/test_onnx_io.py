@@ -121,16 +121,23 @@ def test_round_trip_is_bitwise(exported, variant, size):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")   # the TorchScript exporter
-def test_torch_exported_torchvision_alexnet(tmp_path):
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_torch_exported_torchvision_alexnet(tmp_path, dynamo):
+    """torch.onnx.export of torchvision's AlexNet, with either exporter (torch.export, the
+    default since PyTorch 2.9, needs onnxscript)."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    if dynamo:
+        pytest.importorskip("onnxscript", reason="onnxscript (torch's default ONNX exporter) "
+                                                 "is not installed")
     from references import torch_alexnet
     torch.manual_seed(0)
     model = torch_alexnet("owt", num_classes=7).eval()
     path = tmp_path / "tv.onnx"
     x = _batch(3, 224, seed=4)
+    batch = ({"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else
+             {"dynamic_axes": {"input": {0: "batch"}}, "opset_version": 17})
     torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+                      output_names=["logits"], dynamo=dynamo, **batch)
     net, meta = import_onnx(path)
     assert net.variant == "owt" and net.geometry == {**GEOMETRY, "lrn": None}
     sd = net.state_dict()
@@ -263,7 +270,7 @@ def _huge_claim(m):
     (_conv2_ungrouped, "node 'conv2' (Conv): (kernel, stride, pad, groups, weight)"),
     (_extra_after_fc8, "node 'relu8' (Relu): a node after the last layer"),
     (_branch, "node 'side' (Relu): a second consumer of 'conv1_1'"),
-    (_external, "node 'fc6' (Gemm): tensor 'fc6_w_0': data in an external file"),
+    (_external, "node 'fc6' (Gemm): tensor 'fc6_w_0': external data, and no folder"),
     (_lrn_differs, "node 'norm2' (LRN): LRN constants differ"),
     (_old_opset, "opset 6: expected 7 or later"),
     (_huge_claim, "node 'fc8' (Gemm): tensor 'fc8_w_0': shape [100000, 4096] claims"),
@@ -275,6 +282,40 @@ def test_refusals_name_the_node(caffe, mutate, expect):
         import_model(m, "m.onnx")
     msg = str(e.value)
     assert msg.startswith("m.onnx: ") and expect in msg and "\n" not in msg, msg
+
+
+def test_external_data_beside_the_model_and_nowhere_else(caffe, tmp_path):
+    """Tensors in an external data file (torch's default exporter writes them so) load
+    from a file inside the model's folder; absolute paths, '..', links out of the folder
+    and byte ranges beyond the file are refused."""
+    model, path = caffe
+    d = tmp_path / "ext"
+    d.mkdir()
+    onnx.save(_copy(model), str(d / "m.onnx"), save_as_external_data=True,
+              location="m.onnx.data", size_threshold=1024)
+    net, _ = import_onnx(d / "m.onnx")
+    ref, _ = import_onnx(path)
+    assert all(np.array_equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                    ref.state_dict().values()))
+    base = onnx.load(str(d / "m.onnx"), load_external_data=False)
+    (tmp_path / "outside.data").write_bytes(b"\0" * 64)
+    os.symlink(tmp_path / "outside.data", d / "link.data")
+    for edit, expect in (({"location": "/etc/passwd"}, "expected a file beside the model"),
+                         ({"location": "../outside.data"}, "expected a file beside the model"),
+                         ({"location": "link.data"}, "no such file beside the model"),
+                         ({"location": "nothere.data"}, "no such file beside the model"),
+                         ({"offset": str(2 ** 40)}, "bytes 1099511627776.."),
+                         ({"length": "12"}, "claims 34848 values, the file holds 3"),
+                         ({"offset": "x"}, "bad offset/length")):
+        m = _copy(base)
+        t = next(t for t in m.graph.initializer if t.name == "conv1_w_0")
+        for e in t.external_data:
+            if e.key in edit:
+                e.value = edit[e.key]
+        bad = d / "bad.onnx"
+        bad.write_bytes(m.SerializeToString())
+        with pytest.raises(OnnxFileError, match=re.escape(expect)):
+            import_onnx(bad)
 
 
 @pytest.mark.parametrize("ops, expect", [
