@@ -444,7 +444,7 @@ def _op(graph, node, nxt):
         if (a.get("allowzero", 0) and 0 in shape) or len(shape) != 2 or shape[1] not in (-1, FEATURES) or \
                 shape[0] not in (-1, 0, 1) or shape == [-1, -1]:
             raise _Refuse(node, f"shape {shape}: expected (batch, {FEATURES}), a flatten")
-        return "flatten", {"batch1": shape[0] == 1}, 1
+        return "flatten", {}, 1
     if t == "Gemm":
         if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
             raise _Refuse(node, "expected transA=0, alpha=1, beta=1")
@@ -513,8 +513,8 @@ def _float(x):
 
 
 def _plan(graph):
-    """The ops matched to a new Net's layers -> (net, [(layer, kind, node, params)],
-    input_size). Checks every attribute and weight shape; reads no weight data."""
+    """The ops matched to a new Net's layers -> (net, [(layer name, layer, kind, node,
+    params)], input_size). Checks every attribute and weight shape; reads no weight data."""
     ops = _ops(graph)
     if not ops or ops[0][0] != "conv":
         raise _Refuse(ops[0][1] if ops else None, "expected conv1 (a Conv) first")
