@@ -12,10 +12,11 @@ from . import distributed  # noqa: F401  (mpi4py is imported only when MPI is us
 from .checkpoint import load, save
 from .loss import softmax, softmax_cross_entropy
 from .model import alexnet
+from .onnx_io import export_onnx, import_onnx  # the onnx package only when called
 from .optim import SGD
 from .weights import WeightFileError
 
 __version__ = "0.1.0"
 __all__ = ["SGD", "Context", "WeightFileError", "alexnet", "cpu_info", "default_context",
-           "get_num_threads", "get_precision", "load", "save", "set_num_threads", "sgemm",
-           "softmax", "softmax_cross_entropy"]
+           "export_onnx", "get_num_threads", "get_precision", "import_onnx", "load", "save",
+           "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy"]

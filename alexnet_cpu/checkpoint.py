@@ -2,7 +2,8 @@
 
 A weight file holds the parameters under torchvision's names plus metadata enough to
 rebuild the net and its preprocessing: variant, num_classes, in_channels, input size,
-class names, normalisation and PCA data. A checkpoint adds the momentum buffers
+class names, normalisation and PCA data, geometry (conv1 padding, ceil-mode pools, LRN
+constants; files without it have the default, model.GEOMETRY). A checkpoint adds the momentum buffers
 (optim.velocity.<name>) and the training state (epoch, step, schedule, RNG).
 """
 import math
@@ -10,14 +11,14 @@ import os
 
 import numpy as np
 
-from .model import MIN_INPUT, VARIANTS, alexnet
+from .model import MIN_INPUT, VARIANTS, alexnet, check_geometry
 from .weights import WeightFileError, read_file, read_metadata, write_file
 
 
 def save(path, net, **metadata):
     """Write the net's parameters and metadata to `path` atomically."""
     meta = {"kind": "weights", "variant": net.variant, "num_classes": net.num_classes,
-            "in_channels": net.in_channels}
+            "in_channels": net.in_channels, "geometry": net.geometry}
     meta.update(metadata)
     write_file(path, net.state_dict(), _jsonable(meta))
 
@@ -25,7 +26,8 @@ def save(path, net, **metadata):
 def save_checkpoint(path, net, opt, **metadata):
     """Parameters, momentum buffers and metadata (training state) in one atomic write."""
     meta = {"kind": "checkpoint", "variant": net.variant, "num_classes": net.num_classes,
-            "in_channels": net.in_channels, "dropout": net.dropout_state()}
+            "in_channels": net.in_channels, "dropout": net.dropout_state(),
+            "geometry": net.geometry}
     meta.update(metadata)
     tensors = net.state_dict()
     tensors.update(opt.state_dict())
@@ -34,15 +36,21 @@ def save_checkpoint(path, net, opt, **metadata):
 
 def load(path, with_tensors=False):
     """(net, metadata) from a weight file or checkpoint; also accepts a plain safetensors
-    file of a torchvision AlexNet state dict (then the variant is inferred as owt).
+    file of a torchvision AlexNet state dict (then the variant is inferred as owt), and an
+    AlexNet ONNX graph (a path ending in .onnx; onnx_io.import_onnx).
     with_tensors=True also returns every tensor in the file (for resuming).
     Every metadata field is checked (type, range, agreement with the tensors) before the
     net is built; any problem is a WeightFileError naming the file."""
     path = os.fspath(path)
+    if path.lower().endswith(".onnx"):
+        from .onnx_io import import_onnx
+        net, meta = import_onnx(path)
+        return (net, meta, net.state_dict()) if with_tensors else (net, meta)
     tensors, meta = read_file(path)
     variant, num_classes, in_channels = check_metadata(
         path, meta, {k: v.shape for k, v in tensors.items()})
-    net = alexnet(variant, num_classes=num_classes, in_channels=in_channels)
+    net = alexnet(variant, num_classes=num_classes, in_channels=in_channels,
+                  geometry=meta.get("geometry"), init=None)
     model = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
              if not k.startswith("optim.")}
     try:
@@ -125,6 +133,11 @@ def check_metadata(path, meta, shapes):
             need(key not in pre or _numbers(pre[key], shape),
                  f"preprocess.{key}: expected {'x'.join(map(str, shape))} finite numbers")
         need("std" not in pre or min(pre["std"]) > 0, "preprocess.std: expected values > 0")
+    if "geometry" in meta:
+        try:
+            check_geometry(meta["geometry"])
+        except ValueError as e:
+            need(False, str(e))
     if "dropout" in meta:
         d = meta["dropout"]
         need(isinstance(d, list) and len(d) <= 8

@@ -1,4 +1,5 @@
-"""The `alexnet-cpu` command: train, inference, info, demo, explain, filters, evaluate.
+"""The `alexnet-cpu` command: train, inference, info, demo, explain, filters, evaluate,
+export, import.
 
 Options take one dash or two (-batchsize or --batchsize). Errors are one line on stderr
 and a non-zero exit.
@@ -95,6 +96,25 @@ def build_parser():
     _opt(d, "save", default=os.path.join("runs", "demo.safetensors"))
     _opt(d, "threads", type=int)
     _picture_parsers(sub)
+
+    e = sub.add_parser("export", help="write a model as ONNX (for ONNX Runtime, OpenVINO, "
+                                      "TensorRT, ...)")
+    _opt(e, "load", required=True, help="weight file (or an .onnx file)")
+    e.add_argument("-o", "-output", "--output", dest="output", required=True,
+                   help="the .onnx file to write")
+    _opt(e, "size", type=int, help="input side of the graph (default: the size the model "
+                                   "was trained at, else 224)")
+    _opt(e, "opset", type=int, default=17, help="ONNX opset, 13 or later (default 17)")
+
+    m = sub.add_parser("import", help="read an AlexNet ONNX graph into a weight file")
+    m.add_argument("input", help="the .onnx file (our exports, torchvision's AlexNet "
+                                 "exported by torch.onnx.export, Caffe's bvlc_alexnet)")
+    _opt(m, "save", required=True, help="weight file to write")
+    _opt(m, "classes", help="text file of class names, one a line, in output order")
+    _opt(m, "mean", help="per-channel mean R,G,B of 0-255 pixels the model expects")
+    _opt(m, "std", help="per-channel standard deviation R,G,B (with -mean)")
+    _opt(m, "bgr", action="store_true", help="the graph takes BGR input (Caffe models): "
+                                             "conv1's channels are reversed to take RGB")
     return p
 
 
@@ -344,9 +364,67 @@ def cmd_evaluate(a):
     print(f"loss {loss / n:.4f}  top-1 {counts.trace() / n:.3f}")
 
 
+def cmd_export(a):
+    from .checkpoint import load
+    from .onnx_io import export_onnx
+    if not os.path.isfile(a.load):
+        raise FileNotFoundError(f"-load {a.load}: no such file")
+    net, meta = load(a.load)
+    size = a.size or int(meta.get("input_size", 224))
+    pre = meta.get("preprocess") or {}
+    export_onnx(net, a.output, input_size=size, classes=meta.get("classes"),
+                mean=pre.get("mean"), std=pre.get("std"), opset=a.opset)
+    print(f"{a.load} -> {a.output}: {net.variant} AlexNet, {net.num_classes} classes, "
+          f"input (batch, {net.in_channels}, {size}, {size}), opset {a.opset}")
+
+
+def _channels(flag, text):
+    try:
+        v = [float(t) for t in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != 3:
+        raise ValueError(f"-{flag}: expected three numbers R,G,B, got {text!r}")
+    return v
+
+
+def cmd_import(a):
+    from .checkpoint import check_metadata, save
+    from .infer import IMAGENET_MEAN, IMAGENET_STD
+    from .onnx_io import import_onnx
+    if (a.mean is None) != (a.std is None):
+        raise ValueError("-mean and -std go together")
+    net, meta = import_onnx(a.input)
+    if a.bgr:
+        if net.in_channels != 3:
+            raise ValueError(f"-bgr: the model takes {net.in_channels} channels, not 3")
+        net.invalidate()
+        w = net.layers[0][1].params["weight"]
+        w[...] = w[:, ::-1].copy()
+    if a.classes:
+        with open(a.classes, encoding="utf-8") as f:
+            meta["classes"] = [line.strip() for line in f if line.strip()]
+    if a.mean is not None:
+        meta["preprocess"] = {"mean": _channels("mean", a.mean), "std": _channels("std", a.std)}
+    elif "preprocess" not in meta:
+        meta["preprocess"] = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        print(f"{a.input}: no preprocessing in the file: torchvision's ImageNet mean and std "
+              f"assumed (-mean, -std to set them)")
+    check_metadata(a.classes or a.input, meta, {n: p.shape for n, p in net.named_params()})
+    os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
+    g = net.geometry
+    lrn = g["lrn"] if net.variant == "paper" else None
+    save(a.save, net, **{k: v for k, v in meta.items() if k != "kind"})
+    print(f"{a.input} -> {a.save}: {net.variant} AlexNet, {net.num_classes} classes, "
+          f"{meta['input_size']} px, conv1 pad {g['conv1_pad']}, "
+          f"{'ceil' if g['pool_ceil'] else 'floor'}-mode pools"
+          + (f", LRN k={lrn['k']:g} alpha={lrn['alpha']:g} (not divided by size) "
+             f"beta={lrn['beta']:g}" if lrn else ""))
+
+
 COMMANDS = {"train": cmd_train, "inference": cmd_inference, "info": cmd_info,
             "demo": cmd_demo, "explain": cmd_explain, "filters": cmd_filters,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "export": cmd_export, "import": cmd_import}
 
 
 def main(argv=None):
@@ -358,7 +436,7 @@ def main(argv=None):
         print("alexnet-cpu: interrupted (the last checkpoint written stays loadable)",
               file=sys.stderr)
         return 130
-    except (ValueError, OSError, FloatingPointError) as e:
+    except (ValueError, OSError, FloatingPointError, ImportError) as e:
         msg = str(e) if not isinstance(e, OSError) or not e.filename else \
             f"{e.filename}: {e.strerror or e}"
         print(f"alexnet-cpu: error: {msg}", file=sys.stderr)

@@ -7,6 +7,9 @@ from .checkpoint import load
 from .data import IMG_EXTENSIONS, base_size, center_crop, load_image, ten_crop
 from .loss import softmax
 
+# torchvision's ImageNet statistics, RGB, of 0-255 pixel values.
+IMAGENET_MEAN, IMAGENET_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
 
 def find_images(path):
     """[path] for a file; every image under a folder (recursively, sorted) otherwise."""
@@ -27,9 +30,9 @@ class Predictor:
         self.net.eval()
         self.size = int(meta.get("input_size", 224))
         pre = meta.get("preprocess") or {}
-        # Files from other tools carry no statistics: torchvision's ImageNet ones (0-255).
-        self.mean = np.asarray(pre.get("mean", [123.675, 116.28, 103.53]), np.float32)
-        self.std = np.asarray(pre.get("std", [58.395, 57.12, 57.375]), np.float32)
+        # Files from other tools carry no statistics: torchvision's ImageNet ones.
+        self.mean = np.asarray(pre.get("mean", IMAGENET_MEAN), np.float32)
+        self.std = np.asarray(pre.get("std", IMAGENET_STD), np.float32)
         n = self.net.num_classes
         self.classes = meta.get("classes") or [f"class_{i}" for i in range(n)]
         self.tencrop = tencrop

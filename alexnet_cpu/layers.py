@@ -225,28 +225,45 @@ class LRN(Layer):
 
 
 class MaxPool2d(Layer):
+    """ceil_mode: the output size rounds up (Caffe's pools, ONNX ceil_mode=1); the last
+    window then hangs over the bottom/right edge and sees only the input inside it (done
+    by padding a copy with -inf, only at sizes where the rounding differs)."""
     kind = "MaxPool2d"
 
-    def __init__(self, kernel_size=3, stride=2):
+    def __init__(self, kernel_size=3, stride=2, ceil_mode=False):
         super().__init__()
-        self.k, self.stride = kernel_size, stride
-        self._y = self._argmax = self._dx = None
+        self.k, self.stride, self.ceil_mode = kernel_size, stride, bool(ceil_mode)
+        self._y = self._argmax = self._dx = self._xpad = None
+
+    def _out(self, n):
+        span = n - self.k
+        return (-(-span // self.stride) if self.ceil_mode else span // self.stride) + 1
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
-        oh, ow = (h - self.k) // self.stride + 1, (w - self.k) // self.stride + 1
-        if oh < 1 or ow < 1:
+        if h < self.k or w < self.k:
             raise ValueError(f"MaxPool2d {self.k}/{self.stride}: input {h}x{w} too small")
-        return (c, oh, ow)
+        return (c, self._out(h), self._out(w))
 
     def flops(self, in_shape):
         return int(np.prod(self.output_shape(in_shape))) * self.k * self.k
 
+    def _padded(self, x, shape):
+        """x, or a copy padded with -inf to cover ceil mode's last windows."""
+        ph, pw = [(o - 1) * self.stride + self.k for o in shape[2:]]
+        if ph <= x.shape[2] and pw <= x.shape[3]:
+            return x
+        self._xpad = _buffer(self._xpad, x.shape[:2] + (ph, pw))
+        self._xpad.fill(-np.inf)
+        self._xpad[:, :, :x.shape[2], :x.shape[3]] = x
+        return self._xpad
+
     def forward(self, x, ctx=None):
         """In eval mode the argmax (for backward) is not written; a backward after an eval
         forward computes it then from the input, still held by the layer before."""
-        self._x, self._in_shape = x, x.shape
+        self._in_shape = x.shape
         shape = (x.shape[0],) + self.output_shape(x.shape[1:])
+        self._x = x = self._padded(x, shape)
         self._y = _buffer(self._y, shape)
         self._have_argmax = self.training
         if self.training:
@@ -260,12 +277,14 @@ class MaxPool2d(Layer):
             self._argmax = _buffer(self._argmax, self._y.shape, np.int32)
             _C.maxpool2d_forward(self._y, self._argmax, self._x, self.k, self.stride, ctx)
             self._have_argmax = True
-        self._dx = _buffer(self._dx, self._in_shape)
+        self._dx = _buffer(self._dx, self._x.shape)
         _C.maxpool2d_backward(self._dx, dy, self._argmax)
+        if self._x.shape != self._in_shape:   # ceil mode: drop the padding's gradient
+            return np.ascontiguousarray(self._dx[:, :, :self._in_shape[2], :self._in_shape[3]])
         return self._dx
 
     def describe(self):
-        return f"MaxPool2d({self.k}, stride={self.stride})"
+        return f"MaxPool2d({self.k}, stride={self.stride}{', ceil' if self.ceil_mode else ''})"
 
 
 class AdaptiveAvgPool2d(Layer):

@@ -12,6 +12,12 @@ from .layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, M
 VARIANTS = ("paper", "owt")
 INITS = ("kaiming", "torch", "paper")
 MIN_INPUT = 63   # smallest square input that survives the three 3/2 max-pools
+# What varies between AlexNets of the same layout (Caffe's bvlc_alexnet: conv1 without
+# padding for 227 px input, LRN k=1 and alpha 2e-5 in our undivided convention, ceil-mode
+# pools). LRN alpha here is the paper's, not divided by size (ONNX's and torch's alpha is
+# size times it). owt nets have no LRN: their "lrn" is None.
+GEOMETRY = {"conv1_pad": 2, "pool_ceil": False,
+            "lrn": {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}}
 
 
 class Net:
@@ -67,6 +73,13 @@ class Net:
         if min(x.shape[2:]) < MIN_INPUT:
             raise ValueError(f"input {x.shape[2]}x{x.shape[3]} is too small: AlexNet needs "
                              f"at least {MIN_INPUT}x{MIN_INPUT}")
+        shape = x.shape[1:]
+        try:        # a geometry other than the default may need a larger input
+            for _, layer in self.layers:
+                shape = layer.output_shape(shape)
+        except ValueError as e:
+            raise ValueError(f"input {x.shape[2]}x{x.shape[3]} is too small for this net "
+                             f"({e})") from None
         return np.ascontiguousarray(x)
 
     def forward(self, x):
@@ -122,6 +135,32 @@ class Net:
         for j in range(len(self.layers) - 1, k, -1):
             d = self.layers[j][1].backward(d, self.ctx)
         return a, d.copy()
+
+    # -- geometry -------------------------------------------------------------------------
+    @property
+    def geometry(self):
+        """{"conv1_pad", "pool_ceil", "lrn": {size, alpha, beta, k} or None} read from the
+        layers (see GEOMETRY)."""
+        first = self.layers[0][1]
+        pools = [l for _, l in self.layers if isinstance(l, MaxPool2d)]
+        lrns = [l for _, l in self.layers if isinstance(l, LRN)]
+        lrn = ({"size": lrns[0].size, "alpha": lrns[0].alpha, "beta": lrns[0].beta,
+                "k": lrns[0].k} if lrns else None)
+        return {"conv1_pad": first.pad, "pool_ceil": bool(pools and pools[0].ceil_mode),
+                "lrn": lrn}
+
+    def set_geometry(self, geometry):
+        """Apply a geometry (check_geometry's form; missing keys keep their value) to every
+        layer it concerns. Returns the net."""
+        g = check_geometry({**self.geometry, **geometry})
+        self.layers[0][1].pad = g["conv1_pad"]
+        for _, layer in self.layers:
+            if isinstance(layer, MaxPool2d):
+                layer.ceil_mode = g["pool_ceil"]
+            elif isinstance(layer, LRN) and g["lrn"] is not None:
+                layer.size, layer.alpha, layer.beta, layer.k = (
+                    g["lrn"][key] for key in ("size", "alpha", "beta", "k"))
+        return self
 
     # -- parameters ---------------------------------------------------------------------
     def parameters(self):
@@ -182,6 +221,38 @@ class Net:
             layer.seed, layer.calls = int(seed), int(calls)
 
 
+def _number(x, lo, hi):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi
+
+
+def check_geometry(g):
+    """A geometry dict, validated -> a normalised copy; ValueError naming the first bad
+    field."""
+    if not isinstance(g, dict) or set(g) != set(GEOMETRY):
+        raise ValueError(f"geometry: expected an object with keys {sorted(GEOMETRY)}, got "
+                         f"{sorted(g) if isinstance(g, dict) else type(g).__name__}")
+    pad, ceil, lrn = g["conv1_pad"], g["pool_ceil"], g["lrn"]
+    if not (isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad <= 5):
+        raise ValueError(f"geometry.conv1_pad: expected an integer in 0..5, got {pad!r}")
+    if not isinstance(ceil, bool):
+        raise ValueError(f"geometry.pool_ceil: expected true or false, got {ceil!r}")
+    if lrn is not None:
+        if not isinstance(lrn, dict) or set(lrn) != {"size", "alpha", "beta", "k"}:
+            raise ValueError("geometry.lrn: expected null or an object with size, alpha, "
+                             "beta, k")
+        size = lrn["size"]
+        if not (isinstance(size, int) and not isinstance(size, bool) and size % 2 == 1
+                and 1 <= size <= 15):
+            raise ValueError(f"geometry.lrn.size: expected an odd integer in 1..15, got "
+                             f"{size!r}")
+        for key, lo, hi in (("alpha", 0.0, 1e3), ("beta", 0.0, 1e3), ("k", 1e-6, 1e6)):
+            if not _number(lrn[key], lo, hi):
+                raise ValueError(f"geometry.lrn.{key}: expected a number in [{lo:g}, {hi:g}], "
+                                 f"got {lrn[key]!r}")
+        lrn = {"size": size, **{key: float(lrn[key]) for key in ("alpha", "beta", "k")}}
+    return {"conv1_pad": pad, "pool_ceil": ceil, "lrn": lrn}
+
+
 def _convs(variant, in_channels):
     """Feature extractor as torchvision positions: list of layers."""
     if variant == "owt":
@@ -198,17 +269,20 @@ def _convs(variant, in_channels):
 
 
 def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
-            bias_value=1.0, dropout=0.5, seed=0):
+            bias_value=1.0, dropout=0.5, seed=0, geometry=None):
     """Build AlexNet.
 
     variant: "paper" (2012: 96-256-384-384-256, groups=2 on conv2/4/5, LRN) or "owt"
       (torchvision's 64-192-384-256-256).
     init: "kaiming" (default: He normal for ReLU nets, zero biases; trains reliably) or
-      "paper" (N(0, 0.01) weights, biases `bias_value` in conv2/4/5 and fc6/7, else 0).
+      "paper" (N(0, 0.01) weights, biases `bias_value` in conv2/4/5 and fc6/7, else 0),
+      or None: zeros (parameters about to be loaded).
+    geometry: conv1 padding, ceil-mode pools, LRN constants (see GEOMETRY; default the
+      paper's).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if init not in INITS:
+    if init is not None and init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     if num_classes < 1 or in_channels < 1:
         raise ValueError("num_classes and in_channels must be >= 1")
@@ -220,7 +294,10 @@ def alexnet(variant="paper", num_classes=1000, in_channels=3, init="kaiming",
              + [("avgpool", AdaptiveAvgPool2d(6)), ("flatten", Flatten())]
              + [(f"classifier.{j}", l) for j, l in enumerate(classifier)])
     net = Net(named, variant, num_classes, in_channels)
-    _initialise(net, init, bias_value, variant, seed)
+    if geometry is not None:
+        net.set_geometry(geometry)
+    if init is not None:
+        _initialise(net, init, bias_value, variant, seed)
     return net
 
 

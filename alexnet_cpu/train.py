@@ -451,8 +451,12 @@ def _metrics(row):
 
 
 def _load_pretrained(net, path, say):
-    """Copy every tensor of matching name and shape (a new classifier head stays fresh)."""
+    """Copy every tensor of matching name and shape (a new classifier head stays fresh);
+    a source of the same variant gives its geometry too (conv1 padding, pools, LRN), and
+    may be an ONNX graph (load reads .onnx)."""
     src, _ = load(path)
+    if src.variant == net.variant:
+        net.set_geometry(src.geometry)
     theirs = dict(src.named_params())
     kept = 0
     for name, p in net.named_params():

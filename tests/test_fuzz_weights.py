@@ -258,6 +258,8 @@ def test_fuzz_real_model_header(real_header, tmp_path):
     ("preprocess", {"mean": [1, 2]}, "preprocess.mean"),
     ("variant", "vgg", "unknown variant"),
     ("kind", 3, "unknown kind"),
+    ("geometry", {"conv1_pad": 2}, "geometry: expected an object with keys"),
+    ("geometry", {"conv1_pad": 99, "pool_ceil": False, "lrn": None}, "geometry.conv1_pad"),
 ])
 def test_bad_metadata_field_is_refused(real_header, tmp_path, field, value, msg,
                                       monkeypatch):

@@ -104,6 +104,25 @@ def test_maxpool_eval_skips_argmax_but_backward_still_works(rng):
     np.testing.assert_array_equal(ev._y, y)
 
 
+@pytest.mark.parametrize("side, out", [(10, 5), (9, 4), (54, 27)])
+def test_maxpool_ceil_mode_matches_torch(rng, side, out):
+    """Ceil mode (Caffe's pools): 10 -> 5 where floor gives 4; the last window sees only the
+    input inside it. Forward and backward as torch's ceil_mode=True, in both modes."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    from alexnet_cpu.layers import MaxPool2d
+    x = rng.standard_normal((2, 3, side, side)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, out, out)).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.nn.functional.max_pool2d(tx, 3, 2, ceil_mode=True)
+    ty.backward(torch.from_numpy(dy))
+    for training in (True, False):
+        layer = MaxPool2d(3, 2, ceil_mode=True)
+        layer.training = training
+        assert layer.output_shape((3, side, side)) == (3, out, out)
+        np.testing.assert_array_equal(layer.forward(x), ty.detach().numpy())
+        np.testing.assert_array_equal(layer.backward(dy.copy()), tx.grad.numpy())
+
+
 def test_relu_takes_the_fused_output(rng):
     """Conv2d.forward(x, relu=True) handed to ReLU.take_fused_output: the ReLU's backward
     then masks the gradient as after its own forward."""

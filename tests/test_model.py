@@ -286,3 +286,26 @@ def test_file_with_torchvisions_names_loads_as_owt(tmp_path):
     assert meta == {} and net.variant == "owt" and net.num_classes == 10
     for name, p in net.named_params():
         assert np.array_equal(p, tensors[name]), name
+
+
+def test_geometry_is_checked_and_applied():
+    from alexnet_cpu.model import GEOMETRY, check_geometry
+    net = ac.alexnet("paper", num_classes=3)
+    assert net.geometry == GEOMETRY
+    caffe = {"conv1_pad": 0, "pool_ceil": True,
+             "lrn": {"size": 5, "alpha": 2e-5, "beta": 0.75, "k": 1.0}}
+    net.set_geometry(caffe)
+    assert net.geometry == caffe and net.layers[0][1].pad == 0
+    assert "ceil" in net.layers[3][1].describe() and net.layers[2][1].k == 1.0
+    net.forward(np.zeros((1, 3, 63, 63), np.float32))         # ceil mode keeps 63 px
+    with pytest.raises(ValueError, match="too small for this net"):   # floor: 67 px
+        net.set_geometry({"pool_ceil": False}).forward(np.zeros((1, 3, 63, 63), np.float32))
+    net.set_geometry({"pool_ceil": True})
+    for bad, msg in (({**caffe, "conv1_pad": -1}, "conv1_pad"),
+                     ({**caffe, "pool_ceil": 1}, "pool_ceil"),
+                     ({**caffe, "lrn": {**caffe["lrn"], "size": 4}}, "lrn.size"),
+                     ({**caffe, "lrn": {**caffe["lrn"], "k": float("nan")}}, "lrn.k"),
+                     ({"conv1_pad": 0}, "expected an object with keys")):
+        with pytest.raises(ValueError, match=msg):
+            check_geometry(bad)
+    assert ac.alexnet("owt", num_classes=2).geometry["lrn"] is None
