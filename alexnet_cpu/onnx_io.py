@@ -24,7 +24,7 @@ import numpy as np
 from .checkpoint import MAX_INPUT, check_metadata
 from .layers import LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from .model import MIN_INPUT, alexnet, check_geometry
-from .weights import WeightFileError
+from .weights import WeightFileError, write_atomically
 
 OPSET = 17            # default: read by ONNX Runtime, OpenVINO and TensorRT alike
 MIN_OPSET = 13        # Flatten / Gemm / Softmax as written here exist from 13 on
@@ -167,24 +167,8 @@ def export_onnx(net, path, input_size=224, classes=None, mean=None, std=None, op
     if "classes" in meta:
         props["classes"] = json.dumps(meta["classes"])
     helper.set_model_props(model, props)
-    _write_atomically(os.fspath(path), model.SerializeToString())
-
-
-def _write_atomically(path, data):
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    data = model.SerializeToString()
+    write_atomically(os.fspath(path), lambda f: f.write(data))
 
 
 # ----------------------------------------------------------------------------- import

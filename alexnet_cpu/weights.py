@@ -133,6 +133,18 @@ def write_file(path, tensors, metadata=None):
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hbytes += b" " * (-(8 + len(hbytes)) % 8)
 
+    def write(f):
+        f.write(len(hbytes).to_bytes(8, "little"))
+        f.write(hbytes)
+        for arr in arrays:
+            _write_tensor(f, arr)
+    write_atomically(path, write)
+
+
+def write_atomically(path, write):
+    """Write `path` through write(f) into a temporary beside it, fsynced and renamed into
+    place: a crash leaves the previous file intact (temporaries of dead processes are
+    removed by the next write of the same path)."""
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(directory, os.path.basename(path))
     tmp = os.path.join(directory,
@@ -140,10 +152,7 @@ def write_file(path, tensors, metadata=None):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(len(hbytes).to_bytes(8, "little"))
-            f.write(hbytes)
-            for arr in arrays:
-                _write_tensor(f, arr)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
