@@ -12,9 +12,9 @@ from .data import IMG_EXTENSIONS, ImageError, base_size, center_crop, load_image
     ten_crop
 from .loss import softmax
 
-# Network inputs per forward (images, or images x 10 with ten crops): owt at 224 px, fp32,
-# 2 threads (AMD EPYC Zen 3): 32 -> 43.8, 64 -> 45.9, 128 -> 47.2, 256 -> 47.5 ms of CPU
-# per image; 128 keeps the forward within 1% of the best and a batch to 77 MB.
+# Network inputs per forward (images, or images x 10 with ten crops). CPU ms per image of the
+# owt forward at 224 px, fp32, 2 threads (AMD EPYC Zen 3, AVX2; shared machine, median of 4
+# rounds): batch 32 24.7, 64 24.4, 128 21.0, 256 22.0. A batch of 128 is 77 MB of input.
 DEFAULT_BATCH = 128
 # Decoding threads: as many as cores, so that while the forward waits for a batch every core
 # decodes; while the forward runs, the OpenMP threads (passive wait) and these share them.
@@ -50,8 +50,12 @@ class Predictor:
         n = self.net.num_classes
         self.classes = meta.get("classes") or [f"class_{i}" for i in range(n)]
         self.tencrop = tencrop
-        self.views = 10 if tencrop else 1
         self.skipped = 0
+
+    @property
+    def views(self):
+        """Network inputs per image."""
+        return 10 if self.tencrop else 1
 
     def default_batch(self):
         """Images per batch when none is given: DEFAULT_BATCH network inputs."""
