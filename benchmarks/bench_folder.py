@@ -3,11 +3,13 @@ beside the forward alone on the same net and batch, and beside ONNX Runtime with
 decode loop of the same images.
 
     python benchmarks/bench_folder.py [--quick] [--images N] [--batch B] [--rounds R]
-                                      [--threads T] [--workers W] [--json PATH]
+                                      [--threads T] [--workers W] [--precision fp32|bf16]
+                                      [--json PATH]
 
 The folder: N JPEGs (quality 90) of photo sizes (500x375, 375x500, 640x480, 500x333) drawn
 from the built-in classes with pixel noise, so the files weigh about what photos of those
-sizes do; a randomly initialised owt net (1000 classes, 224 px, fp32) saved beside them.
+sizes do; a randomly initialised owt net (1000 classes, 224 px) saved beside them, run in
+fp32 (or --precision bf16 where the CPU has AVX512_BF16).
 Ours, in one process: forward-only (the net on the first B images of the folder, decoded
 once, in the same batch sizes as the folder's) and end-to-end (Predictor.predict over the
 folder, every result consumed) alternate for R rounds; the ratio is the median of the rounds'
@@ -36,8 +38,9 @@ from alexnet_cpu.infer import find_images  # noqa: E402
 
 PHOTO_SIZES = ((500, 375), (375, 500), (640, 480), (500, 333))
 NOISE = 24
-DEFAULTS = dict(images=1024, batch=128, rounds=3, threads=2, workers=None, size=224)
-QUICK = dict(images=256, batch=128, rounds=1, threads=2, workers=None, size=224)
+DEFAULTS = dict(images=1024, batch=128, rounds=3, threads=2, workers=None, size=224,
+                precision="fp32")
+QUICK = dict(DEFAULTS, images=256, rounds=1)
 NUM_CLASSES = 1000
 
 
@@ -91,6 +94,7 @@ def measure(spec):
         from alexnet_cpu.infer import DEFAULT_WORKERS, Predictor
         ac.set_num_threads(spec["threads"])
         pred = Predictor(spec["weights"])
+        pred.net.set_precision(spec["precision"])
         x = np.empty((b, 1, 3, pred.size, pred.size), np.float32)
         for k, p in enumerate(paths[:b]):
             pred._fill(p, x[k])
@@ -164,7 +168,7 @@ def run(quick=False, peak_gflops=None, progress=None, **overrides):
         _save_net(weights, s["size"])
         spec = {"op": "folder", "folder": folder, "weights": weights, "batch": s["batch"],
                 "rounds": s["rounds"], "threads": s["threads"], "workers": s["workers"],
-                "size": s["size"]}
+                "size": s["size"], "precision": s["precision"]}
         say("ours: forward-only and end-to-end, alternating")
         out["ours"] = e2e.run_worker(dict(spec, engine="ours"))
         exported = e2e.export_onnx(tmp, ("owt",), (s["batch"],), s["size"], s["threads"])
@@ -180,8 +184,8 @@ def run(quick=False, peak_gflops=None, progress=None, **overrides):
 
 def format_markdown(res):
     s, ours, ort = res["settings"], res["ours"], res["ort"]
-    head = (f"## Folder inference end to end (owt, {s['size']} px, fp32, batch {s['batch']}, "
-            f"{s['threads']} threads)")
+    head = (f"## Folder inference end to end (owt, {s['size']} px, ours in {s['precision']}, "
+            f"batch {s['batch']}, {s['threads']} threads)")
     if "error" in ours or "skipped" in ours:
         return f"{head}\n\nours: {ours.get('error') or ours.get('skipped')}"
     rows = [("ours", "forward only", ours["forward_img_s"], ours["forward_cpu_ms"], "1.00x"),
@@ -218,10 +222,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     for k in ("images", "batch", "rounds", "threads", "workers"):
         ap.add_argument("--" + k, type=int)
+    ap.add_argument("--precision", choices=("fp32", "bf16"))
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args(argv)
     res, md = run(a.quick, **{k: getattr(a, k) for k in ("images", "batch", "rounds",
-                                                          "threads", "workers")})
+                                                          "threads", "workers", "precision")})
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
