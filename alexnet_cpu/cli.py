@@ -79,8 +79,9 @@ def build_parser():
     _opt(i, "batchsize", type=int, help="images per forward (default: 128 network inputs, "
                                         "so 128 images, 12 with -tencrop)")
     _opt(i, "threads", type=int, help="compute threads (default: all cores)")
-    _opt(i, "workers", type=int, help="image decoding threads (default: one per core; 0 "
-                                      "decodes between the forwards)")
+    _opt(i, "workers", type=int, help="image decoding threads (default: the cores -threads "
+                                      "leaves free, else one per core; 0: decode between "
+                                      "the forwards)")
     _opt(i, "quiet", action="store_true", help="no progress line for a folder")
     _opt(i, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
     _opt(i, "json", action="store_true", help="one JSON object per image: file, classes, "

@@ -350,8 +350,8 @@ def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
     overlaps the caller's compute); workers=0 fills them in the caller. Closing the generator
     early (break, exception, garbage collection) drops the queued work and joins the threads.
     Used by DataLoader (training, validation) and infer.Predictor (folders)."""
-    if workers < 0 or prefetch < 1:
-        raise ValueError(f"workers >= 0 and prefetch >= 1 expected, got {workers}, {prefetch}")
+    if workers < 0 or prefetch < 0:
+        raise ValueError(f"workers >= 0 and prefetch >= 0 expected, got {workers}, {prefetch}")
     if workers == 0:
         for idx in batches:
             x = new_batch(idx)
@@ -371,10 +371,15 @@ def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
     try:
         for _ in range(prefetch):
             submit()
-        while pending:
+        while True:
+            if not pending:
+                submit()  # prefetch 0: fill a batch when asked for, on every worker at once
+                if not pending:
+                    return
             idx, x, futs = pending.popleft()
             errors = [f.result() for f in futs]
-            submit()  # keep `prefetch` batches in flight while the caller computes
+            if prefetch:
+                submit()  # keep `prefetch` batches in flight while the caller computes
             yield idx, x, errors
     finally:
         for _, _, futs in pending:

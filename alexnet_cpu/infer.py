@@ -4,9 +4,11 @@ Images are decoded and cropped by data.prefetched's threads (as the training loa
 while the kernels run the forward of the batch before, and results come back in input order.
 """
 import os
+from contextlib import closing
 
 import numpy as np
 
+from . import _threads
 from .checkpoint import load
 from .data import IMG_EXTENSIONS, ImageError, base_size, center_crop, load_image, prefetched, \
     ten_crop
@@ -16,10 +18,22 @@ from .loss import softmax
 # owt forward at 224 px, fp32, 2 threads (AMD EPYC Zen 3, AVX2; shared machine, median of 4
 # rounds): batch 32 24.7, 64 24.4, 128 21.0, 256 22.0. A batch of 128 is 77 MB of input.
 DEFAULT_BATCH = 128
-# Decoding threads: as many as cores, so that while the forward waits for a batch every core
-# decodes; while the forward runs, the OpenMP threads (passive wait) and these share them.
-DEFAULT_WORKERS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
+def default_workers():
+    """Decoding threads: the cores the kernels' OpenMP threads leave free, or when they take
+    every core (the default), one per core: then decoding and the forward share the cores,
+    and while the forward waits for a batch every core decodes. On 2 cores, decoding the
+    next batch during the forward measured as fast as decoding it between two forwards on
+    both cores (prefetch=0): 0.83 vs 0.82 of the forward-only rate (owt, 224 px, fp32,
+    median of 6 rounds on a machine shared with other work, load 3.5-4)."""
+    spare = _cores() - _threads.get_num_threads()
+    return spare if spare > 0 else _cores()
 
 
 def find_images(path):
@@ -82,11 +96,12 @@ class Predictor:
     def predict(self, paths, topk=5, batch_size=None, workers=None, prefetch=2):
         """Yield (path, [(class name, probability)] * topk), or (path, ImageError) for an
         unreadable file, for every path in order. `batch_size` images per forward (default
-        default_batch()); `workers` decoding threads (default DEFAULT_WORKERS) fill up to
-        `prefetch` batches ahead."""
-        workers = DEFAULT_WORKERS if workers is None else workers
+        default_batch()); `workers` decoding threads (default default_workers()) fill
+        batches `prefetch` ahead of the forward (0: each when it is needed, between two
+        forwards; workers=0: in this thread)."""
+        workers = default_workers() if workers is None else workers
         topk = min(topk, len(self.classes))
-        batch_size = batch_size or self.default_batch()
+        batch_size = self.default_batch() if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         shape = (self.views, 3, self.size, self.size)
@@ -94,19 +109,24 @@ class Predictor:
                    for s in range(0, len(paths), batch_size)]
         fill = lambda i, out: self._fill(paths[i], out)  # noqa: E731
         new_batch = lambda idx: np.empty((len(idx),) + shape, np.float32)  # noqa: E731
-        for idx, x, errors in prefetched(batches, fill, new_batch, workers, prefetch):
-            good = [k for k, e in enumerate(errors) if e is None]
-            if len(good) < len(idx):
-                x = x[good]
-            ranked = iter(())
-            if good:
-                probs = self._scores(x)
-                top = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
-                ranked = iter([[(self.classes[c], float(p[c])) for c in t]
-                               for p, t in zip(probs, top)])
-            for k, i in enumerate(idx):
-                if errors[k] is not None:
-                    self.skipped += 1
-                    yield paths[i], errors[k]
-                else:
-                    yield paths[i], next(ranked)
+        with closing(prefetched(batches, fill, new_batch, workers, prefetch)) as filled:
+            for idx, x, errors in filled:
+                yield from self._results([paths[i] for i in idx], x, errors, topk)
+
+    def _results(self, paths, x, errors, topk):
+        """(path, ranking or error) for one filled batch, in its order."""
+        good = [k for k, e in enumerate(errors) if e is None]
+        if len(good) < len(paths):
+            x = x[good]
+        ranked = iter(())
+        if good:
+            probs = self._scores(x)
+            top = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
+            ranked = iter([[(self.classes[c], float(p[c])) for c in t]
+                           for p, t in zip(probs, top)])
+        for path, error in zip(paths, errors):
+            if error is not None:
+                self.skipped += 1
+                yield path, error
+            else:
+                yield path, next(ranked)

@@ -3,6 +3,7 @@ whatever the batch size and decoding threads, unreadable files skipped, named an
 ten crops, a clean stdout with the progress line on stderr."""
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 
 import alexnet_cpu as ac
 from alexnet_cpu.data import ImageError, base_size, center_crop, load_image, prefetched, ten_crop
+from alexnet_cpu import infer
 from alexnet_cpu.infer import Predictor, find_images
 from alexnet_cpu.loss import softmax
 from alexnet_cpu.progress import StatusLine
@@ -71,10 +73,11 @@ def test_order_skips_and_values_for_any_batch(pred, folder, tencrop):
     assert len(paths) == 13 and not any(p.endswith(".txt") for p in paths)
     pred.tencrop = tencrop
     want = {p: _expected(pred.net, p, tencrop) for p in paths if not p.endswith(BAD)}
-    runs = [(1, 0), (3, 2), (4, 1), (5, 2), (13, 2), (100, 2)]   # 2-5 and 100 do not divide 13
-    for batch, workers in runs:
-        got = list(pred.predict(paths, topk=4, batch_size=batch, workers=workers))
-        assert [p for p, _ in got] == paths, (batch, workers)
+    runs = [(1, 0, 2), (3, 2, 2), (4, 1, 1), (5, 2, 0), (13, 2, 2), (100, 2, 2)]
+    for batch, workers, ahead in runs:    # batches of 2-5 and 100 do not divide 13
+        got = list(pred.predict(paths, topk=4, batch_size=batch, workers=workers,
+                                prefetch=ahead))
+        assert [p for p, _ in got] == paths, (batch, workers, ahead)
         for path, result in got:
             if path.endswith(BAD):
                 assert isinstance(result, ImageError) and path in str(result)
@@ -84,6 +87,14 @@ def test_order_skips_and_values_for_any_batch(pred, folder, tencrop):
             np.testing.assert_allclose([p for _, p in result], np.sort(want[path])[::-1],
                                        rtol=1e-5, atol=1e-7)
     assert pred.skipped == 2 * len(runs)
+
+
+def test_default_workers_share_the_cores_with_the_kernels(monkeypatch):
+    monkeypatch.setattr(infer, "_cores", lambda: 8)
+    monkeypatch.setattr(infer._threads, "get_num_threads", lambda: 8)
+    assert infer.default_workers() == 8
+    monkeypatch.setattr(infer._threads, "get_num_threads", lambda: 6)
+    assert infer.default_workers() == 2
 
 
 def test_default_batch_counts_network_inputs(pred):
@@ -100,6 +111,17 @@ def test_topk_is_capped_and_empty_batches_pass(pred, folder):
     assert len(got[2][1]) == 4
 
 
+def test_stopping_early_joins_the_decoding_threads(pred, folder):
+    paths = find_images(str(folder))
+    results = pred.predict(paths, batch_size=2, workers=2, prefetch=3)
+    next(results)
+    assert any(t.name.startswith("alexnet-cpu-loader") for t in threading.enumerate())
+    results.close()
+    assert not any(t.name.startswith("alexnet-cpu-loader") for t in threading.enumerate())
+    with pytest.raises(ValueError, match="batch_size"):
+        next(pred.predict(paths, batch_size=0))
+
+
 def test_prefetched_same_batches_for_any_workers():
     def fill(i, out):
         if i % 4 == 3:
@@ -110,7 +132,7 @@ def test_prefetched_same_batches_for_any_workers():
     batches = [range(s, min(s + 3, 10)) for s in range(0, 10, 3)]
     new = lambda idx: np.zeros((len(idx), 2))  # noqa: E731
     runs = [list(prefetched(batches, fill, new, workers=w, prefetch=p)) for w, p in
-            ((0, 1), (1, 1), (3, 2))]
+            ((0, 1), (1, 1), (3, 2), (2, 0))]
     for run in runs:
         assert [list(idx) for idx, _, _ in run] == [list(b) for b in batches]
         for idx, x, errors in run:
@@ -119,7 +141,7 @@ def test_prefetched_same_batches_for_any_workers():
                 if errors[k] is None:
                     assert (x[k] == i).all()
     with pytest.raises(ValueError, match="prefetch"):
-        next(prefetched(batches, fill, new, workers=1, prefetch=0))
+        next(prefetched(batches, fill, new, workers=1, prefetch=-1))
 
 
 def run(*args):
