@@ -12,11 +12,13 @@ sizes do; a randomly initialised owt net (1000 classes, 224 px) saved beside the
 fp32 (or --precision bf16 where the CPU has AVX512_BF16).
 Ours, in one process: forward-only (the net on the first B images of the folder, decoded
 once, in the same batch sizes as the folder's) and end-to-end (Predictor.predict over the
-folder, every result consumed) alternate for R rounds; the ratio is the median of the rounds'
-ratios, with the CPU time per image of each (CPU time counts the work, whatever else runs on
-the machine). ONNX Runtime (the torch owt exported to ONNX here: a reference, never used at
-run time) runs in its own process the same way, its end-to-end loop decoding each batch in
-the caller (load_image + center_crop) before running it.
+folder, every result consumed: as the CLI runs it, decoding 2 batches ahead; decoding each
+batch between two forwards on the same threads; and in the caller, -workers 0) alternate for
+R rounds; each ratio is the median of the rounds' ratios, beside the CPU time per image of
+each (CPU time counts the work, whatever else runs on the machine). ONNX Runtime (the
+torch owt exported to ONNX here: a reference, never used at run time) runs in its own
+process the same way, its end-to-end loop decoding each batch in the caller (load_image +
+center_crop) before running it.
 """
 import argparse
 import json
