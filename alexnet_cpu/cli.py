@@ -77,8 +77,13 @@ def build_parser():
     _opt(i, "topk", type=int, default=5, help="classes shown per image (at most the "
                                               "model's number of classes)")
     _opt(i, "tencrop", action="store_true", help="average the paper's 10 crops")
-    _opt(i, "batchsize", type=int, default=32)
-    _opt(i, "threads", type=int)
+    _opt(i, "batchsize", type=int, help="images per forward (default: 128 network inputs, "
+                                        "so 128 images, 12 with -tencrop)")
+    _opt(i, "threads", type=int, help="compute threads (default: all cores)")
+    _opt(i, "workers", type=int, help="image decoding threads (default: the cores -threads "
+                                      "leaves free, else one per core; 0: decode between "
+                                      "the forwards)")
+    _opt(i, "quiet", action="store_true", help="no progress line for a folder")
     _opt(i, "precision", choices=_C.PRECISIONS, default=_C.get_precision(), help=PRECISION_HELP)
     _opt(i, "json", action="store_true", help="one JSON object per image: file, classes, "
                                               "probabilities")
@@ -197,7 +202,10 @@ def cmd_train(a):
 
 def cmd_inference(a):
     from .infer import Predictor, find_images
+    from .progress import StatusLine
     _check_positive(a, "topk", "batchsize", "threads")
+    if a.workers is not None and a.workers < 0:
+        raise ValueError(f"-workers must be >= 0, got {a.workers}")
     _check_precision(a.precision)
     if a.threads:
         _threads.set_num_threads(a.threads)
@@ -206,22 +214,28 @@ def cmd_inference(a):
     if not os.path.isfile(a.load):
         raise FileNotFoundError(f"-load {a.load}: no such file")
     paths = find_images(a.input)
+    one_file = os.path.isfile(a.input)
     predictor = Predictor(a.load, tencrop=a.tencrop)
-    done = 0
     predictor.net.set_precision(a.precision)
-    for path, result in predictor.predict(paths, topk=a.topk, batch_size=a.batchsize):
+    status = StatusLine(len(paths), enabled=not (a.quiet or one_file))   # stderr
+    done = 0
+    results = predictor.predict(paths, topk=a.topk, batch_size=a.batchsize, workers=a.workers)
+    for seen, (path, result) in enumerate(results, 1):
         if isinstance(result, Exception):
-            if os.path.isfile(a.input):    # the one image asked for: an error, not a skip
+            if one_file:    # the one image asked for: an error, not a skip
                 raise ValueError(str(result))
-            print(f"{path}: skipped ({result})", file=sys.stderr)
-            continue
-        done += 1
-        if a.json:
-            print(json.dumps({"file": path, "classes": [n for n, _ in result],
-                              "probabilities": [p for _, p in result]}), flush=True)
-            continue
-        ranked = "  ".join(f"{name} {p:.3f}" for name, p in result)
-        print(f"{path}: {ranked}", flush=True)
+            status.message(f"{path}: skipped ({result})")
+        else:
+            done += 1
+            if a.json:
+                print(json.dumps({"file": path, "classes": [c for c, _ in result],
+                                  "probabilities": [p for _, p in result]}), flush=True)
+            else:
+                ranked = "  ".join(f"{name} {p:.3f}" for name, p in result)
+                print(f"{path}: {ranked}", flush=True)
+        status.update(seen)
+    status.close(f"classified {done} of {len(paths)} images in {status.elapsed():.1f} s "
+                 f"({done / max(status.elapsed(), 1e-9):.1f} img/s)")
     if predictor.skipped:
         print(f"skipped {predictor.skipped} unreadable image(s)", file=sys.stderr)
     if not done:

@@ -16,6 +16,7 @@ or on the number of workers.
 import os
 import warnings
 from collections import deque
+from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,7 +26,7 @@ from .distributed import shard_slice
 
 __all__ = ["IMG_EXTENSIONS", "ImageError", "ImageFolder", "DataLoader", "base_size", "load_image",
            "compute_stats", "augment", "crop_normalize", "center_crop", "ten_crop", "lighting_shift",
-           "sample_rng"]
+           "sample_rng", "prefetched"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png")
 LIGHTING_STD = 0.1
@@ -339,6 +340,54 @@ def augment(img, size, rng, mean=None, std=None, eigval=None, eigvec=None, crop=
                           mean=mean, std=std, out=out)
 
 
+# ---------------------------------------------------------------- background decoding
+
+def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
+    """Yield (idx, x, errors) for each index list `idx` of `batches`, in order: x =
+    new_batch(idx) with row k filled by fill(idx[k], x[k]), which returns None or the
+    exception that kept the row empty (errors[k]). `workers` threads fill rows up to
+    `prefetch` batches ahead of the caller (Pillow and NumPy release the GIL, so decoding
+    overlaps the caller's compute); workers=0 fills them in the caller. Closing the generator
+    early (break, exception, garbage collection) drops the queued work and joins the threads.
+    Used by DataLoader (training, validation) and infer.Predictor (folders)."""
+    if workers < 0 or prefetch < 0:
+        raise ValueError(f"workers >= 0 and prefetch >= 0 expected, got {workers}, {prefetch}")
+    if workers == 0:
+        for idx in batches:
+            x = new_batch(idx)
+            yield idx, x, [fill(i, x[k]) for k, i in enumerate(idx)]
+        return
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="alexnet-cpu-loader")
+    pending = deque()
+    todo = iter(batches)
+
+    def submit():
+        idx = next(todo, None)
+        if idx is None:
+            return
+        x = new_batch(idx)
+        pending.append((idx, x, [ex.submit(fill, i, x[k]) for k, i in enumerate(idx)]))
+
+    try:
+        for _ in range(prefetch):
+            submit()
+        while True:
+            if not pending:
+                submit()  # prefetch 0: fill a batch when asked for, on every worker at once
+                if not pending:
+                    return
+            idx, x, futs = pending.popleft()
+            errors = [f.result() for f in futs]
+            if prefetch:
+                submit()  # keep `prefetch` batches in flight while the caller computes
+            yield idx, x, errors
+    finally:
+        for _, _, futs in pending:
+            for f in futs:
+                f.cancel()
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
 # ---------------------------------------------------------------- loader
 
 class DataLoader:
@@ -470,48 +519,16 @@ class DataLoader:
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        batches = self._batches(epoch)
-        if self.workers == 0:
-            return self._iter_sync(epoch, batches)
-        return self._iter_threads(epoch, batches)
+        return self._iter(epoch, self._batches(epoch))
 
-    def _iter_sync(self, epoch, batches):
-        for idx in batches:
-            x = self._new_batch(idx)
-            errors = [self._fill(epoch, i, x[k]) for k, i in enumerate(idx)]
-            x, y = self._finish(idx, x, errors)
-            if len(y):
-                yield x, y
-
-    def _iter_threads(self, epoch, batches):
-        ex = ThreadPoolExecutor(self.workers, thread_name_prefix="alexnet-cpu-loader")
-        pending = deque()
-        todo = iter(batches)
-
-        def submit():
-            idx = next(todo, None)
-            if idx is None:
-                return
-            x = self._new_batch(idx)
-            futs = [ex.submit(self._fill, epoch, i, x[k]) for k, i in enumerate(idx)]
-            pending.append((idx, x, futs))
-
-        try:
-            for _ in range(self.prefetch):
-                submit()
-            while pending:
-                idx, x, futs = pending.popleft()
-                errors = [f.result() for f in futs]
-                submit()  # keep `prefetch` batches in flight while the caller computes
+    def _iter(self, epoch, batches):
+        fill = lambda i, out: self._fill(epoch, i, out)  # noqa: E731
+        with closing(prefetched(batches, fill, self._new_batch, self.workers,
+                                self.prefetch)) as filled:
+            for idx, x, errors in filled:
                 x, y = self._finish(idx, x, errors)
                 if len(y):
                     yield x, y
-        finally:
-            # early exit (break, exception, garbage collection): drop queued work, join threads
-            for _, _, futs in pending:
-                for f in futs:
-                    f.cancel()
-            ex.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self):
         return (f"DataLoader({len(self.dataset)} images, batch {self.batch_size}, size {self.size}, "

@@ -5,7 +5,7 @@ Run as  `python benchmarks/_worker.py '<json spec>'`; prints one line
 A fresh process per (engine, variant, mode) keeps peak RSS (ru_maxrss) per configuration
 and keeps PyTorch's, ONNX Runtime's and our thread pools from meeting.
 
-Spec keys: op ("train" | "infer" | "latency" | "layers" | "check" | "export"),
+Spec keys: op ("train" | "infer" | "latency" | "layers" | "check" | "export" | "folder"),
 engine ("ours" | "torch" | "ort" | "openvino"), variant ("owt" | "paper"), batch, size,
 iters, warmup, threads, seed, precision ("fp32" default | "bf16": ours with
 Net.set_precision, torch under bf16 autocast, OpenVINO's INFERENCE_PRECISION_HINT),
@@ -393,7 +393,13 @@ def run_layers(spec):
             "gflop_img_fwd": sum(r["mflop_img"] for r in rows) / 1e3}
 
 
-OPS = {"check": run_check, "export": run_export, "layers": run_layers}
+def run_folder(spec):
+    """Folder inference, end to end beside forward-only (bench_folder.measure)."""
+    from bench_folder import measure
+    return measure(spec)
+
+
+OPS = {"check": run_check, "export": run_export, "layers": run_layers, "folder": run_folder}
 ENGINES = {"ours": run_ours, "torch": run_torch, "ort": run_ort, "openvino": run_openvino}
 
 

@@ -16,14 +16,26 @@ from alexnet_cpu.synthetic import CLASSES, render
 from common import md_table
 
 
-def _write_images(root, n, size=256, seed=0):
+def _write_images(root, n, size=256, seed=0, sizes=None, noise=0):
+    """n JPEGs (q90) of the built-in classes in root/<class>/: size x size, or rendered at
+    `size` and resized to each of `sizes` (width, height) in turn, plus uniform pixel noise
+    of +-`noise` (from one field at random offsets: cheap, and the files weigh like photos)."""
     rng = np.random.default_rng(seed)
+    w_max, h_max = np.max(sizes, axis=0) if sizes else (size, size)
+    field = rng.integers(-noise, noise + 1, (h_max + 64, w_max + 64, 3)) if noise else None
     for i in range(n):
         name = CLASSES[i % len(CLASSES)]
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
-        Image.fromarray(render(name, size, rng)).save(os.path.join(d, f"{i:05d}.jpg"),
-                                                       quality=90)
+        img = Image.fromarray(render(name, size, rng))
+        if sizes:
+            img = img.resize(sizes[i % len(sizes)], Image.BICUBIC)
+        if noise:
+            a = np.asarray(img, np.int16)
+            y, x = rng.integers(0, 64, 2)
+            a = a + field[y:y + a.shape[0], x:x + a.shape[1]]
+            img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+        img.save(os.path.join(d, f"{i:05d}.jpg"), quality=90)
 
 
 def run(quick=False, peak_gflops=None):

@@ -22,6 +22,7 @@ from alexnet_cpu import _C  # noqa: E402
 from common import md_table  # noqa: E402
 import bench_bf16  # noqa: E402
 import bench_data  # noqa: E402
+import bench_folder  # noqa: E402
 import bench_gemm  # noqa: E402
 import bench_mpi  # noqa: E402
 import e2e  # noqa: E402
@@ -34,7 +35,7 @@ def end_to_end(quick=False, peak_gflops=None):
 
 
 SECTIONS = [("gemm", bench_gemm.run), ("e2e", end_to_end), ("data", bench_data.run),
-            ("mpi", bench_mpi.run), ("bf16", bench_bf16.run)]
+            ("folder", bench_folder.run), ("mpi", bench_mpi.run), ("bf16", bench_bf16.run)]
 
 
 def _get(d, *keys):
@@ -70,6 +71,9 @@ def targets(report):
         _get(speed, "owt", "train", "torch", "rss_mb"), "<= torch", higher_is_better=False)
     row("data pipeline img/s vs owt training", _get(report, "data", "img_per_s"),
         img("owt", "train", "ours"), ">= 2x")
+    row("owt folder inference img/s, end to end vs forward-only (batch 128, fp32)",
+        _get(report, "folder", "ours", "e2e_img_s"),
+        _get(report, "folder", "ours", "forward_img_s"), ">= 0.9x")
     row("owt training img/s, 2 MPI processes x 1 thread vs 1 x 2",
         _get(report, "mpi", "best", "img_s"), _get(report, "mpi", "best", "one_img_s"), ">= 0.9x")
     square = [r for r in _get(report, "gemm", "shapes") or [] if r["name"].startswith("square")]
