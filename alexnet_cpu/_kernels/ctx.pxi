@@ -18,7 +18,6 @@ cdef extern from "ac_bf16.h":
 ISA_NAMES = ("generic", "avx2", "avx512")
 PRECISIONS = ("fp32", "bf16")
 WINOGRAD_MODES = ("auto", "off", "on")
-CONV_WINOGRAD_MODES = WINOGRAD_MODES
 
 cdef bint _bf16_hidden = False   # tests and ALEXNET_CPU_BF16=0 play a CPU without AVX512_BF16
 
