@@ -180,10 +180,19 @@ class Net:
                 self.extents[f"{lname}.{pname}"] = (off, off + p.size)
                 self.layer_end[k] = off + p.size
                 off += -(-p.size // ALIGN) * ALIGN
-        self.flat = np.zeros(off, np.float32)
+        self.arena_size = off
+        self.flat = self.new_arena()
         self._grad_flat = None
         for lname, layer in self.layers:
             layer.params = self.views(self.flat, lname, layer.params)
+
+    def new_arena(self):
+        """A zeroed float32 buffer of the arena's size, 64-byte aligned (the parameters,
+        gradients, momentum)."""
+        n = self.arena_size
+        raw = np.zeros(n + ALIGN, np.float32)
+        skip = (-raw.ctypes.data % (4 * ALIGN)) // 4
+        return raw[skip:skip + n]
 
     def views(self, buf, layer_name=None, fill=None):
         """{name: view of buf shaped like that parameter} for an arena-sized buffer buf
@@ -205,7 +214,7 @@ class Net:
         """The gradient arena (allocated on first use: inference never pays for it); the
         layers accumulate into views of it."""
         if self._grad_flat is None:
-            self._grad_flat = np.zeros_like(self.flat)
+            self._grad_flat = self.new_arena()
             for lname, layer in self.layers:
                 if layer.params:
                     layer._grads = self.views(self._grad_flat, lname, layer._grads)

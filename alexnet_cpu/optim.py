@@ -4,7 +4,6 @@
 """
 import math
 
-import numpy as np
 
 from . import _C
 
@@ -18,7 +17,7 @@ class SGD:
             raise ValueError(f"SGD: need lr > 0, 0 <= momentum < 1, weight_decay >= 0; got "
                              f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         self.net, self.lr, self.momentum, self.weight_decay = net, lr, momentum, weight_decay
-        self.velocity_flat = np.zeros_like(net.flat)
+        self.velocity_flat = net.new_arena()
         self.velocity = net.views(self.velocity_flat)
 
     def step(self):
