@@ -205,7 +205,7 @@ class Net:
             for pname, p in layer.params.items():
                 a, b = self.extents[f"{lname}.{pname}"]
                 v = buf[a:b].reshape(p.shape)
-                if fill is not None:
+                if fill is not None and fill[pname].any():   # zeros: leave the pages unmapped
                     v[...] = fill[pname]
                 out[pname if layer_name is not None else f"{lname}.{pname}"] = v
         return out
