@@ -1,24 +1,20 @@
 """`-precision bf16` on the command line: train and inference run in bf16 and say so; a CPU
 without AVX512_BF16 (played by ALEXNET_CPU_BF16=0) gets a one-line error."""
-import os
-import subprocess
-import sys
-
 import pytest
 
 from alexnet_cpu import _C
 from alexnet_cpu.synthetic import make_dataset
 
 from test_bf16 import HAS_BF16
+from tiny import run_cli
 
 # Without AVX512_BF16 the portable reference path still runs the commands (slowly).
 ENV = {} if HAS_BF16 else {"ALEXNET_CPU_ISA": "generic"}
 
 
 def run(*args, **env):
-    return subprocess.run([sys.executable, "-m", "alexnet_cpu.cli", *args],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **ENV, **env})
+    """The command line on the narrow net (the precision plumbing is the point)."""
+    return run_cli(*args, env={**ENV, **env}, timeout=600)
 
 
 @pytest.fixture(scope="module")

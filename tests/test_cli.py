@@ -15,6 +15,7 @@ from alexnet_cpu.checkpoint import load
 from alexnet_cpu.data import base_size, center_crop, load_image, ten_crop
 from alexnet_cpu.loss import softmax
 from alexnet_cpu.synthetic import make_dataset
+import tiny
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 
@@ -102,8 +103,9 @@ def test_train_refuses_one_class(tmp_path):
 
 
 def test_demo_and_train_without_data_on_the_builtin_set(tmp_path, monkeypatch, capsys):
-    """The demo and `train` without -data or ./images, on a tiny built-in set (same code
-    paths, small settings)."""
+    """The demo and `train` without -data or ./images, on a tiny built-in set and the
+    narrow net (same code paths, small settings)."""
+    tiny.use_in_cli(monkeypatch.setattr)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     real = synthetic.make_dataset

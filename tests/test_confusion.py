@@ -15,6 +15,7 @@ from alexnet_cpu.checkpoint import save
 from alexnet_cpu.infer import Predictor, find_images
 from alexnet_cpu.synthetic import make_dataset
 from alexnet_cpu.train import TrainConfig, fit
+from tiny import tiny_alexnet
 
 
 def run(*args):
@@ -101,7 +102,7 @@ def test_training_writes_the_matrix_beside_the_curves(tmp_path, capsys):
                  image_size=48, seed=0)
     fit(TrainConfig(train_dir=str(tmp_path / "data"), save=str(tmp_path / "run.safetensors"),
                     variant="owt", size=63, batch_size=6, epochs=1, schedule="constant",
-                    workers=0))
+                    workers=0), model=tiny_alexnet)
     assert (tmp_path / "run.png").exists() and (tmp_path / "run.confusion.png").exists()
     out = capsys.readouterr().out
     assert "per-class accuracy (9 images" in out and "confusion matrix: " in out

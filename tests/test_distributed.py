@@ -17,7 +17,7 @@ import pytest
 from alexnet_cpu import checkpoint, distributed
 from alexnet_cpu.data import DataLoader, ImageFolder
 from alexnet_cpu.synthetic import make_dataset
-from tiny import tiny_alexnet
+from tiny import CLI, tiny_alexnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
@@ -51,7 +51,6 @@ def data(tmp_path_factory):
 
 # The command line training tiny.py's narrow AlexNet (the variant's layers and names): the
 # MPI mechanics are those of the full net, in kilobyte files.
-CLI = "import sys, tiny; tiny.use_in_cli(); from alexnet_cpu import cli\n"
 CLI_MAIN = "sys.exit(cli.main(sys.argv[1:]))\n"
 # ... with rank 1 building other initial weights than rank 0's (every rank builds its net
 # from the same seed): the run must still equal one process's, since training starts by
@@ -136,7 +135,7 @@ def test_accumulation_in_one_process_equals_the_whole_batch(data, reference, tmp
 BROADCAST = """
 from alexnet_cpu import distributed
 from alexnet_cpu.optim import SGD
-from tiny import tiny_alexnet
+from tiny import CLI, tiny_alexnet
 world = distributed.init(mpi=True)
 net = tiny_alexnet(3, seed=world.rank)                     # other weights on each rank
 opt = SGD(net)

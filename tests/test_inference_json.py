@@ -1,27 +1,24 @@
 """`alexnet-cpu inference -json`: one JSON object per image, the same classes and
 probabilities as the text output."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-import alexnet_cpu as ac
 from alexnet_cpu.checkpoint import save
+from tiny import run_cli, tiny_alexnet
 
 
 def test_one_object_per_image(tmp_path):
-    save(str(tmp_path / "m.safetensors"), ac.alexnet("owt", num_classes=4, seed=2),
+    save(str(tmp_path / "m.safetensors"), tiny_alexnet(4, seed=2),
          classes=["a", "b", "c", "d"], input_size=63)
     rng = np.random.default_rng(0)
     for name in ("x.png", "y.png"):
         Image.fromarray(rng.integers(0, 255, (70, 70, 3), np.uint8)).save(tmp_path / name)
 
     def infer(*extra):
-        r = subprocess.run([sys.executable, "-m", "alexnet_cpu.cli", "inference", "-input",
-                            str(tmp_path), "-load", str(tmp_path / "m.safetensors"), "-topk",
-                            "3", *extra], capture_output=True, text=True, timeout=300)
+        r = run_cli("inference", "-input", str(tmp_path), "-load",
+                    str(tmp_path / "m.safetensors"), "-topk", "3", *extra)
         assert r.returncode == 0, r.stderr
         return r.stdout.splitlines()
 

@@ -2,6 +2,10 @@
 layers and names (features.0 ... classifier.6; paper: LRN and groups too), with 8-16
 channels and 64 hidden units, so those code paths run in milliseconds and write kilobytes
 instead of a 244 MB net per file."""
+import os
+import subprocess
+import sys
+
 from alexnet_cpu.layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear,
                                 MaxPool2d, ReLU)
 from alexnet_cpu.model import Net, _initialise
@@ -31,12 +35,28 @@ def tiny_alexnet(num_classes, seed=3, dropout=0.5, variant="owt"):
     return net
 
 
-def use_in_cli():
+def use_in_cli(setattr=setattr):
     """Make the trainer and checkpoint loading build the narrow net of the variant: for
     tests that drive `alexnet-cpu train` in a subprocess (MPI, resume); imported by their
-    `python -c` programs, with tests/ on PYTHONPATH."""
+    `python -c` programs, with tests/ on PYTHONPATH; in-process tests pass
+    monkeypatch.setattr, which undoes it."""
     from alexnet_cpu import checkpoint, train
 
     def build(variant="owt", num_classes=1000, seed=0, dropout=0.5, **_):
         return tiny_alexnet(num_classes, seed=seed, dropout=dropout, variant=variant)
-    train.alexnet = checkpoint.alexnet = build
+    setattr(train, "alexnet", build)
+    setattr(checkpoint, "alexnet", build)
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# A `python -c` program: the command line on the narrow net.
+CLI = "import sys, tiny; tiny.use_in_cli(); from alexnet_cpu import cli\n"
+
+
+def run_cli(*args, env=None, **kw):
+    """`alexnet-cpu ARGS` in a subprocess, on the narrow net (CompletedProcess, text)."""
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE, env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", CLI + "sys.exit(cli.main(sys.argv[1:]))",
+                           *args], capture_output=True, text=True, env=env,
+                          **{"timeout": 300, **kw})
