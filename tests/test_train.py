@@ -55,6 +55,24 @@ def test_sgd_step_lowers_loss_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_train_step_micro_batches_equal_the_whole_batch():
+    """accumulate=K splits the batch; the step (loss, correct, new weights) is the whole
+    batch's to float32 rounding, dropout included (masks keyed by row)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (7, 3, 63, 63)).astype(np.float32)
+    y = rng.integers(0, 4, 7)
+    runs = []
+    for k in (1, 3):
+        net = tiny_alexnet(4, seed=0)
+        opt = ac.SGD(net, lr=0.05)
+        runs.append((ac.train_step(net, opt, x, y, accumulate=k, step=5), net.flat.copy()))
+    (loss1, c1), w1 = runs[0]
+    (loss3, c3), w3 = runs[1]
+    assert c1 == c3 and loss3 == pytest.approx(loss1, rel=1e-5)
+    moved = np.abs(w1 - tiny_alexnet(4, seed=0).flat).max()
+    assert moved > 1e-3 and np.abs(w1 - w3).max() < 1e-4 * moved
+
+
 def test_save_load_round_trip_identical_outputs(tmp_path):
     net = ac.alexnet("paper", num_classes=6, seed=5)
     path = str(tmp_path / "w.safetensors")
