@@ -210,7 +210,7 @@ def model():
 def test_fuzz_graph_edits(model):
     rng = np.random.default_rng(2026)
     small = {t.name for t in model.graph.initializer if math.prod(t.dims) <= 100_000}
-    accepted, count = 0, 250
+    accepted, count = 0, 120
     for _ in range(count):
         undo = Undo()
         what = [_mutate(model, rng, undo, small) for _ in range(int(rng.integers(1, 4)))]
@@ -234,7 +234,7 @@ def test_fuzz_bytes(model, tmp_path):
     raw = m.SerializeToString()
     rng = np.random.default_rng(11)
     p = tmp_path / "m.onnx"
-    count = 1500
+    count = 600
     for i in range(count):
         b = bytearray(raw)
         kind = i % 4

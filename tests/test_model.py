@@ -184,18 +184,19 @@ def test_torchvision_state_dict_files_load_both_ways(tmp_path):
 
 def test_eval_packed_weights_follow_loads_and_training_steps():
     """Eval mode packs conv weights once; nothing that changes the parameters may leave a
-    stale pack behind: load_state_dict, a training step in eval or in train mode."""
+    stale pack behind: load_state_dict, a training step in eval or in train mode (the narrow
+    net: the same Conv2d and Linear layers)."""
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 63, 63)).astype(np.float32)
     y = np.array([0, 3])
 
     def fresh(net):
-        other = ac.alexnet("owt", num_classes=4, seed=9)
+        other = tiny_alexnet(4, seed=9)
         other.load_state_dict(net.state_dict())
         return other.eval().forward(x)
 
-    net = ac.alexnet("owt", num_classes=4, seed=0).eval()
+    net = tiny_alexnet(4, seed=0).eval()
     first = net.forward(x)
-    net.load_state_dict(ac.alexnet("owt", num_classes=4, seed=1).state_dict())
+    net.load_state_dict(tiny_alexnet(4, seed=1).state_dict())
     second = net.forward(x)
     assert not np.array_equal(first, second)
     assert np.array_equal(second, fresh(net))
