@@ -13,7 +13,7 @@ all: build
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=64" wheel "cython>=3.0" "numpy>=1.24" "pillow>=9" "threadpoolctl>=3" "pytest>=7.3"
+	$(PY) -m pip install -q "setuptools>=64" wheel "cython>=3.0" "numpy>=1.24" "pillow>=9" "threadpoolctl>=3" "pytest>=7.3" "pytest-xdist>=3"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -24,8 +24,10 @@ $(SO): $(VENV)/.installed $(SRCS)
 
 build: $(SO)
 
+# Two pytest workers, a test file each at a time: most of the suite's time is single-threaded
+# Python, file writes and subprocesses, which two cores overlap.
 test: build
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: build
 	$(VENV)/bin/alexnet-cpu demo
