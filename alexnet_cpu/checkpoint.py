@@ -49,6 +49,11 @@ def load(path, with_tensors=False):
     tensors, meta = read_file(path)
     variant, num_classes, in_channels = check_metadata(
         path, meta, {k: v.shape for k, v in tensors.items()})
+    if meta.get("precision") == "int8":     # post-training quantized (quantize.py)
+        from .quantize import Int8Net
+        net = Int8Net(alexnet(variant, num_classes=num_classes, in_channels=in_channels,
+                              geometry=meta.get("geometry"), init=None), tensors, path)
+        return (net, meta, tensors) if with_tensors else (net, meta)
     net = alexnet(variant, num_classes=num_classes, in_channels=in_channels,
                   geometry=meta.get("geometry"), init=None)
     model = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()

@@ -37,7 +37,8 @@ static int check(int conv, int M, int N, int K, int f32, int extreme)
     const size_t esz = f32 ? sizeof(float) : 1;
     char *C0 = malloc((size_t)M * N * esz), *C1 = malloc((size_t)M * N * esz);
     for (size_t i = 0; i < asz; i++) A[i] = extreme ? 255 : (uint8_t)next();
-    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = extreme ? (i % 2 ? 127 : -128) : (int8_t)next();
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        B[i] = extreme ? (i % 2 ? 127 : -128) : (int8_t)next();
     for (int j = 0; j < N; j++) {
         comp[j] = (int)(next() % 2001) - 1000;
         mul[j] = f32 ? 1.f : (float)(next() % 1000) / 4e5f;
@@ -62,7 +63,8 @@ static int check(int conv, int M, int N, int K, int f32, int extreme)
         free(w);
     }
     if (memcmp(C0, C1, (size_t)M * N * esz)) {
-        printf("MISMATCH conv=%d M=%d N=%d K=%d f32=%d extreme=%d\n", conv, M, N, K, f32, extreme);
+        printf("MISMATCH conv=%d M=%d N=%d K=%d f32=%d extreme=%d\n", conv, M, N, K, f32,
+               extreme);
         bad = 1;
     }
     free(A), free(B), free(comp), free(mul), free(add), free(C0), free(C1);
@@ -71,9 +73,9 @@ static int check(int conv, int M, int N, int K, int f32, int extreme)
 
 int main(void)
 {
-    static const int shapes[][3] = {{1, 1, 1},   {1, 17, 5},  {3, 31, 4},   {8, 32, 64},
-                                    {9, 33, 65}, {17, 65, 3}, {7, 100, 37}, {30, 47, 301},
-                                    {2, 5, 2051}};
+    static const int shapes[][3] = {{1, 1, 1},    {1, 17, 5},    {3, 31, 4},
+                                    {8, 32, 64},  {9, 33, 65},   {17, 65, 3},
+                                    {7, 100, 37}, {30, 47, 301}, {2, 5, 2051}};
     int n = 0, bad = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int f32 = 0; f32 < 2; f32++)

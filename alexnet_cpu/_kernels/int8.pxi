@@ -74,8 +74,9 @@ cdef int _i8_out(str fn, ac_i8_out *o, object out, int M, int N, object comp, ob
     o.f32, o.relu, o.ldc = out.dtype == np.float32, relu, N
     o.mul = <const float *><size_t>_array(fn, "mul", mul, np.float32, (N,))
     o.add = <const float *><size_t>_array(fn, "add", add, np.float32, (N,))
-    o.comp = NULL if comp is None else \
-        <const int32_t *><size_t>_array(fn, "comp", comp, np.int32, (N,))
+    o.comp = NULL
+    if comp is not None:
+        o.comp = <const int32_t *><size_t>_array(fn, "comp", comp, np.int32, (N,))
     return 0
 
 

@@ -38,9 +38,9 @@ AC_TARGET_AVX2 void ac_i8_ukernel_avx2(int kq, const uint8_t *Ap, const int8_t *
             const __m256i ae = _mm256_and_si256(a, lo), ao = _mm256_srli_epi16(a, 8);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++)
-                acc[i][v] = _mm256_add_epi32(
-                    acc[i][v], _mm256_add_epi32(_mm256_madd_epi16(ae, be[v]),
-                                                _mm256_madd_epi16(ao, bo[v])));
+                acc[i][v] = _mm256_add_epi32(acc[i][v],
+                                             _mm256_add_epi32(_mm256_madd_epi16(ae, be[v]),
+                                                              _mm256_madd_epi16(ao, bo[v])));
         }
     }
 #pragma GCC unroll 4
@@ -63,17 +63,20 @@ AC_TARGET_AVX2 void ac_i8_store_avx2(const int32_t *tile, int ldt, int mr, int n
         for (int j = 0; j < nv; j += 8) {
             __m256i s = _mm256_loadu_si256((const __m256i *)(t + j));
             if (o->comp)
-                s = _mm256_sub_epi32(s, _mm256_loadu_si256((const __m256i *)(o->comp + j0 + j)));
+                s = _mm256_sub_epi32(s,
+                                     _mm256_loadu_si256((const __m256i *)(o->comp + j0 + j)));
             __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(o->mul + j0 + j),
                                        _mm256_loadu_ps(o->add + j0 + j));
             if (o->f32) {
                 if (o->relu) y = _mm256_max_ps(y, zero);
                 _mm256_storeu_ps((float *)o->C + row + j, y);
             } else {
-                const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(y, zero), top));
+                const __m256i q = _mm256_cvtps_epi32(
+                    _mm256_min_ps(_mm256_max_ps(y, zero), top));
                 const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q),
                                                   _mm256_extracti128_si256(q, 1));
-                _mm_storel_epi64((__m128i *)((uint8_t *)o->C + row + j), _mm_packus_epi16(w, w));
+                _mm_storel_epi64((__m128i *)((uint8_t *)o->C + row + j),
+                                 _mm_packus_epi16(w, w));
             }
         }
     }

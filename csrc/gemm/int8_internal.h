@@ -16,8 +16,8 @@
 typedef void (*ac_i8_ukernel_fn)(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile);
 /* Requantize rows [0, mr) x columns [0, nr) of an s32 tile with row stride ldt into C at
  * (i0, j0). */
-typedef void (*ac_i8_store_fn)(const int32_t *tile, int ldt, int mr, int nr,
-                               const ac_i8_out *o, int i0, int j0);
+typedef void (*ac_i8_store_fn)(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o,
+                               int i0, int j0);
 
 typedef struct ac_i8_kernel {
     int isa; /* enum ac_isa; AC_ISA_AVX512 stands for AVX512-VNNI */
