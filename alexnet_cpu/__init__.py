@@ -14,9 +14,10 @@ from .loss import softmax, softmax_cross_entropy
 from .model import alexnet
 from .onnx_io import export_onnx, import_onnx  # the onnx package only when called
 from .optim import SGD
+from .train import train_step
 from .weights import WeightFileError
 
 __version__ = "0.1.0"
 __all__ = ["SGD", "Context", "WeightFileError", "alexnet", "cpu_info", "default_context",
            "export_onnx", "get_num_threads", "get_precision", "import_onnx", "load", "save",
-           "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy"]
+           "set_num_threads", "sgemm", "softmax", "softmax_cross_entropy", "train_step"]

@@ -20,7 +20,7 @@ def save(path, net, **metadata):
     meta = {"kind": "weights", "variant": net.variant, "num_classes": net.num_classes,
             "in_channels": net.in_channels, "geometry": net.geometry}
     meta.update(metadata)
-    write_file(path, net.state_dict(), _jsonable(meta))
+    write_file(path, dict(net.named_params()), _jsonable(meta))   # views of the arena
 
 
 def save_checkpoint(path, net, opt, **metadata):
@@ -29,16 +29,18 @@ def save_checkpoint(path, net, opt, **metadata):
             "in_channels": net.in_channels, "dropout": net.dropout_state(),
             "geometry": net.geometry}
     meta.update(metadata)
-    tensors = net.state_dict()
+    tensors = dict(net.named_params())
     tensors.update(opt.state_dict())
     write_file(path, tensors, _jsonable(meta))
 
 
-def load(path, with_tensors=False):
+def load(path, with_tensors=False, model=None):
     """(net, metadata) from a weight file or checkpoint; also accepts a plain safetensors
     file of a torchvision AlexNet state dict (then the variant is inferred as owt), and an
     AlexNet ONNX graph (a path ending in .onnx; onnx_io.import_onnx).
     with_tensors=True also returns every tensor in the file (for resuming).
+    model(num_classes) -> Net, if given, builds the net the tensors go into (the one
+    train.fit was given) instead of the variant's AlexNet.
     Every metadata field is checked (type, range, agreement with the tensors) before the
     net is built; any problem is a WeightFileError naming the file."""
     path = os.fspath(path)
@@ -49,17 +51,17 @@ def load(path, with_tensors=False):
     tensors, meta = read_file(path)
     variant, num_classes, in_channels = check_metadata(
         path, meta, {k: v.shape for k, v in tensors.items()})
+    net = (model(num_classes) if model is not None else
+           alexnet(variant, num_classes=num_classes, in_channels=in_channels,
+                   geometry=meta.get("geometry"), init=None))
     if meta.get("precision") == "int8":     # post-training quantized (quantize.py)
         from .quantize import Int8Net
-        net = Int8Net(alexnet(variant, num_classes=num_classes, in_channels=in_channels,
-                              geometry=meta.get("geometry"), init=None), tensors, path)
+        net = Int8Net(net, tensors, path)
         return (net, meta, tensors) if with_tensors else (net, meta)
-    net = alexnet(variant, num_classes=num_classes, in_channels=in_channels,
-                  geometry=meta.get("geometry"), init=None)
-    model = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
-             if not k.startswith("optim.")}
+    params = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
+              if not k.startswith("optim.")}
     try:
-        net.load_state_dict(model)
+        net.load_state_dict(params)
     except ValueError as e:
         raise WeightFileError(f"{path}: {e}") from None
     if "dropout" in meta:

@@ -215,10 +215,7 @@ class World:
 
     def broadcast_parameters(self, net, opt=None):
         """Every rank gets rank 0's parameters (and momentum buffers, if an SGD is given)."""
-        arrays = [p for _, p in net.named_params()]
-        if opt is not None:
-            arrays += list(opt.velocity.values())
-        self.broadcast_arrays(arrays)
+        self.broadcast_arrays([net.flat] + ([opt.velocity_flat] if opt is not None else []))
 
     def check_parameters(self, net, step):
         """Raise if any rank's parameters differ bitwise from rank 0's."""
@@ -296,8 +293,8 @@ class Watchdog:
 
 
 class GradientReducer:
-    """The net's gradients as views of one flat float32 buffer in backward order (the last
-    layer first), summed over ranks in buckets of `bucket_mb` as backward completes them.
+    """Sums the net's gradient arena (Net.grad_flat: the last layer's gradients first) over
+    the ranks in buckets of `bucket_mb`, each as soon as backward has completed it.
 
     backward(d, reduce=True) runs net.backward and returns once the sums are in place;
     reduce=False only accumulates (gradient accumulation: reduce on the last micro-batch).
@@ -311,22 +308,9 @@ class GradientReducer:
         if bucket_mb <= 0:
             raise ValueError(f"bucket_mb must be > 0, got {bucket_mb}")
         self.world, self.net, self.overlap = world, net, bool(overlap)
-        # Views into one buffer, the last layer's parameters first.
-        order = [k for k in range(len(net.layers) - 1, -1, -1) if net.layers[k][1].params]
-        total = sum(p.size for k in order for p in net.layers[k][1].params.values())
-        self.flat = np.zeros(total, np.float32)
-        self.layer_end, off = {}, 0
-        for k in order:
-            layer = net.layers[k][1]
-            old = layer._grads
-            views = {}
-            for name, p in layer.params.items():
-                views[name] = self.flat[off:off + p.size].reshape(p.shape)
-                if old is not None:
-                    views[name][...] = old[name]
-                off += p.size
-            layer._grads = views  # the layer accumulates straight into the flat buffer
-            self.layer_end[k] = off
+        # The net's gradient arena is in backward order: buckets complete front to back.
+        self.flat, self.layer_end = net.grad_flat(), net.layer_end
+        total = len(self.flat)
         step = max(1, int(bucket_mb * 2 ** 20 / 4))
         self.buckets = [(a, min(a + step, total)) for a in range(0, total, step)]
         self.reduce_s = self.wait_s = self.backward_s = 0.0

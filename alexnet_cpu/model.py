@@ -12,6 +12,7 @@ from .layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, M
 VARIANTS = ("paper", "owt")
 INITS = ("kaiming", "torch", "paper")
 MIN_INPUT = 63   # smallest square input that survives the three 3/2 max-pools
+ALIGN = 16       # floats: each parameter starts its own 64-byte line in the arena
 # What varies between AlexNets of the same layout (Caffe's bvlc_alexnet: conv1 without
 # padding for 227 px input, LRN k=1 and alpha 2e-5 in our undivided convention, ceil-mode
 # pools). LRN alpha here is the paper's, not divided by size (ONNX's and torch's alpha is
@@ -29,6 +30,7 @@ class Net:
         # The first layer's input gradient is never needed: skip computing it.
         self.layers[0][1].need_input_grad = False
         self.training = True
+        self._adopt_parameters()
         # The kernel context of every call this net makes (ISA path, precision, Winograd
         # choice), from the defaults at construction (set_isa, ALEXNET_CPU_*): nets with
         # different contexts may run at once in different threads.
@@ -108,6 +110,7 @@ class Net:
         grad_ready(k), if given, is called once layer k's gradients are final (a
         data-parallel run starts reducing them while the earlier layers' backward runs)."""
         d = np.ascontiguousarray(dlogits, dtype=np.float32)
+        self.grad_flat()
         for k in range(len(self.layers) - 1, -1, -1):
             d = self.layers[k][1].backward(d, self.ctx)
             if grad_ready is not None:
@@ -132,6 +135,7 @@ class Net:
         a = self._forward(x, stop=k + 1)
         d = np.ascontiguousarray(dlogits(self._forward(a.copy(), start=k + 1)),
                                  dtype=np.float32)
+        self.grad_flat()
         for j in range(len(self.layers) - 1, k, -1):
             d = self.layers[j][1].backward(d, self.ctx)
         return a, d.copy()
@@ -162,9 +166,63 @@ class Net:
                     g["lrn"][key] for key in ("size", "alpha", "beta", "k"))
         return self
 
-    # -- parameters ---------------------------------------------------------------------
+    # -- parameters: one arena ----------------------------------------------------------
+    def _adopt_parameters(self):
+        """Move every layer's parameters into one flat float32 buffer, self.flat, and leave
+        the layers views of it. Order: the last layer's first (backward order, in which a
+        data-parallel run sums the gradients while the backward goes on); each tensor
+        starts on a 64-byte boundary (the gaps stay zero). One buffer lets SGD update all
+        parameters in one kernel call and MPI broadcast and reduce them in one piece."""
+        self.extents, self.layer_end, off = {}, {}, 0   # name -> (start, stop); k -> stop
+        for k in range(len(self.layers) - 1, -1, -1):
+            lname, layer = self.layers[k]
+            for pname, p in layer.params.items():
+                self.extents[f"{lname}.{pname}"] = (off, off + p.size)
+                self.layer_end[k] = off + p.size
+                off += -(-p.size // ALIGN) * ALIGN
+        self.arena_size = off
+        self.flat = self.new_arena()
+        self._grad_flat = None
+        for lname, layer in self.layers:
+            layer.params = self.views(self.flat, lname, layer.params)
+
+    def new_arena(self):
+        """A zeroed float32 buffer of the arena's size, 64-byte aligned (the parameters,
+        gradients, momentum)."""
+        n = self.arena_size
+        raw = np.zeros(n + ALIGN, np.float32)
+        skip = (-raw.ctypes.data % (4 * ALIGN)) // 4
+        return raw[skip:skip + n]
+
+    def views(self, buf, layer_name=None, fill=None):
+        """{name: view of buf shaped like that parameter} for an arena-sized buffer buf
+        (the parameters, gradients, momentum): every parameter, or those of one layer
+        keyed by their short names, copying in the arrays of `fill` if given."""
+        out = {}
+        for lname, layer in self.layers:
+            if layer_name is not None and lname != layer_name:
+                continue
+            for pname, p in layer.params.items():
+                a, b = self.extents[f"{lname}.{pname}"]
+                v = buf[a:b].reshape(p.shape)
+                if fill is not None and fill[pname].any():   # zeros: leave the pages unmapped
+                    v[...] = fill[pname]
+                out[pname if layer_name is not None else f"{lname}.{pname}"] = v
+        return out
+
+    def grad_flat(self):
+        """The gradient arena (allocated on first use: inference never pays for it); the
+        layers accumulate into views of it."""
+        if self._grad_flat is None:
+            self._grad_flat = self.new_arena()
+            for lname, layer in self.layers:
+                if layer.params:
+                    layer._grads = self.views(self._grad_flat, lname, layer._grads)
+        return self._grad_flat
+
     def parameters(self):
         """Ordered [(name, value, grad)] over every parameter."""
+        self.grad_flat()
         return [(f"{lname}.{pname}", p, layer.grads[pname])
                 for lname, layer in self.layers for pname, p in layer.params.items()]
 
@@ -177,8 +235,7 @@ class Net:
         return sum(p.size for _, p in self.named_params())
 
     def zero_grad(self):
-        for _, _, g in self.parameters():
-            g.fill(0.0)
+        self.grad_flat().fill(0.0)
 
     def state_dict(self):
         """{name: copy of the parameter}, torchvision-style names."""

@@ -69,13 +69,38 @@ def export_onnx(net, path, input_size=224, classes=None, mean=None, std=None, op
     onnx = _onnx()
     from onnx import TensorProto, helper
     from . import __version__
-    from .data import base_size
     if not (isinstance(opset, int) and MIN_OPSET <= opset <= onnx.defs.onnx_opset_version()):
         raise ValueError(f"opset: expected an integer in {MIN_OPSET}.."
                          f"{onnx.defs.onnx_opset_version()}, got {opset!r}")
     if not (isinstance(input_size, int) and MIN_INPUT <= input_size <= MAX_INPUT):
         raise ValueError(f"input_size: expected an integer in {MIN_INPUT}..{MAX_INPUT}, "
                          f"got {input_size!r}")
+    nodes, inits = _export_nodes(net, input_size, helper)
+    nodes[-1].output[0] = "logits"
+
+    graph = helper.make_graph(
+        nodes, "alexnet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       ["batch", net.in_channels, input_size, input_size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", net.num_classes])])
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="alexnet-cpu",
+                              producer_version=__version__,
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    for name, arr in inits:     # added in place: make_graph/make_model would copy 244 MB
+        t = model.graph.initializer.add()
+        t.name, t.data_type = name, TensorProto.FLOAT
+        t.dims.extend(arr.shape)
+        t.raw_data = np.ascontiguousarray(arr, "<f4").tobytes()
+    model.doc_string, props = _export_metadata(net, path, input_size, classes, mean, std)
+    helper.set_model_props(model, props)
+    data = model.SerializeToString()
+    write_atomically(os.fspath(path), lambda f: f.write(data))
+
+
+def _export_nodes(net, input_size, helper):
+    """([NodeProto], [(initializer name, array)]) of the net's layers, in order."""
     shapes = [r[2] for r in net.summary(input_size)]  # raises if the size is too small
     nodes, inits, x = [], [], "input"
 
@@ -125,23 +150,14 @@ def export_onnx(net, path, input_size=224, classes=None, mean=None, std=None, op
         elif not isinstance(layer, Dropout):   # dropout is the identity at inference
             raise ValueError(f"{name}: layer {layer.kind} has no ONNX export")
         shape = out_shape
-    nodes[-1].output[0] = "logits"
+    return nodes, inits
 
-    graph = helper.make_graph(
-        nodes, "alexnet",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                       ["batch", net.in_channels, input_size, input_size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                       ["batch", net.num_classes])])
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="alexnet-cpu",
-                              producer_version=__version__,
-                              ir_version=helper.find_min_ir_version_for(opsets))
-    for name, arr in inits:     # added in place: make_graph/make_model would copy 244 MB
-        t = model.graph.initializer.add()
-        t.name, t.data_type = name, TensorProto.FLOAT
-        t.dims.extend(arr.shape)
-        t.raw_data = np.ascontiguousarray(arr, "<f4").tobytes()
+
+def _export_metadata(net, path, input_size, classes, mean, std):
+    """(doc string, metadata properties) of an export: what a reader needs to preprocess
+    its input and name its classes."""
+    from . import __version__
+    from .data import base_size
     base = base_size(input_size)
     meta = {"variant": net.variant, "num_classes": net.num_classes,
             "in_channels": net.in_channels, "input_size": input_size,
@@ -152,7 +168,7 @@ def export_onnx(net, path, input_size=224, classes=None, mean=None, std=None, op
         meta["preprocess"] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
                               "base": base}
     check_metadata(os.fspath(path), meta, {n: p.shape for n, p in net.named_params()})
-    model.doc_string = (
+    doc = (
         f"AlexNet ({net.variant}) exported by alexnet-cpu {__version__}. Input 'input': "
         f"float32 NCHW RGB ({net.in_channels}x{input_size}x{input_size}), any batch size; "
         f"output 'logits' (softmax them for probabilities).")
@@ -166,9 +182,7 @@ def export_onnx(net, path, input_size=224, classes=None, mean=None, std=None, op
                      std=json.dumps(meta["preprocess"]["std"]))
     if "classes" in meta:
         props["classes"] = json.dumps(meta["classes"])
-    helper.set_model_props(model, props)
-    data = model.SerializeToString()
-    write_atomically(os.fspath(path), lambda f: f.write(data))
+    return doc, props
 
 
 # ----------------------------------------------------------------------------- import
@@ -384,21 +398,7 @@ def _op(graph, node, nxt):
     if data in graph.consts or not data:
         raise _Refuse(node, "expected the data to come in as input 0")
     if t == "Conv":
-        dims = graph.const_dims(node, 1)
-        if len(dims) != 4:
-            raise _Refuse(node, f"weight: expected 4 dimensions, got {dims}")
-        k = _ints(node, a, "kernel_shape", 2, dims[2:])
-        if k[0] != k[1] or k != dims[2:]:
-            raise _Refuse(node, f"kernel_shape {k}: expected a square kernel matching the "
-                                f"weight {dims}")
-        pads = _ints(node, a, "pads", 4, [0] * 4)
-        strides = _ints(node, a, "strides", 2, [1, 1])
-        if len(set(pads)) != 1 or strides[0] != strides[1]:
-            raise _Refuse(node, f"pads {pads}, strides {strides}: expected equal on all sides")
-        if _ints(node, a, "dilations", 2, [1, 1]) != [1, 1]:
-            raise _Refuse(node, "dilations are not supported")
-        return "conv", {"k": k[0], "stride": strides[0], "pad": pads[0],
-                        "groups": a.get("group", 1), "dims": dims}, 1
+        return _conv_op(graph, node, a)
     if t == "Relu":
         return "relu", {}, 1
     if t == "LRN":
@@ -429,26 +429,8 @@ def _op(graph, node, nxt):
                 shape[0] not in (-1, 0, 1) or shape == [-1, -1]:
             raise _Refuse(node, f"shape {shape}: expected (batch, {FEATURES}), a flatten")
         return "flatten", {}, 1
-    if t == "Gemm":
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-            raise _Refuse(node, "expected transA=0, alpha=1, beta=1")
-        dims = graph.const_dims(node, 1)
-        if len(dims) != 2:
-            raise _Refuse(node, f"weight: expected 2 dimensions, got {dims}")
-        tb = bool(a.get("transB", 0))
-        return "linear", {"dims": dims if tb else dims[::-1], "transpose": not tb,
-                          "bias": 2 if len(node.input) > 2 and node.input[2] else None,
-                          "node": node}, 1
-    if t == "MatMul":   # x . W (W stored (in, out)), maybe then + b
-        dims = graph.const_dims(node, 1)
-        if len(dims) != 2:
-            raise _Refuse(node, f"weight: expected 2 dimensions, got {dims}")
-        p = {"dims": dims[::-1], "transpose": True, "bias": None, "node": node}
-        if nxt is not None and nxt.op_type == "Add" and len(nxt.input) == 2 and \
-                nxt.input[0] == node.output[0] and nxt.input[1] in graph.consts:
-            p.update(bias=1, bias_node=nxt)
-            return "linear", p, 2
-        return "linear", p, 1
+    if t in ("Gemm", "MatMul"):
+        return _linear_op(graph, node, a, nxt)
     if t in ("Dropout", "Identity"):
         if t == "Dropout" and len(node.input) > 2 and node.input[2]:
             if graph.const(node, 2, None, {9: np.dtype("?"), **_INT_TYPES}).any():
@@ -459,6 +441,46 @@ def _op(graph, node, nxt):
             raise _Refuse(node, f"axis {a['axis']}: expected the class axis")
         return "softmax", {}, 1
     raise _Refuse(node, "operator not part of an AlexNet")
+
+
+def _conv_op(graph, node, a):
+    """A Conv node -> ("conv", its geometry, 1)."""
+    dims = graph.const_dims(node, 1)
+    if len(dims) != 4:
+        raise _Refuse(node, f"weight: expected 4 dimensions, got {dims}")
+    k = _ints(node, a, "kernel_shape", 2, dims[2:])
+    if k[0] != k[1] or k != dims[2:]:
+        raise _Refuse(node, f"kernel_shape {k}: expected a square kernel matching the "
+                            f"weight {dims}")
+    pads = _ints(node, a, "pads", 4, [0] * 4)
+    strides = _ints(node, a, "strides", 2, [1, 1])
+    if len(set(pads)) != 1 or strides[0] != strides[1]:
+        raise _Refuse(node, f"pads {pads}, strides {strides}: expected equal on all sides")
+    if _ints(node, a, "dilations", 2, [1, 1]) != [1, 1]:
+        raise _Refuse(node, "dilations are not supported")
+    return "conv", {"k": k[0], "stride": strides[0], "pad": pads[0],
+                    "groups": a.get("group", 1), "dims": dims}, 1
+
+
+def _linear_op(graph, node, a, nxt):
+    """A Gemm node, or MatMul (and a following Add of the bias) -> ("linear", ...)."""
+    dims = graph.const_dims(node, 1)
+    if len(dims) != 2:
+        raise _Refuse(node, f"weight: expected 2 dimensions, got {dims}")
+    if node.op_type == "Gemm":
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            raise _Refuse(node, "expected transA=0, alpha=1, beta=1")
+        tb = bool(a.get("transB", 0))
+        return "linear", {"dims": dims if tb else dims[::-1], "transpose": not tb,
+                          "bias": 2 if len(node.input) > 2 and node.input[2] else None,
+                          "node": node}, 1
+    # MatMul: x . W (W stored (in, out)), maybe followed by + b
+    p = {"dims": dims[::-1], "transpose": True, "bias": None, "node": node}
+    if nxt is not None and nxt.op_type == "Add" and len(nxt.input) == 2 and \
+            nxt.input[0] == node.output[0] and nxt.input[1] in graph.consts:
+        p.update(bias=1, bias_node=nxt)
+        return "linear", p, 2
+    return "linear", p, 1
 
 
 def _ops(graph):

@@ -4,24 +4,27 @@
 """
 import math
 
-import numpy as np
 
 from . import _C
 
 
 class SGD:
+    """Updates the net's parameter arena (Net.flat) from its gradient arena in one kernel
+    call; the momentum buffers are one arena too (velocity: views of it by name)."""
+
     def __init__(self, net, lr=0.01, momentum=0.9, weight_decay=5e-4):
         if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ValueError(f"SGD: need lr > 0, 0 <= momentum < 1, weight_decay >= 0; got "
                              f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         self.net, self.lr, self.momentum, self.weight_decay = net, lr, momentum, weight_decay
-        self.velocity = {name: np.zeros_like(p) for name, p, _ in net.parameters()}
+        self.velocity_flat = net.new_arena()
+        self.velocity = net.views(self.velocity_flat)
 
     def step(self):
         """Update every parameter from its gradient; the kernel also zeroes the gradient."""
-        for name, p, g in self.net.parameters():
-            _C.sgd_update(p, g, self.velocity[name], self.lr, self.momentum,
-                          self.weight_decay)
+        self.net.invalidate()   # packed weights would go stale: the arena is written directly
+        _C.sgd_update(self.net.flat, self.net.grad_flat(), self.velocity_flat, self.lr,
+                      self.momentum, self.weight_decay)
 
     def state_dict(self):
         return {f"optim.velocity.{k}": v for k, v in self.velocity.items()}

@@ -236,197 +236,291 @@ def _resolve_data(cfg):
     return train, val, f"{train_dir} ({cfg.val_fraction:.0%} held out for validation)"
 
 
-def fit(cfg):
-    """Train as configured; returns the history (one dict per epoch). Under mpiexec every
-    rank runs this: rank r trains on its rows of each global batch; an error on any rank
-    ends the job (distributed.World.abort_on_error)."""
+def fit(cfg, model=None):
+    """Train as configured; returns the history (one dict per epoch). model(num_classes)
+    -> Net builds the net to train (default: cfg.variant's AlexNet; a resumed run rebuilds
+    it the same way before loading the checkpoint). Under mpiexec every rank runs this:
+    rank r trains on its rows of each global batch; an error on any rank ends the job
+    (distributed.World.abort_on_error)."""
     cfg.check()
     if not cfg.train_dir:
         raise ValueError("no training folder given (TrainConfig.train_dir, -data)")
     world = distributed.init(cfg.mpi, cfg.timeout)
     with world.abort_on_error():
-        return _fit(cfg, world)
+        run = _prepare(cfg, world, model)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            if run.sched.finished:
+                run.say("early stop: the validation metric stopped improving at the lowest LR")
+                break
+            _epoch(run, epoch)
+        _finish(run)
+        return run.history
 
 
-def _fit(cfg, world):
+def train_step(net, opt, x, y, reducer=None, accumulate=1, total=None, row0=0, step=0):
+    """One SGD step on the batch (x, y) -> (sum of the losses, correct predictions).
+
+    The batch runs as `accumulate` micro-batches whose gradients add up; `reducer`
+    (distributed.GradientReducer) sums them over the ranks during the last backward.
+    The loss is the mean over `total` samples (the global batch; default len(y)). The
+    dropout mask of a row derives from the step counter and its row in the global batch
+    (row0: this rank's first), so it does not depend on how the batch is split."""
+    total = len(y) if total is None else total
+    loss_sum = correct = 0
+    for j in range(accumulate):
+        part = distributed.shard_slice(len(y), j, accumulate)
+        distributed.set_dropout_rows(net, step, row0 + part.start)
+        logits = net.forward(x[part])
+        loss, dlogits = softmax_cross_entropy(logits, y[part])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {step}: lower the learning "
+                                     f"rate (-lr)")
+        m = len(y[part])
+        if m != total:   # each micro-batch's mean gradient weighted by its share
+            dlogits *= np.float32(m / total)
+        if reducer is None:
+            net.backward(dlogits)
+        else:
+            reducer.backward(dlogits, reduce=j == accumulate - 1)
+        loss_sum += loss * m
+        correct += int((logits.argmax(axis=1) == y[part]).sum())
+    opt.step()
+    return loss_sum, correct
+
+
+@dataclass
+class _Run:
+    """What the epochs of one fit() share."""
+    cfg: TrainConfig
+    world: object
+    net: object
+    opt: SGD
+    sched: object
+    reducer: object
+    train_loader: DataLoader
+    val_loader: DataLoader
+    classes: list
+    stats: dict
+    say: object
+    quiet: bool
+    start_epoch: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)
+    best: Optional[dict] = None
+
+    @property
+    def k(self):
+        return min(5, len(self.classes))
+
+    @property
+    def log_path(self):
+        return self.cfg.log or os.path.splitext(self.cfg.save)[0] + ".log.jsonl"
+
+    def beside_log(self, suffix):
+        return os.path.splitext(self.log_path)[0].removesuffix(".log") + suffix
+
+
+def _prepare(cfg, world, model):
+    """The run's net (new, pretrained or resumed), optimiser, schedule, reducer and
+    loaders, announced."""
     quiet = cfg.quiet or not world.is_root
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     if cfg.threads or world.local_size > 1:
         # Ranks sharing a machine share its cores.
         _threads.set_num_threads(cfg.threads or max(1, os.cpu_count() // world.local_size))
-    start_epoch, history, step, best = 0, [], 0, None
-    if cfg.resume:
-        net, meta, tensors = load(cfg.resume, with_tensors=True)
-        if meta.get("kind") != "checkpoint":
-            raise ValueError(f"{cfg.resume}: not a checkpoint (no optimiser state); "
-                             f"use -load_pretrained for plain weights")
-        state = meta.get("train")
-        check_train_state(cfg.resume, state)
-        # What shaped the interrupted run's data order and model must not change.
-        for key in ("variant", "size", "batch_size", "seed", "val_fraction"):
-            setattr(cfg, key, state["config"][key])
-        cfg.dropout = state["config"].get("dropout", 0.5)   # absent before it was a flag
-        for _, layer in net.layers:
-            if isinstance(layer, Dropout):
-                layer.p = cfg.dropout
+    resumed = _resume(cfg, model) if cfg.resume else None
     train_ds, val_ds, where = _resolve_data(cfg)
     classes = train_ds.classes
-    if cfg.resume:
+    if resumed:
+        net, meta, tensors, state = resumed
         if meta.get("classes") != classes:
             raise ValueError(f"{cfg.resume}: checkpoint classes differ from the data's")
-        if not all(k in meta.get("preprocess", {}) for k in ("mean", "std", "eigval", "eigvec")):
-            raise WeightFileError(f"{cfg.resume}: checkpoint lacks preprocess statistics")
         stats = meta["preprocess"]
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        # checkpoints before best/last files kept only the best top-1 (a number)
-        best = state["best"] if isinstance(state["best"], dict) else None
     else:
-        net = alexnet(cfg.variant, num_classes=len(classes), init=cfg.init,
-                      bias_value=cfg.bias_value, dropout=cfg.dropout, seed=cfg.seed)
+        net = (model(len(classes)) if model is not None else
+               alexnet(cfg.variant, num_classes=len(classes), init=cfg.init,
+                       bias_value=cfg.bias_value, dropout=cfg.dropout, seed=cfg.seed))
         if cfg.load_pretrained:
-            _load_pretrained(net, cfg.load_pretrained, say)
+            _load_pretrained(net, cfg.load_pretrained, say, model)
         stats = world.bcast(lambda: _stats_dict(compute_stats(train_ds, cfg.size,
                                                               seed=cfg.seed)))
-
-    net.set_precision(cfg.precision)
+    net.set_precision(cfg.precision).train()
     opt = SGD(net, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = make_schedule(cfg.schedule, cfg.lr, **_schedule_args(cfg))
-    if cfg.resume:
+    run = _Run(cfg, world, net, opt, sched, None, *_loaders(cfg, stats, train_ds, val_ds,
+                                                            world), classes, stats, say, quiet)
+    if resumed:
         try:
             opt.load_state_dict(tensors)
             sched.load_state_dict(state["schedule"])
         except ValueError as e:
             raise WeightFileError(f"{cfg.resume}: {e}") from None
+        run.start_epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
+        # checkpoints before best/last files kept only the best top-1 (a number)
+        run.best = state["best"] if isinstance(state["best"], dict) else None
     world.broadcast_parameters(net, opt)
-    reducer = world.gradient_reducer(net, cfg.bucket_mb, cfg.overlap)
+    run.reducer = world.gradient_reducer(net, cfg.bucket_mb, cfg.overlap)
     if min(cfg.batch_size, len(train_ds)) < world.size * cfg.accumulate:
         raise ValueError(f"-batchsize {cfg.batch_size} (or the {len(train_ds)} training "
                          f"images) must be >= processes x -accumulate = "
                          f"{world.size} x {cfg.accumulate}")
-    shard = (world.rank, world.size)
+    _announce(run, where)
+    return run
 
+
+def _resume(cfg, model):
+    """(net, metadata, tensors, training state) of the checkpoint cfg.resume; the
+    config takes the interrupted run's values of what shaped its data order and model."""
+    net, meta, tensors = load(cfg.resume, with_tensors=True, model=model)
+    if meta.get("kind") != "checkpoint":
+        raise ValueError(f"{cfg.resume}: not a checkpoint (no optimiser state); "
+                         f"use -load_pretrained for plain weights")
+    state = meta.get("train")
+    check_train_state(cfg.resume, state)
+    for key in ("variant", "size", "batch_size", "seed", "val_fraction"):
+        setattr(cfg, key, state["config"][key])
+    cfg.dropout = state["config"].get("dropout", 0.5)   # absent before it was a flag
+    for _, layer in net.layers:
+        if isinstance(layer, Dropout):
+            layer.p = cfg.dropout
+    if not all(k in meta.get("preprocess", {}) for k in ("mean", "std", "eigval", "eigvec")):
+        raise WeightFileError(f"{cfg.resume}: checkpoint lacks preprocess statistics")
+    return net, meta, tensors, state
+
+
+def _loaders(cfg, stats, train_ds, val_ds, world):
+    """(training loader, validation loader) of this rank's rows of each batch."""
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     eigval, eigvec = np.asarray(stats["eigval"]), np.asarray(stats["eigvec"])
-    train_loader = DataLoader(train_ds, cfg.batch_size, cfg.size, mean, std, train=True,
-                              shuffle=True, seed=cfg.seed, eigval=eigval, eigvec=eigvec,
-                              crop=cfg.crop, flip=cfg.flip, lighting=cfg.lighting,
-                              drop_last=len(train_ds) > cfg.batch_size, workers=cfg.workers,
-                              cache=cfg.cache, shard=shard)
-    val_loader = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
-                            shuffle=False, seed=cfg.seed, workers=cfg.workers,
-                            cache=cfg.cache, ten_crop=cfg.tencrop, shard=shard)
-    k = min(5, len(classes))
+    shard = (world.rank, world.size)
+    train = DataLoader(train_ds, cfg.batch_size, cfg.size, mean, std, train=True,
+                       shuffle=True, seed=cfg.seed, eigval=eigval, eigvec=eigvec,
+                       crop=cfg.crop, flip=cfg.flip, lighting=cfg.lighting,
+                       drop_last=len(train_ds) > cfg.batch_size, workers=cfg.workers,
+                       cache=cfg.cache, shard=shard)
+    val = DataLoader(val_ds, cfg.batch_size, cfg.size, mean, std, train=False,
+                     shuffle=False, seed=cfg.seed, workers=cfg.workers,
+                     cache=cfg.cache, ten_crop=cfg.tencrop, shard=shard)
+    return train, val
+
+
+def _announce(run, where):
+    cfg, net, say, world = run.cfg, run.net, run.say, run.world
     info = _threads.cpu_info()
     say(f"alexnet-cpu: variant {net.variant}, {net.num_parameters():,} parameters, "
-        f"{len(classes)} classes, input {cfg.size}x{cfg.size}")
-    say(f"data: {where}: {len(train_ds)} train / {len(val_ds)} val images")
+        f"{len(run.classes)} classes, input {cfg.size}x{cfg.size}")
+    say(f"data: {where}: {len(run.train_loader.dataset)} train / "
+        f"{len(run.val_loader.dataset)} val images")
     say(f"engine: {info['isa']} kernels, {net.precision}, {info['threads']} threads; "
         f"batch {cfg.batch_size}, "
         f"lr {cfg.lr:g}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}, "
-        f"schedule {_describe(sched)}")
+        f"schedule {_describe(run.sched)}")
     say(f"files: best epoch -> {cfg.save}, last epoch -> {last_path(cfg.save)}, "
         f"checkpoint -> {checkpoint_path(cfg.save)}")
     if world.size > 1 or cfg.accumulate > 1:
         say(f"data-parallel: {world.size} processes (rank:pid@host {world.pids()}), "
             f"{cfg.accumulate} micro-batch(es) per step, gradient buckets {cfg.bucket_mb:g} MB"
-            f"{', overlapped with backward' if reducer.overlap else ', after backward'}")
-    if start_epoch:
-        say(f"resuming from {cfg.resume} after epoch {start_epoch}")
+            f"{', overlapped with backward' if run.reducer.overlap else ', after backward'}")
+    if run.start_epoch:
+        say(f"resuming from {cfg.resume} after epoch {run.start_epoch}")
 
-    log_path = cfg.log or os.path.splitext(cfg.save)[0] + ".log.jsonl"
-    meta_common = {"classes": classes, "input_size": cfg.size, "preprocess": stats}
-    net.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        if sched.finished:
-            say("early stop: the validation metric stopped improving at the lowest LR")
-            break
-        t0 = time.perf_counter()
-        train_loader.set_epoch(epoch)
-        progress = Progress(len(train_loader), quiet)
-        n = loss_sum = correct = n_all = 0
-        for i, (x, y) in enumerate(train_loader):
-            # Linear warm-up over the first `warmup` epochs keeps He-initialised
-            # AlexNet from diverging in its first steps at lr 0.01.
-            ramp = (step + 1) / (cfg.warmup * len(train_loader)) if cfg.warmup > 0 else 1.0
-            opt.lr = sched.lr * min(1.0, ramp)
-            # The loss is the mean over the global batch: each micro-batch's mean gradient
-            # is weighted by its share of it, and the ranks' gradients are summed.
-            total = int(world.allreduce([len(y)])[0]) if world.size > 1 else len(y)
-            row0 = distributed.shard_slice(min(cfg.batch_size, len(train_ds) -
-                                               i * cfg.batch_size), *shard).start
-            for j in range(cfg.accumulate):
-                part = distributed.shard_slice(len(y), j, cfg.accumulate)
-                distributed.set_dropout_rows(net, step, row0 + part.start)
-                logits = net.forward(x[part])
-                loss, dlogits = softmax_cross_entropy(logits, y[part])
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step "
-                                             f"{step}: lower the learning rate (-lr)")
-                m = len(y[part])
-                if m != total:
-                    dlogits *= np.float32(m / total)
-                reducer.backward(dlogits, reduce=j == cfg.accumulate - 1)
-                loss_sum += loss * m
-                correct += int((logits.argmax(axis=1) == y[part]).sum())
-            opt.step()
-            step += 1
-            if step % cfg.check_every == 0:
-                world.check_parameters(net, step)
-            n += len(y)
-            n_all += total
-            progress.update(i + 1, n_all, loss_sum / n)
-        train_time = time.perf_counter() - t0
-        rates = world.allgather(round(n / train_time, 2) if train_time > 0 else 0.0)
-        n, loss_sum, correct = world.allreduce([n, loss_sum, correct]).tolist()
-        world.check_parameters(net, step)
-        val = world.reduce_eval(evaluate(net, val_loader, tencrop=cfg.tencrop, k=k))
-        lr_used = opt.lr
-        sched.step(val)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
-               "train_acc": correct / max(n, 1), "val_loss": val["loss"],
-               "val_top1": val["top1"], "val_topk": val["topk"], "k": k, "lr": lr_used,
-               "img_per_s": n / train_time if train_time > 0 else 0.0,
-               "time": time.perf_counter() - t0,
-               "skipped_images": len(train_loader.skipped | val_loader.skipped)}
-        if world.size > 1:
-            row["rank_img_per_s"] = rates
-        history.append(row)
-        improved = _better(val, best)
-        if improved:
-            best = {"epoch": epoch + 1, "val_top1": val["top1"], "val_loss": val["loss"],
-                    "val_topk": val["topk"], "k": k}
-        train_state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
-                       "schedule": sched.state_dict(),
-                       "config": {key: v for key, v in asdict(cfg).items() if key != "extra"}}
-        if not world.is_root:
-            continue   # every rank reached this point: rank 0 writes the files
-        save_checkpoint(checkpoint_path(cfg.save), net, opt, train=train_state, **meta_common)
-        save(last_path(cfg.save), net, epoch=epoch + 1, metrics=_metrics(row), **meta_common)
-        if improved:
-            save(cfg.save, net, epoch=epoch + 1, metrics=_metrics(row), best=best,
-                 **meta_common)
-        say(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.3f}  val loss {val['loss']:.4f} top-1 {val['top1']:.3f} "
-            f"top-{k} {val['topk']:.3f}  lr {lr_used:g}  {row['img_per_s']:.1f} img/s  "
-            f"{row['time']:.1f}s  " + ("best: saved" if improved else
-                                      f"best: epoch {best['epoch']} ({best['val_top1']:.3f})"))
-        with open(log_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        plot_history(history, os.path.splitext(log_path)[0].removesuffix(".log") + ".png")
-    if history and len(val_ds):   # the last epoch's weights, beside the curves
-        class_report(net, val_loader, classes, say=say, tencrop=cfg.tencrop, world=world,
-                     path=os.path.splitext(log_path)[0].removesuffix(".log") + ".confusion.png",
-                     title=f"validation, epoch {history[-1]['epoch']} (last)")
-    skipped = train_loader.skipped | val_loader.skipped
+
+def _train_epoch(run, epoch):
+    """One pass over the training data -> (images, loss sum, correct) of all ranks and
+    this rank's img/s (the rates of all ranks on a data-parallel run)."""
+    cfg, world, loader = run.cfg, run.world, run.train_loader
+    t0 = time.perf_counter()
+    loader.set_epoch(epoch)
+    progress = Progress(len(loader), run.quiet)
+    n = loss_sum = correct = n_all = 0
+    for i, (x, y) in enumerate(loader):
+        # Linear warm-up over the first `warmup` epochs keeps He-initialised
+        # AlexNet from diverging in its first steps at lr 0.01.
+        ramp = (run.step + 1) / (cfg.warmup * len(loader)) if cfg.warmup > 0 else 1.0
+        run.opt.lr = run.sched.lr * min(1.0, ramp)
+        total = int(world.allreduce([len(y)])[0]) if world.size > 1 else len(y)
+        rows = min(cfg.batch_size, len(loader.dataset) - i * cfg.batch_size)
+        row0 = distributed.shard_slice(rows, world.rank, world.size).start
+        lsum, c = train_step(run.net, run.opt, x, y, run.reducer, cfg.accumulate, total,
+                             row0, run.step)
+        run.step += 1
+        if run.step % cfg.check_every == 0:
+            world.check_parameters(run.net, run.step)
+        n, n_all, loss_sum, correct = n + len(y), n_all + total, loss_sum + lsum, correct + c
+        progress.update(i + 1, n_all, loss_sum / n)
+    seconds = time.perf_counter() - t0
+    rates = world.allgather(round(n / seconds, 2) if seconds > 0 else 0.0)
+    return world.allreduce([n, loss_sum, correct]).tolist(), rates, seconds
+
+
+def _epoch(run, epoch):
+    """Train, validate, step the schedule, write the files and the log line."""
+    cfg, world = run.cfg, run.world
+    t0 = time.perf_counter()
+    (n, loss_sum, correct), rates, train_time = _train_epoch(run, epoch)
+    world.check_parameters(run.net, run.step)
+    val = world.reduce_eval(evaluate(run.net, run.val_loader, tencrop=cfg.tencrop, k=run.k))
+    lr_used = run.opt.lr
+    run.sched.step(val)
+    row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
+           "train_acc": correct / max(n, 1), "val_loss": val["loss"],
+           "val_top1": val["top1"], "val_topk": val["topk"], "k": run.k, "lr": lr_used,
+           "img_per_s": n / train_time if train_time > 0 else 0.0,
+           "time": time.perf_counter() - t0,
+           "skipped_images": len(run.train_loader.skipped | run.val_loader.skipped)}
+    if world.size > 1:
+        row["rank_img_per_s"] = rates
+    run.history.append(row)
+    improved = _better(val, run.best)
+    if improved:
+        run.best = {"epoch": epoch + 1, "val_top1": val["top1"], "val_loss": val["loss"],
+                    "val_topk": val["topk"], "k": run.k}
+    if world.is_root:   # every rank reached this point: rank 0 writes the files
+        _write_files(run, epoch, row, improved)
+        _epoch_line(run, epoch, row, improved)
+
+
+def _write_files(run, epoch, row, improved):
+    """Checkpoint, last and (if improved) best weights, each written atomically; the log
+    line and the curves."""
+    cfg, net = run.cfg, run.net
+    meta = {"classes": run.classes, "input_size": cfg.size, "preprocess": run.stats}
+    state = {"epoch": epoch + 1, "step": run.step, "best": run.best, "history": run.history,
+             "schedule": run.sched.state_dict(),
+             "config": {key: v for key, v in asdict(cfg).items() if key != "extra"}}
+    save_checkpoint(checkpoint_path(cfg.save), net, run.opt, train=state, **meta)
+    save(last_path(cfg.save), net, epoch=epoch + 1, metrics=_metrics(row), **meta)
+    if improved:
+        save(cfg.save, net, epoch=epoch + 1, metrics=_metrics(row), best=run.best, **meta)
+    with open(run.log_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    plot_history(run.history, run.beside_log(".png"))
+
+
+def _epoch_line(run, epoch, row, improved):
+    best, k = run.best, run.k
+    run.say(f"epoch {epoch + 1:3d}/{run.cfg.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f}  val loss {row['val_loss']:.4f} "
+            f"top-1 {row['val_top1']:.3f} top-{k} {row['val_topk']:.3f}  lr {row['lr']:g}  "
+            f"{row['img_per_s']:.1f} img/s  {row['time']:.1f}s  " +
+            ("best: saved" if improved else
+             f"best: epoch {best['epoch']} ({best['val_top1']:.3f})"))
+
+
+def _finish(run):
+    """The last epoch's confusion matrix and the closing lines."""
+    cfg, say, best = run.cfg, run.say, run.best
+    if run.history and len(run.val_loader.dataset):   # the last epoch's weights
+        class_report(run.net, run.val_loader, run.classes, say=say, tencrop=cfg.tencrop,
+                     world=run.world, path=run.beside_log(".confusion.png"),
+                     title=f"validation, epoch {run.history[-1]['epoch']} (last)")
+    skipped = run.train_loader.skipped | run.val_loader.skipped
     if skipped:
         say(f"skipped {len(skipped)} unreadable image(s); see the warnings above")
     if best is not None:
         say(f"best epoch {best['epoch']} (val top-1 {best['val_top1']:.3f}, loss "
             f"{best['val_loss']:.4f}) in {cfg.save}; last epoch in {last_path(cfg.save)}; "
-            f"checkpoint {checkpoint_path(cfg.save)}; log {log_path}")
-    return history
-
-
+            f"checkpoint {checkpoint_path(cfg.save)}; log {run.log_path}")
 def _schedule_args(cfg):
     if cfg.schedule == "step":
         return {"step_size": cfg.step_size}
@@ -450,11 +544,11 @@ def _metrics(row):
     return {key: row[key] for key in ("val_loss", "val_top1", "val_topk", "k", "train_loss")}
 
 
-def _load_pretrained(net, path, say):
+def _load_pretrained(net, path, say, model=None):
     """Copy every tensor of matching name and shape (a new classifier head stays fresh);
     a source of the same variant gives its geometry too (conv1 padding, pools, LRN), and
-    may be an ONNX graph (load reads .onnx)."""
-    src, _ = load(path)
+    may be an ONNX graph (load reads .onnx). model: fit's, which built the source."""
+    src, _ = load(path, model=model)
     if src.variant == net.variant:
         net.set_geometry(src.geometry)
     theirs = dict(src.named_params())

@@ -14,8 +14,8 @@ world = distributed.init(mpi=True, timeout=3.0)
 print(f"ranks {world.pids()}", flush=True)
 how = sys.argv[1]
 if how == "drift":
-    from alexnet_cpu import alexnet
-    net = alexnet("owt", num_classes=2)
+    from tiny import tiny_alexnet
+    net = tiny_alexnet(2)
     if world.rank == 1:
         net.named_params()[3][1][0] += 1e-7     # one float of features.3.bias
     with world.abort_on_error():

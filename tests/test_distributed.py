@@ -2,6 +2,7 @@
 one (from rank 0's initial weights, broadcast), resume across process counts, failures end
 the job, sharding covers every sample once, and the package works without mpi4py. The MPI
 tests start `mpiexec -n 2` subprocesses."""
+import functools
 import json
 import os
 import re
@@ -13,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from alexnet_cpu import distributed
-from alexnet_cpu.checkpoint import load
+from alexnet_cpu import checkpoint, distributed
 from alexnet_cpu.data import DataLoader, ImageFolder
 from alexnet_cpu.synthetic import make_dataset
+from tiny import tiny_alexnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
@@ -31,7 +32,7 @@ needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=str(NO_MPI))
 
 def _env():
     env = {k: v for k, v in os.environ.items() if k not in distributed.SIZE_VARS}
-    env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE, env.get("PYTHONPATH", "")])
     return env
 
 
@@ -48,9 +49,13 @@ def data(tmp_path_factory):
     return str(root)
 
 
-# The command line, with rank 1 building other initial weights than rank 0's (every rank
-# builds its net from the same seed): the run must still equal one process's, since
-# training starts by broadcasting rank 0's parameters.
+# The command line training tiny.py's narrow AlexNet (the variant's layers and names): the
+# MPI mechanics are those of the full net, in kilobyte files.
+CLI = "import sys, tiny; tiny.use_in_cli(); from alexnet_cpu import cli\n"
+CLI_MAIN = "sys.exit(cli.main(sys.argv[1:]))\n"
+# ... with rank 1 building other initial weights than rank 0's (every rank builds its net
+# from the same seed): the run must still equal one process's, since training starts by
+# broadcasting rank 0's parameters.
 CLI_RANK1_OTHER_WEIGHTS = (
     "import os, sys; from alexnet_cpu import cli, train\n"
     "def other(*a, **kw):\n"
@@ -59,30 +64,28 @@ CLI_RANK1_OTHER_WEIGHTS = (
     "        p += 0.01\n"
     "    return net\n"
     "if os.environ['PMI_RANK'] == '1':\n"
-    "    make, train.alexnet = train.alexnet, other\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n")
+    "    make, train.alexnet = train.alexnet, other\n")
 
 
-def _train(data, save, nproc=1, script=None, **kw):
-    """Train with the command line (`script`: instead of `-m alexnet_cpu.cli`, a `-c`
-    program that runs it); the saved best weights."""
+def _train(data, save, nproc=1, rank1_other_weights=False, **kw):
+    """Train the narrow net with the command line; the saved best weights."""
     opts = dict(variant="owt", size=63, batchsize=6, epochs=2, schedule="constant",
                 seed=3, threads=1, workers=1, lr=0.0005, warmup=0.5)
     opts.update(kw)
-    args = ((["-c", script] if script else ["-m", "alexnet_cpu.cli"])
-            + ["train", "-data", data, "-save", save, "-cache", "-quiet"])
+    script = CLI + (CLI_RANK1_OTHER_WEIGHTS if rank1_other_weights else "") + CLI_MAIN
+    args = ["-c", script, "train", "-data", data, "-save", save, "-cache", "-quiet"]
     for k, v in opts.items():
         args += [f"-{k}", str(v)]
     r = _run(args, nproc)
     assert r.returncode == 0, r.stderr[-2000:]
-    return load(save)[0].state_dict()
+    model = functools.partial(tiny_alexnet, variant=opts["variant"])
+    return checkpoint.load(save, model=model)[0].state_dict()
 
 
 def _assert_close(a, b):
-    """Equal to float32 rounding grown over 6 SGD steps (sums in another order; measured
-    <= 1e-6 of each tensor's largest value): the steps moved every weight tensor by
-    >= 2e-3 of it, so a wrong gradient, sample or dropout mask shows. (At lr >= 0.002 this
-    tiny run is chaotic: the loss climbs and rounding differences grow to 1e-3.)"""
+    """Equal to float32 rounding grown over 6 SGD steps (sums in another order): a wrong
+    gradient, sample or dropout mask fails it (planted: every rank's dropout rows keyed as
+    rank 0's; a bucket left unreduced). (At lr >= 0.002 this tiny run is chaotic.)"""
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-3,
                                    atol=1e-5 * float(np.abs(a[name]).max()), err_msg=name)
@@ -116,7 +119,7 @@ def test_two_processes_train_the_model_of_one(data, reference, tmp_path, variant
     kw = dict(variant=variant, epochs=2 if variant == "owt" else 1)
     one = reference if variant == "owt" else _train(data, str(tmp_path / "1.safetensors"),
                                                     **kw)
-    two = _train(data, str(tmp_path / "2.safetensors"), nproc=2, script=CLI_RANK1_OTHER_WEIGHTS,
+    two = _train(data, str(tmp_path / "2.safetensors"), nproc=2, rank1_other_weights=True,
                  **kw, **extra)
     _assert_close(one, two)
     np.testing.assert_allclose(_losses(str(tmp_path / "2.safetensors")),
@@ -131,10 +134,11 @@ def test_accumulation_in_one_process_equals_the_whole_batch(data, reference, tmp
 
 
 BROADCAST = """
-from alexnet_cpu import alexnet, distributed
+from alexnet_cpu import distributed
 from alexnet_cpu.optim import SGD
+from tiny import tiny_alexnet
 world = distributed.init(mpi=True)
-net = alexnet("owt", num_classes=3, seed=world.rank)      # other weights on each rank
+net = tiny_alexnet(3, seed=world.rank)                     # other weights on each rank
 opt = SGD(net)
 for v in opt.velocity.values():
     v[...] = world.rank + 1.0                              # other momentum buffers too
@@ -193,7 +197,7 @@ def test_a_failing_rank_ends_the_job(how):
 def test_a_rank_that_fails_in_training_ends_the_job(data, tmp_path):
     """-resume names a file rank 1 cannot read (it is not there for rank 1)."""
     t = time.monotonic()
-    script = ("import os, sys; from alexnet_cpu import cli\n"
+    script = (CLI + "import os\n"
               "rank = int(os.environ['PMI_RANK'])\n"
               "sys.exit(cli.main(sys.argv[1:] + (['-lr', 'nan'] if rank == 1 else [])))\n")
     r = _run(["-c", script, "train", "-data", data, "-save", str(tmp_path / "m.safetensors"),
@@ -239,8 +243,7 @@ def test_dropout_mask_of_a_row_does_not_depend_on_the_split():
 
 def test_without_mpi4py(data, tmp_path):
     """mpi4py hidden: one process trains as before; asking for MPI is one line, exit 2."""
-    block = ("import sys; sys.modules['mpi4py'] = None\n"
-             "from alexnet_cpu import cli; sys.exit(cli.main(sys.argv[1:]))\n")
+    block = "import sys; sys.modules['mpi4py'] = None\n" + CLI + CLI_MAIN
     args = ["-c", block, "train", "-data", data, "-save", str(tmp_path / "m.safetensors"),
             "-size", "63", "-batchsize", "6", "-epochs", "1", "-quiet", "-threads", "1"]
     r = _run(args)

@@ -8,6 +8,7 @@ from alexnet_cpu.layers import (LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten
                                 MaxPool2d, ReLU)
 from alexnet_cpu.model import Net
 from gradcheck import assert_close
+from tiny import tiny_alexnet
 
 
 def test_parameter_counts_and_names():
@@ -309,3 +310,53 @@ def test_geometry_is_checked_and_applied():
         with pytest.raises(ValueError, match=msg):
             check_geometry(bad)
     assert ac.alexnet("owt", num_classes=2).geometry["lrn"] is None
+
+
+def test_parameters_gradients_and_momentum_live_in_arenas():
+    """Net.flat holds every parameter, last layer first, each on a 64-byte boundary; the
+    layers' params and grads and SGD's momentum are views of one arena each; one SGD step
+    updates every tensor as the per-tensor formula would."""
+    net = tiny_alexnet(5)
+    starts = [net.extents[f"{n}.weight"][0] for n, layer in net.layers if layer.params]
+    assert starts == sorted(starts, reverse=True)       # backward order: classifier first
+    starts = [a for a, _ in net.extents.values()]
+    assert all(s % 16 == 0 for s in starts) and net.flat.ctypes.data % 64 == 0
+    assert sum(b - a for a, b in net.extents.values()) == net.num_parameters()
+    for (name, p, g), v in zip(net.parameters(), ac.SGD(net).velocity.values()):
+        a, b = net.extents[name]
+        assert np.shares_memory(p, net.flat[a:b]) and np.shares_memory(g, net.grad_flat()[a:b])
+    assert net.layer_end[len(net.layers) - 1] == net.extents["classifier.6.bias"][1]
+
+    rng = np.random.default_rng(0)
+    opt = ac.SGD(net, lr=0.1, momentum=0.9, weight_decay=0.01)
+    for _, _, g in net.parameters():
+        g[...] = rng.standard_normal(g.shape)
+    for v in opt.velocity.values():
+        v[...] = rng.standard_normal(v.shape)
+    before = [(p.astype(np.float64), g.astype(np.float64), opt.velocity[n].astype(np.float64))
+              for n, p, g in net.parameters()]
+    opt.step()
+    for (name, p, g), (w0, g0, v0) in zip(net.parameters(), before):
+        v = 0.9 * v0 - 0.01 * 0.1 * w0 - 0.1 * g0
+        np.testing.assert_allclose(opt.velocity[name], v, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(p, w0 + v, rtol=1e-5, atol=1e-6, err_msg=name)
+        assert not g.any(), name                      # zeroed for the next accumulation
+    gaps = np.ones(len(net.flat), bool)
+    for a, b in net.extents.values():
+        gaps[a:b] = False
+    assert not net.flat[gaps].any() and not opt.velocity_flat[gaps].any()
+
+
+def test_sgd_step_drops_packed_weights():
+    """SGD writes the arena, not the read-only views a packed eval layer guards: the next
+    eval forward must see the new weights."""
+    net = tiny_alexnet(3).eval()
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 63, 63)).astype(np.float32)
+    before = net.forward(x)
+    opt = ac.SGD(net, lr=0.5, momentum=0.0, weight_decay=0.5)   # decay alone moves weights
+    opt.step()
+    after = net.forward(x)
+    fresh = tiny_alexnet(3).eval()
+    fresh.load_state_dict(net.state_dict())
+    np.testing.assert_array_equal(after, fresh.forward(x))
+    assert not np.array_equal(before, after)

@@ -26,7 +26,7 @@ from alexnet_cpu.weights import write_file  # noqa: E402
 from onnx_graphs import caffe_alexnet, small_graph  # noqa: E402
 
 BOUND = 5e-5
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+ONNX_DOC = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "ONNX.md")
 CLASSES = [f"class {i}" for i in range(7)]
 
 
@@ -407,9 +407,9 @@ def test_without_onnx_the_error_says_how_to_install(monkeypatch, tmp_path):
         export_onnx(ac.alexnet("owt", num_classes=2), tmp_path / "x.onnx")
 
 
-def test_readme_deploy_snippet_runs(exported, tmp_path, monkeypatch):
-    """The README's ONNX Runtime example (a ```py block) on an exported model."""
-    with open(README) as f:
+def test_deploy_snippet_runs(exported, tmp_path, monkeypatch):
+    """docs/ONNX.md's ONNX Runtime example (a ```py block) on an exported model."""
+    with open(ONNX_DOC) as f:
         blocks = re.findall(r"```py\n(.*?)```", f.read(), re.S)
     assert blocks
     _, path = exported("paper", 224)
@@ -419,5 +419,5 @@ def test_readme_deploy_snippet_runs(exported, tmp_path, monkeypatch):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 260, 3), np.uint8)).save(
         tmp_path / "cat.jpg")
     scope = {}
-    exec(compile(blocks[0], "README.md", "exec"), scope)
+    exec(compile(blocks[0], "ONNX.md", "exec"), scope)
     assert scope["probs"].shape == (1, 7) and abs(scope["probs"].sum() - 1) < 1e-5
