@@ -284,8 +284,10 @@ class Int8Net:
                 q = out
             elif kind == "lrn":
                 _, layer, s_out = op
-                y = layer.forward(q.reshape(-1, q.shape[3], 1, 1), ctx).reshape(q.shape)
-                q = _to_u8(y, s_out)
+                # in NCHW, where the kernel runs along the positions (5x faster measured
+                # than NHWC seen as N*H*W positions of one pixel each)
+                y = layer.forward(np.ascontiguousarray(q.transpose(0, 3, 1, 2)), ctx)
+                q = _to_u8(y.transpose(0, 2, 3, 1), s_out)
             elif kind == "pool":
                 layer = op[1]
                 c, oh, ow = layer.output_shape((q.shape[3],) + q.shape[1:3])
