@@ -40,7 +40,8 @@ def load(path, with_tensors=False, model=None):
     AlexNet ONNX graph (a path ending in .onnx; onnx_io.import_onnx).
     with_tensors=True also returns every tensor in the file (for resuming).
     model(num_classes) -> Net, if given, builds the net the tensors go into (the one
-    train.fit was given) instead of the variant's AlexNet.
+    train.fit was given) instead of the variant's AlexNet. An int8 file (precision "int8",
+    quantize.py) gives a quantize.Int8Net over that net's layout.
     Every metadata field is checked (type, range, agreement with the tensors) before the
     net is built; any problem is a WeightFileError naming the file."""
     path = os.fspath(path)
