@@ -333,12 +333,19 @@ def _model_and_inputs(a):
     return predictor
 
 
+def _needs_fp32(net, command):
+    if net.precision == "int8":
+        raise ValueError(f"{command} needs the fp32 model (gradients, fp32 weights); this one "
+                         f"is int8")
+
+
 def cmd_explain(a):
     from .explain import class_index, explain_files, resolve_layer
     from .infer import find_images
     if not os.path.exists(a.input):
         raise FileNotFoundError(f"-input {a.input}: no such file or folder")
     predictor = _model_and_inputs(a)
+    _needs_fp32(predictor.net, "explain")
     resolve_layer(predictor.net, a.layer)
     target = None if a.cls is None else class_index(predictor.classes, a.cls)
     paths = find_images(a.input)
@@ -367,6 +374,7 @@ def cmd_filters(a):
     if not os.path.isfile(a.load):
         raise FileNotFoundError(f"-load {a.load}: no such file")
     net, _ = load(a.load)
+    _needs_fp32(net, "filters")
     draw_filters(net, a.out)
     print(f"conv1 kernels: {a.out}")
 

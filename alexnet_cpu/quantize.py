@@ -143,6 +143,7 @@ class Int8Net:
     shapes and the fp32 layers (LRN, adaptive pooling) come from it."""
 
     precision = "int8"
+    training = False             # inference only
 
     def __init__(self, skeleton, tensors, path="int8 model"):
         self._net = skeleton.eval()
@@ -154,6 +155,11 @@ class Int8Net:
         self._packed = {}
 
     def eval(self):
+        return self
+
+    def train(self, mode=True):
+        if mode:
+            raise ValueError("an int8 model runs inference only: train the fp32 model")
         return self
 
     def set_precision(self, precision):

@@ -189,6 +189,8 @@ def test_cli_quantize_inference_info(tmp_path, monkeypatch, capsys):
     assert read_file(int8)[1]["precision"] == "int8"
     assert cli.main(["info", "-load", str(int8)]) == 0
     assert "precision: int8" in capsys.readouterr().out
+    assert cli.main(["filters", "-load", str(int8), "-o", str(tmp_path / "f.png")]) == 2
+    assert "filters needs the fp32 model" in capsys.readouterr().err
     assert cli.main(["quantize", "-load", str(int8), "-data", str(folder), "-save",
                      str(tmp_path / "x")]) == 2
     assert "already an int8 model" in capsys.readouterr().err
