@@ -15,5 +15,6 @@ include "_kernels/lrn.pxi"
 include "_kernels/eltwise.pxi"
 include "_kernels/loss.pxi"
 include "_kernels/sgd.pxi"
+include "_kernels/int8.pxi"
 
 _env_defaults()

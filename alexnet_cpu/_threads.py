@@ -47,4 +47,5 @@ def cpu_info():
         "openmp": _C.have_openmp(),
         "bf16": _C.bf16_supported(),        # AVX512_BF16 available (vdpbf16ps)
         "precision": _C.get_precision(),    # what the GEMMs multiply in by default
+        "vnni": _C.vnni_supported(),        # AVX512-VNNI available (vpdpbusd, int8)
     }

@@ -40,7 +40,8 @@ def load(path, with_tensors=False, model=None):
     AlexNet ONNX graph (a path ending in .onnx; onnx_io.import_onnx).
     with_tensors=True also returns every tensor in the file (for resuming).
     model(num_classes) -> Net, if given, builds the net the tensors go into (the one
-    train.fit was given) instead of the variant's AlexNet.
+    train.fit was given) instead of the variant's AlexNet. An int8 file (precision "int8",
+    quantize.py) gives a quantize.Int8Net over that net's layout.
     Every metadata field is checked (type, range, agreement with the tensors) before the
     net is built; any problem is a WeightFileError naming the file."""
     path = os.fspath(path)
@@ -54,6 +55,10 @@ def load(path, with_tensors=False, model=None):
     net = (model(num_classes) if model is not None else
            alexnet(variant, num_classes=num_classes, in_channels=in_channels,
                    geometry=meta.get("geometry"), init=None))
+    if meta.get("precision") == "int8":     # post-training quantized (quantize.py)
+        from .quantize import Int8Net
+        net = Int8Net(net, tensors, path)
+        return (net, meta, tensors) if with_tensors else (net, meta)
     params = {k: v.astype(np.float32, copy=False) for k, v in tensors.items()
               if not k.startswith("optim.")}
     try:

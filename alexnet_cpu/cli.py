@@ -120,7 +120,22 @@ def build_parser():
     _opt(m, "std", help="per-channel standard deviation R,G,B (with -mean)")
     _opt(m, "bgr", action="store_true", help="the graph takes BGR input (Caffe models): "
                                              "conv1's channels are reversed to take RGB")
+    _quantize_parser(sub)
     return p
+
+
+def _quantize_parser(sub):
+    from .quantize import CALIBRATIONS
+    q = sub.add_parser("quantize", help="post-training int8 quantization (docs/INT8.md)")
+    _opt(q, "load", required=True, help="fp32 weight file")
+    _opt(q, "data", required=True, help="image folder to calibrate the activation ranges "
+                                        "on (any images; labels are not used)")
+    _opt(q, "images", type=int, default=300, help="calibration images, spread over the "
+                                                  "folder (default 300)")
+    _opt(q, "calibration", choices=CALIBRATIONS, default="max",
+         help="range of each activation: its max, or its 99.99th percentile (default max)")
+    _opt(q, "save", required=True, help="int8 weight file to write")
+    _opt(q, "threads", type=int, help="compute threads (default: all cores)")
 
 
 def _picture_parsers(sub):
@@ -258,6 +273,9 @@ def cmd_info(a):
     info = _threads.cpu_info()
     print(f"AlexNet variant '{net.variant}', {net.num_classes} classes, "
           f"{net.in_channels}x{size}x{size} input (NCHW, RGB)")
+    if meta.get("precision") == "int8":
+        print(f"precision: int8 (calibrated on {meta.get('calibration', {}).get('images')} "
+              f"images), running on the {_C.int8_path(net.ctx)} int8 path")
     if meta:
         print(f"weights: {a.load}" + (f", classes {', '.join(meta['classes'][:10])}"
                                        + (" ..." if len(meta["classes"]) > 10 else "")
@@ -315,12 +333,19 @@ def _model_and_inputs(a):
     return predictor
 
 
+def _needs_fp32(net, command):
+    if net.precision == "int8":
+        raise ValueError(f"{command} needs the fp32 model (gradients, fp32 weights); this one "
+                         f"is int8")
+
+
 def cmd_explain(a):
     from .explain import class_index, explain_files, resolve_layer
     from .infer import find_images
     if not os.path.exists(a.input):
         raise FileNotFoundError(f"-input {a.input}: no such file or folder")
     predictor = _model_and_inputs(a)
+    _needs_fp32(predictor.net, "explain")
     resolve_layer(predictor.net, a.layer)
     target = None if a.cls is None else class_index(predictor.classes, a.cls)
     paths = find_images(a.input)
@@ -349,6 +374,7 @@ def cmd_filters(a):
     if not os.path.isfile(a.load):
         raise FileNotFoundError(f"-load {a.load}: no such file")
     net, _ = load(a.load)
+    _needs_fp32(net, "filters")
     draw_filters(net, a.out)
     print(f"conv1 kernels: {a.out}")
 
@@ -436,9 +462,25 @@ def cmd_import(a):
              f"beta={lrn['beta']:g}" if lrn else ""))
 
 
+def cmd_quantize(a):
+    from .quantize import quantize
+    _check_positive(a, "images", "threads")
+    if a.threads:
+        _threads.set_num_threads(a.threads)
+    if not os.path.isfile(a.load):
+        raise FileNotFoundError(f"-load {a.load}: no such file")
+    if not os.path.isdir(a.data):
+        raise FileNotFoundError(f"-data {a.data}: no such folder")
+    os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
+    meta = quantize(a.load, a.data, a.save, a.images, a.calibration)
+    print(f"quantize: wrote {a.save} (int8 weights per output channel, activations "
+          f"calibrated on {meta['calibration']['images']} images, {a.calibration})")
+
+
 COMMANDS = {"train": cmd_train, "inference": cmd_inference, "info": cmd_info,
             "demo": cmd_demo, "explain": cmd_explain, "filters": cmd_filters,
-            "evaluate": cmd_evaluate, "export": cmd_export, "import": cmd_import}
+            "evaluate": cmd_evaluate, "export": cmd_export, "import": cmd_import,
+            "quantize": cmd_quantize}
 
 
 def main(argv=None):

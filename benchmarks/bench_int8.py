@@ -98,6 +98,30 @@ def gemm_rows(quick):
     return rows
 
 
+def accuracy(model, data, images=300, methods=quantize.CALIBRATIONS):
+    """Top-1 of the fp32 model and of its int8 quantization(s) on data/val (class folders),
+    calibrated on `images` images of data/train (labels unused)."""
+    from alexnet_cpu.infer import Predictor, find_images
+    val = find_images(os.path.join(data, "val"))
+    truth = [os.path.basename(os.path.dirname(p)) for p in val]
+    out = {"val_images": len(val), "calibration_images": images}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"fp32": model}
+        for m in methods:
+            paths[f"int8 {m}"] = os.path.join(tmp, f"{m}.safetensors")
+            quantize.quantize(model, os.path.join(data, "train"), paths[f"int8 {m}"], images, m)
+        top = {}
+        for name, path in paths.items():
+            pred = Predictor(path)
+            res = list(pred.predict(val, topk=1))
+            top[name] = [r[0][0] for _, r in res]
+            out[name] = float(np.mean([t == p for t, p in zip(top[name], truth)]))
+        for name in paths:
+            out[f"{name} agrees with fp32"] = float(np.mean(
+                [a == b for a, b in zip(top[name], top["fp32"])]))
+    return out
+
+
 def run(quick=False, peak_gflops=None, threads=None):
     threads = threads or ac.get_num_threads()
     ac.set_num_threads(threads)
@@ -123,7 +147,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int)
+    p.add_argument("--accuracy", nargs=2, metavar=("MODEL", "DATA"),
+                   help="only the top-1 comparison: a model and a data set with train/ and "
+                        "val/ class folders (the demo's: runs/demo.safetensors, "
+                        "~/.cache/alexnet-cpu/synthetic-v1)")
     a = p.parse_args()
+    if a.accuracy:
+        print(json.dumps(accuracy(*a.accuracy), indent=1))
+        return
     res, md = run(a.quick, threads=a.threads)
     print(md)
     print(json.dumps(res, default=str), file=sys.stderr)

@@ -24,6 +24,7 @@ import bench_bf16  # noqa: E402
 import bench_data  # noqa: E402
 import bench_folder  # noqa: E402
 import bench_gemm  # noqa: E402
+import bench_int8  # noqa: E402
 import bench_mpi  # noqa: E402
 import e2e  # noqa: E402
 
@@ -35,7 +36,8 @@ def end_to_end(quick=False, peak_gflops=None):
 
 
 SECTIONS = [("gemm", bench_gemm.run), ("e2e", end_to_end), ("data", bench_data.run),
-            ("folder", bench_folder.run), ("mpi", bench_mpi.run), ("bf16", bench_bf16.run)]
+            ("folder", bench_folder.run), ("mpi", bench_mpi.run), ("bf16", bench_bf16.run),
+            ("int8", bench_int8.run)]
 
 
 def _get(d, *keys):

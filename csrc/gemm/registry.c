@@ -34,3 +34,17 @@ const ac_gemm_kernel *ac_gemm_kernel_for(const ac_ctx *ctx)
     }
     return ref;
 }
+
+/* The int8 rows (ac_int8.h, int8_internal.h): a table of their own, since an int8
+ * micro-kernel takes u8/s8 panels and leaves s32 sums for a requantizing store, which the
+ * fp32 signature (float panels, alpha/beta write-back, K blocks) cannot carry. The first row
+ * is the portable reference; AC_ISA_AVX512 is the AVX512-VNNI row (its store is AVX2's). */
+#include "int8_internal.h"
+
+const ac_i8_kernel ac_i8_kernels[] = {
+    {AC_ISA_GENERIC, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, ac_i8_ukernel_generic,
+     ac_i8_store_generic},
+    {AC_ISA_AVX2, AC_I8_AVX2_MR, AC_I8_AVX2_NR, ac_i8_ukernel_avx2, ac_i8_store_avx2},
+    {AC_ISA_AVX512, AC_I8_VNNI_MR, AC_I8_VNNI_NR, ac_i8_ukernel_vnni, ac_i8_store_avx2},
+};
+const int ac_i8_nkernels = (int)(sizeof ac_i8_kernels / sizeof ac_i8_kernels[0]);

@@ -1,0 +1,60 @@
+/* Internal to the int8 GEMM (int8_*.c): its micro-kernel rows and their layout.
+ *
+ * Packed panels hold k-quads: an A panel (MR rows) stores, for each group of 4 depth steps,
+ * MR x 4 bytes (row by row, its 4 k in order); a B panel the same with NR columns. Depth is
+ * zero-padded to a multiple of 4 and rows/columns past the edge are zero. A micro-kernel
+ * sums one MR x NR tile over the whole depth (kq quads) into a plain s32 tile; the row's
+ * store requantizes tile rows into C (ac_int8.h). K is not blocked: the requantization
+ * needs the whole sum, and the int8 operands are a quarter of fp32's bytes.
+ *
+ * This header uses no intrinsics, so a test build can compile the driver with a SIMD
+ * micro-kernel against SIMDe (tests/int8_simde.c). */
+#ifndef AC_INT8_INTERNAL_H
+#define AC_INT8_INTERNAL_H
+#include "ac_int8.h"
+
+typedef void (*ac_i8_ukernel_fn)(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile);
+/* Requantize rows [0, mr) x columns [0, nr) of an s32 tile with row stride ldt into C at
+ * (i0, j0). */
+typedef void (*ac_i8_store_fn)(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o,
+                               int i0, int j0);
+
+typedef struct ac_i8_kernel {
+    int isa; /* enum ac_isa; AC_ISA_AVX512 stands for AVX512-VNNI */
+    int mr, nr;
+    ac_i8_ukernel_fn ukernel;
+    ac_i8_store_fn store;
+} ac_i8_kernel;
+
+/* The int8 rows of the registry (csrc/gemm/registry.c). */
+extern const ac_i8_kernel ac_i8_kernels[];
+extern const int ac_i8_nkernels;
+const ac_i8_kernel *ac_i8_kernel_for(const ac_ctx *ctx);
+
+/* The driver on an explicit row (int8_gemm.c); rows(src, m, dst) writes row m's K bytes
+ * and zeros up to the next multiple of 4. */
+typedef void (*ac_i8_row_fn)(const void *src, int m, int K, uint8_t *dst);
+void ac_i8_gemm_rows(const ac_i8_kernel *kr, int M, int N, int K, ac_i8_row_fn rows,
+                     const void *src, const int8_t *Bp, const ac_i8_out *out, void *work,
+                     int nthreads);
+void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int N, int K,
+                      size_t ldb);
+size_t ac_i8_packed_b_bytes_for(const ac_i8_kernel *kr, int N, int K);
+size_t ac_i8_work_bytes_for(const ac_i8_kernel *kr, int K, int nthreads);
+
+/* The rows (int8_generic.c, int8_avx2.c, int8_vnni.c). */
+#define AC_I8_GENERIC_MR 4
+#define AC_I8_GENERIC_NR 16
+#define AC_I8_AVX2_MR 4
+#define AC_I8_AVX2_NR 16
+#define AC_I8_VNNI_MR 8
+#define AC_I8_VNNI_NR 32
+void ac_i8_ukernel_generic(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile);
+void ac_i8_store_generic(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o,
+                         int i0, int j0);
+void ac_i8_ukernel_avx2(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile);
+void ac_i8_store_avx2(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o, int i0,
+                      int j0);
+void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile);
+
+#endif
