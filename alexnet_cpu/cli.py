@@ -269,7 +269,7 @@ def cmd_info(a):
     else:
         if a.size < MIN_INPUT:
             raise ValueError(f"-size must be >= {MIN_INPUT}, got {a.size}")
-        net, size = alexnet(a.variant, num_classes=a.classes), a.size
+        net, size = alexnet(a.variant, num_classes=a.classes, init=None), a.size   # shapes only
     info = _threads.cpu_info()
     print(f"AlexNet variant '{net.variant}', {net.num_classes} classes, "
           f"{net.in_channels}x{size}x{size} input (NCHW, RGB)")

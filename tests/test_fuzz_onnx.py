@@ -210,7 +210,7 @@ def model():
 def test_fuzz_graph_edits(model):
     rng = np.random.default_rng(2026)
     small = {t.name for t in model.graph.initializer if math.prod(t.dims) <= 100_000}
-    accepted, count = 0, 120
+    accepted, count = 0, 80
     for _ in range(count):
         undo = Undo()
         what = [_mutate(model, rng, undo, small) for _ in range(int(rng.integers(1, 4)))]
