@@ -5,10 +5,10 @@
 
 def _array(str fn, str name, object a, object dtype=np.float32, object shape=None,
            int ndim=-1, bint out=False):
-    """The address of the data of `a` (cast it: <float *><size_t>_array(...)) after checking
-    that it is a numpy.ndarray of `dtype`, with `ndim` dimensions (-1: any) and `shape`
-    (None: any), C-contiguous, and writeable when it is an output (out). Raises TypeError
-    (type, dtype) or ValueError otherwise. (A def: cdef functions take no keywords.)"""
+    """`a` after checking that it is a numpy.ndarray of `dtype`, with `ndim` dimensions
+    (-1: any) and `shape` (None: any), C-contiguous, and writeable when it is an output
+    (out); raises TypeError (type, dtype) or ValueError otherwise. Its data pointer comes
+    from _data: `<float *>_data(_array(...))`. (A def: cdef functions take no keywords.)"""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -21,8 +21,13 @@ def _array(str fn, str name, object a, object dtype=np.float32, object shape=Non
         raise ValueError(f"{fn}: {name} must be C-contiguous")
     if out and not a.flags.writeable:
         raise ValueError(f"{fn}: {name} is an output and must be writeable")
-    # A zero-size array may have a NULL data pointer; kernels do not touch it then.
-    return <size_t>cnp.PyArray_DATA(<cnp.ndarray>a)
+    return a
+
+
+cdef inline void *_data(cnp.ndarray a):
+    """The data of an array _array has checked (typed: only an ndarray gets here). A
+    zero-size array may have a NULL data pointer; kernels do not touch it then."""
+    return cnp.PyArray_DATA(a)
 
 
 cdef int _no_overlap(str fn, object outs, object ins=()) except -1:

@@ -59,14 +59,14 @@ def conv2d_forward(out, x, weight, bias, int stride, int pad, int groups, work=N
     scratch array; pass it back as `work` to reuse it."""
     fn = "conv2d_forward"
     cdef Context cx = _resolve(fn, ctx)
-    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
+    cdef const float *pw = <const float *>_data(_array(fn, "weight", weight, ndim=4))
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
-    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
-    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=(N, O, OH, OW), out=True)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x))
+    cdef float *po = <float *>_data(_array(fn, "out", out, shape=(N, O, OH, OW), out=True))
     cdef const float *pb = NULL
     if bias is not None:
-        pb = <const float *><size_t>_array(fn, "bias", bias, shape=(O,))
+        pb = <const float *>_data(_array(fn, "bias", bias, shape=(O,)))
     _no_overlap(fn, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     work = _workspace(work, ac_conv2d_forward_work_floats(N, C, H, W, O, KH, KW,
@@ -84,7 +84,7 @@ def conv2d_pack_weights(weight, bias, int groups, packed=None, ctx=None):
     it is big enough). Returns it."""
     fn = "conv2d_pack_weights"
     cdef Context cx = _resolve(fn, ctx)
-    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
+    cdef const float *pw = <const float *>_data(_array(fn, "weight", weight, ndim=4))
     if groups < 1:
         raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
     cdef int O = weight.shape[0], Cg = weight.shape[1], KH = weight.shape[2]
@@ -93,9 +93,9 @@ def conv2d_pack_weights(weight, bias, int groups, packed=None, ctx=None):
         raise ValueError(f"{fn}: groups={groups} must divide out channels ({O})")
     cdef const float *pb = NULL
     if bias is not None:
-        pb = <const float *><size_t>_array(fn, "bias", bias, shape=(O,))
+        pb = <const float *>_data(_array(fn, "bias", bias, shape=(O,)))
     packed = _workspace(packed, ac_conv2d_packed_weights_floats(Cg * groups, O, KH, KW, groups))
-    cdef float *pp = <float *><size_t>_array(fn, "packed", packed, out=True)
+    cdef float *pp = <float *>_data(_array(fn, "packed", packed, out=True))
     _no_overlap(fn, [("packed", packed)], [("weight", weight), ("bias", bias)])
     cdef int nt = _nthreads()
     with nogil:
@@ -115,9 +115,9 @@ def conv2d_forward_packed(out, x, packed, tuple wshape, int stride, int pad, int
     cdef Context cx = _resolve(fn, ctx)
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, wshape, stride, pad, groups)
-    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
-    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=(N, O, OH, OW), out=True)
-    cdef const float *pp = <const float *><size_t>_array(fn, "packed", packed, ndim=1)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x))
+    cdef float *po = <float *>_data(_array(fn, "out", out, shape=(N, O, OH, OW), out=True))
+    cdef const float *pp = <const float *>_data(_array(fn, "packed", packed, ndim=1))
     cdef size_t need = ac_conv2d_packed_weights_floats(C, O, KH, KW, groups)
     if <size_t>packed.size < need:
         raise ValueError(f"{fn}: packed is too small ({packed.size} floats, {need} needed): "
@@ -145,19 +145,19 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, int stride, int pad, in
     overlap nothing. Returns the scratch array; pass it back as `work` to reuse it."""
     fn = "conv2d_backward"
     cdef Context cx = _resolve(fn, ctx)
-    cdef const float *pw = <const float *><size_t>_array(fn, "weight", weight, ndim=4)
+    cdef const float *pw = <const float *>_data(_array(fn, "weight", weight, ndim=4))
     cdef int N, C, H, W, O, KH, KW, OH, OW
     N, C, H, W, O, KH, KW, OH, OW = _conv_shapes(fn, x, weight.shape, stride, pad, groups)
-    cdef const float *px = <const float *><size_t>_array(fn, "x", x)
-    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, shape=(N, O, OH, OW))
-    cdef float *pdw = <float *><size_t>_array(fn, "dweight", dweight, shape=(O, C // groups, KH, KW),
-                                      out=True)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x))
+    cdef const float *pdo = <const float *>_data(_array(fn, "dout", dout, shape=(N, O, OH, OW)))
+    cdef float *pdw = <float *>_data(_array(fn, "dweight", dweight, shape=(O, C // groups, KH, KW),
+                                      out=True))
     cdef float *pdb = NULL
     if dbias is not None:
-        pdb = <float *><size_t>_array(fn, "dbias", dbias, shape=(O,), out=True)
+        pdb = <float *>_data(_array(fn, "dbias", dbias, shape=(O,), out=True))
     cdef float *pdx = NULL
     if dx is not None:
-        pdx = <float *><size_t>_array(fn, "dx", dx, shape=(N, C, H, W), out=True)
+        pdx = <float *>_data(_array(fn, "dx", dx, shape=(N, C, H, W), out=True))
     _no_overlap(fn, [("dx", dx), ("dweight", dweight), ("dbias", dbias)],
                 [("dout", dout), ("x", x), ("weight", weight)])
     cdef int nt = _nthreads()

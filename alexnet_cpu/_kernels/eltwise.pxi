@@ -17,8 +17,8 @@ cdef extern from "ac_eltwise.h":
 
 def relu_forward(out, x):
     """out = max(x, 0); out may be x (in place)."""
-    cdef float *px = <float *><size_t>_array("relu_forward", "x", x, np.float32, None)
-    cdef float *po = <float *><size_t>_array("relu_forward", "out", out, np.float32, x.shape, out=True)
+    cdef float *px = <float *>_data(_array("relu_forward", "x", x, np.float32, None))
+    cdef float *po = <float *>_data(_array("relu_forward", "out", out, np.float32, x.shape, out=True))
     _same_or_distinct("relu_forward", "out", out, "x", x)
     cdef ptrdiff_t n = x.size
     cdef int nt = _nthreads()
@@ -28,9 +28,9 @@ def relu_forward(out, x):
 
 def relu_backward(dx, dout, y):
     """dx = dout * (y > 0), y the forward output; dx may be dout (in place)."""
-    cdef float *py = <float *><size_t>_array("relu_backward", "y", y, np.float32, None)
-    cdef float *pd = <float *><size_t>_array("relu_backward", "dout", dout, np.float32, y.shape)
-    cdef float *pdx = <float *><size_t>_array("relu_backward", "dx", dx, np.float32, y.shape, out=True)
+    cdef float *py = <float *>_data(_array("relu_backward", "y", y, np.float32, None))
+    cdef float *pd = <float *>_data(_array("relu_backward", "dout", dout, np.float32, y.shape))
+    cdef float *pdx = <float *>_data(_array("relu_backward", "dx", dx, np.float32, y.shape, out=True))
     _same_or_distinct("relu_backward", "dx", dx, "dout", dout)
     _no_overlap("relu_backward", [("dx", dx)], [("y", y)])
     cdef ptrdiff_t n = y.size
@@ -47,10 +47,10 @@ def dropout_forward(out, mask, x, float p, unsigned long long seed):
     """
     if not (0.0 <= p <= 1.0):
         raise ValueError(f"dropout_forward: p must be in [0, 1], got {p}")
-    cdef float *px = <float *><size_t>_array("dropout_forward", "x", x, np.float32, None)
-    cdef float *po = <float *><size_t>_array("dropout_forward", "out", out, np.float32, x.shape, out=True)
-    cdef uint8_t *pm = <uint8_t *><size_t>_array("dropout_forward", "mask", mask, np.uint8,
-                                            x.shape, out=True)
+    cdef float *px = <float *>_data(_array("dropout_forward", "x", x, np.float32, None))
+    cdef float *po = <float *>_data(_array("dropout_forward", "out", out, np.float32, x.shape, out=True))
+    cdef uint8_t *pm = <uint8_t *>_data(_array("dropout_forward", "mask", mask, np.uint8,
+                                            x.shape, out=True))
     _same_or_distinct("dropout_forward", "out", out, "x", x)
     _no_overlap("dropout_forward", [("mask", mask)], [("x", x), ("out", out)])
     cdef ptrdiff_t n = x.size
@@ -63,11 +63,11 @@ def dropout_backward(dx, dout, mask, float p):
     """dx = dout * mask / (1 - p); dx may be dout (in place)."""
     if not (0.0 <= p <= 1.0):
         raise ValueError(f"dropout_backward: p must be in [0, 1], got {p}")
-    cdef float *pd = <float *><size_t>_array("dropout_backward", "dout", dout, np.float32, None)
-    cdef float *pdx = <float *><size_t>_array("dropout_backward", "dx", dx, np.float32,
-                                         dout.shape, out=True)
-    cdef uint8_t *pm = <uint8_t *><size_t>_array("dropout_backward", "mask", mask, np.uint8,
-                                            dout.shape)
+    cdef float *pd = <float *>_data(_array("dropout_backward", "dout", dout, np.float32, None))
+    cdef float *pdx = <float *>_data(_array("dropout_backward", "dx", dx, np.float32,
+                                         dout.shape, out=True))
+    cdef uint8_t *pm = <uint8_t *>_data(_array("dropout_backward", "mask", mask, np.uint8,
+                                            dout.shape))
     _same_or_distinct("dropout_backward", "dx", dx, "dout", dout)
     _no_overlap("dropout_backward", [("dx", dx)], [("mask", mask)])
     cdef ptrdiff_t n = dout.size
@@ -88,9 +88,9 @@ cdef tuple _ew_ncs(str fn, object a, str name):
 
 def bias_add(out, bias):
     """out[n, c, ...] += bias[c] for out of shape (N, C, ...)."""
-    cdef float *po = <float *><size_t>_array("bias_add", "out", out, np.float32, None, out=True)
+    cdef float *po = <float *>_data(_array("bias_add", "out", out, np.float32, None, out=True))
     N, C, S = _ew_ncs("bias_add", out, "out")
-    cdef float *pb = <float *><size_t>_array("bias_add", "bias", bias, np.float32, (C,))
+    cdef float *pb = <float *>_data(_array("bias_add", "bias", bias, np.float32, (C,)))
     _no_overlap("bias_add", [("out", out)], [("bias", bias)])
     cdef ptrdiff_t n_ = N, s_ = S
     cdef int c_ = C, nt = _nthreads()
@@ -100,9 +100,9 @@ def bias_add(out, bias):
 
 def bias_grad(dbias, dout):
     """dbias[c] += sum over n and trailing dims of dout[n, c, ...] (accumulates)."""
-    cdef float *pd = <float *><size_t>_array("bias_grad", "dout", dout, np.float32, None)
+    cdef float *pd = <float *>_data(_array("bias_grad", "dout", dout, np.float32, None))
     N, C, S = _ew_ncs("bias_grad", dout, "dout")
-    cdef float *pb = <float *><size_t>_array("bias_grad", "dbias", dbias, np.float32, (C,), out=True)
+    cdef float *pb = <float *>_data(_array("bias_grad", "dbias", dbias, np.float32, (C,), out=True))
     _no_overlap("bias_grad", [("dbias", dbias)], [("dout", dout)])
     cdef ptrdiff_t n_ = N, s_ = S
     cdef int c_ = C, nt = _nthreads()

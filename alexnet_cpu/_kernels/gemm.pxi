@@ -54,8 +54,8 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     cdef Context cx = _resolve("sgemm", ctx)
     if precision is not None and precision != cx.precision:
         cx = cx.replace(precision=precision)
-    cdef const float *A = <const float *><size_t>_array("sgemm", "a", a, ndim=2)
-    cdef const float *B = <const float *><size_t>_array("sgemm", "b", b, ndim=2)
+    cdef const float *A = <const float *>_data(_array("sgemm", "a", a, ndim=2))
+    cdef const float *B = <const float *>_data(_array("sgemm", "b", b, ndim=2))
     cdef int M = a.shape[1] if trans_a else a.shape[0]
     cdef int K = a.shape[0] if trans_a else a.shape[1]
     cdef int Kb = b.shape[1] if trans_b else b.shape[0]
@@ -65,7 +65,7 @@ def sgemm(a, b, out=None, bint trans_a=False, bint trans_b=False,
     if out is None:
         out = np.empty((M, N), dtype=np.float32)
         beta = 0.0
-    cdef float *C = <float *><size_t>_array("sgemm", "out", out, shape=(M, N), out=True)
+    cdef float *C = <float *>_data(_array("sgemm", "out", out, shape=(M, N), out=True))
     _no_overlap("sgemm", [("out", out)], [("a", a), ("b", b)])
     if M == 0 or N == 0:
         return out
@@ -82,7 +82,7 @@ def sgemm_pack_b(b, bint trans_b=False, packed=None, ctx=None):
     """op(b) (K x N) packed once for sgemm_packed_b on the context's ISA path and
     precision, into a 1-D float32 array (`packed` reused when big enough). Returns it."""
     cdef Context cx = _resolve("sgemm_pack_b", ctx)
-    cdef const float *B = <const float *><size_t>_array("sgemm_pack_b", "b", b, ndim=2)
+    cdef const float *B = <const float *>_data(_array("sgemm_pack_b", "b", b, ndim=2))
     cdef int K = b.shape[1] if trans_b else b.shape[0]
     cdef int N = b.shape[0] if trans_b else b.shape[1]
     packed = _workspace(packed, ac_sgemm_packed_b_floats(N, K))
@@ -100,11 +100,11 @@ def sgemm_packed_b(a, packed, int N, out, bint trans_a=False, float alpha=1.0,
     ISA path, precision or shape than the context's. Returns out."""
     fn = "sgemm_packed_b"
     cdef Context cx = _resolve(fn, ctx)
-    cdef const float *A = <const float *><size_t>_array(fn, "a", a, ndim=2)
+    cdef const float *A = <const float *>_data(_array(fn, "a", a, ndim=2))
     cdef int M = a.shape[1] if trans_a else a.shape[0]
     cdef int K = a.shape[0] if trans_a else a.shape[1]
-    cdef float *C = <float *><size_t>_array(fn, "out", out, shape=(M, N), out=True)
-    cdef const float *P = <const float *><size_t>_array(fn, "packed", packed, ndim=1)
+    cdef float *C = <float *>_data(_array(fn, "out", out, shape=(M, N), out=True))
+    cdef const float *P = <const float *>_data(_array(fn, "packed", packed, ndim=1))
     if <size_t>packed.size < ac_sgemm_packed_b_floats(N, K):
         raise ValueError(f"{fn}: packed is too small: it must come from sgemm_pack_b")
     _no_overlap(fn, [("out", out)], [("a", a), ("packed", packed)])

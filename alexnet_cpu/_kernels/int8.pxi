@@ -55,10 +55,10 @@ def int8_pack(w, ctx=None):
     int8_linear / int8_conv2d with the same path)."""
     fn = "int8_pack"
     cdef ac_ctx c = _i8_ctx(fn, ctx)
-    cdef const int8_t *pw = <const int8_t *><size_t>_array(fn, "w", w, np.int8, ndim=2)
+    cdef const int8_t *pw = <const int8_t *>_data(_array(fn, "w", w, np.int8, ndim=2))
     cdef int N = w.shape[0], K = w.shape[1]
     packed = np.empty(max(<Py_ssize_t>ac_i8_packed_b_bytes(N, K, &c), 1), np.int8)
-    cdef int8_t *pp = <int8_t *><size_t>_array(fn, "packed", packed, np.int8)
+    cdef int8_t *pp = <int8_t *>_data(_array(fn, "packed", packed, np.int8))
     with nogil:
         ac_i8_pack_b(pp, pw, N, K, K, &c)
     return packed
@@ -68,15 +68,15 @@ cdef int _i8_out(str fn, ac_i8_out *o, object out, int M, int N, object comp, ob
                  object add, bint relu) except -1:
     if not isinstance(out, np.ndarray) or out.dtype not in (np.uint8, np.float32):
         raise TypeError(f"{fn}: out must be a uint8 or float32 numpy.ndarray")
-    o.C = <void *><size_t>_array(fn, "out", out, out.dtype, out=True)
+    o.C = <void *>_data(_array(fn, "out", out, out.dtype, out=True))
     if out.size != <Py_ssize_t>M * N:
         raise ValueError(f"{fn}: out has {out.size} elements, expected {M} x {N}")
     o.f32, o.relu, o.ldc = out.dtype == np.float32, relu, N
-    o.mul = <const float *><size_t>_array(fn, "mul", mul, np.float32, (N,))
-    o.add = <const float *><size_t>_array(fn, "add", add, np.float32, (N,))
+    o.mul = <const float *>_data(_array(fn, "mul", mul, np.float32, (N,)))
+    o.add = <const float *>_data(_array(fn, "add", add, np.float32, (N,)))
     o.comp = NULL
     if comp is not None:
-        o.comp = <const int32_t *><size_t>_array(fn, "comp", comp, np.int32, (N,))
+        o.comp = <const int32_t *>_data(_array(fn, "comp", comp, np.int32, (N,)))
     return 0
 
 
@@ -94,16 +94,16 @@ def int8_linear(out, x, packed, int N, comp, mul, add, bint relu=False, ctx=None
     out uint8 (clamped to 0..255) or float32 (relu optional)."""
     fn = "int8_linear"
     cdef ac_ctx c = _i8_ctx(fn, ctx)
-    cdef const uint8_t *px = <const uint8_t *><size_t>_array(fn, "x", x, np.uint8, ndim=2)
+    cdef const uint8_t *px = <const uint8_t *>_data(_array(fn, "x", x, np.uint8, ndim=2))
     cdef int M = x.shape[0], K = x.shape[1]
     _i8_packed(fn, packed, N, K, 1, &c)
-    cdef const int8_t *pp = <const int8_t *><size_t>_array(fn, "packed", packed, np.int8)
+    cdef const int8_t *pp = <const int8_t *>_data(_array(fn, "packed", packed, np.int8))
     cdef ac_i8_out o
     _i8_out(fn, &o, out, M, N, comp, mul, add, relu)
     _no_overlap(fn, [("out", out)], [("x", x)])
     cdef int nt = _nthreads()
     work = np.empty(ac_i8_work_bytes(K, &c, nt), np.uint8)
-    cdef void *pw = <void *><size_t>_array(fn, "work", work, np.uint8)
+    cdef void *pw = <void *>_data(_array(fn, "work", work, np.uint8))
     with nogil:
         ac_i8_gemm(M, N, K, px, K, pp, &o, pw, &c, nt)
 
@@ -116,7 +116,7 @@ def int8_conv2d(out, x, packed, int N, int ks, int stride, int pad, int groups, 
     fn = "int8_conv2d"
     cdef ac_ctx c = _i8_ctx(fn, ctx)
     cdef ac_i8_conv g
-    g.x = <const uint8_t *><size_t>_array(fn, "x", x, np.uint8, ndim=4)
+    g.x = <const uint8_t *>_data(_array(fn, "x", x, np.uint8, ndim=4))
     if ks < 1 or stride < 1 or pad < 0 or groups < 1 or not 0 <= zero <= 255:
         raise ValueError(f"{fn}: bad geometry ks={ks} stride={stride} pad={pad} "
                          f"groups={groups} zero={zero}")
@@ -130,7 +130,7 @@ def int8_conv2d(out, x, packed, int N, int ks, int stride, int pad, int groups, 
         raise ValueError(f"{fn}: kernel {ks} larger than the padded input {g.H}x{g.W}")
     cdef int K = ks * ks * g.cg
     _i8_packed(fn, packed, N, K, groups, &c)
-    cdef const int8_t *pp = <const int8_t *><size_t>_array(fn, "packed", packed, np.int8)
+    cdef const int8_t *pp = <const int8_t *>_data(_array(fn, "packed", packed, np.int8))
     if out is None or out.shape != (n, g.OH, g.OW, N):
         raise ValueError(f"{fn}: out must have shape {(n, g.OH, g.OW, N)}")
     cdef ac_i8_out o
@@ -138,7 +138,7 @@ def int8_conv2d(out, x, packed, int N, int ks, int stride, int pad, int groups, 
     _no_overlap(fn, [("out", out)], [("x", x)])
     cdef int nt = _nthreads()
     work = np.empty(ac_i8_work_bytes(K, &c, nt), np.uint8)
-    cdef void *pw = <void *><size_t>_array(fn, "work", work, np.uint8)
+    cdef void *pw = <void *>_data(_array(fn, "work", work, np.uint8))
     with nogil:
         ac_i8_conv2d(&g, n, groups, N, pp, &o, pw, &c, nt)
 
@@ -147,8 +147,8 @@ def int8_maxpool(out, x, int k, int stride):
     """Max over k x k windows at `stride` of NHWC uint8 images x (n, H, W, C) into out
     (n, OH, OW, C); windows past the edge (ceil mode) are clipped."""
     fn = "int8_maxpool"
-    cdef const uint8_t *px = <const uint8_t *><size_t>_array(fn, "x", x, np.uint8, ndim=4)
-    cdef uint8_t *po = <uint8_t *><size_t>_array(fn, "out", out, np.uint8, ndim=4, out=True)
+    cdef const uint8_t *px = <const uint8_t *>_data(_array(fn, "x", x, np.uint8, ndim=4))
+    cdef uint8_t *po = <uint8_t *>_data(_array(fn, "out", out, np.uint8, ndim=4, out=True))
     cdef int n = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef int OH = out.shape[1], OW = out.shape[2]
     if k < 1 or stride < 1 or out.shape[0] != n or out.shape[3] != C or OH < 1 or OW < 1 \

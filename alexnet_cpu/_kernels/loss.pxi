@@ -8,10 +8,10 @@ cdef extern from "ac_loss.h":
 
 def softmax(out, logits):
     """out[n, :] = softmax(logits[n, :]) for (N, K) logits (max-subtracted); out may be logits."""
-    cdef float *pl = <float *><size_t>_array("softmax", "logits", logits, np.float32, None)
+    cdef float *pl = <float *>_data(_array("softmax", "logits", logits, np.float32, None))
     if logits.ndim != 2 or logits.shape[1] < 1:
         raise ValueError(f"softmax: logits must be 2-D (N, K) with K >= 1, got {logits.shape}")
-    cdef float *po = <float *><size_t>_array("softmax", "out", out, np.float32, logits.shape, out=True)
+    cdef float *po = <float *>_data(_array("softmax", "out", out, np.float32, logits.shape, out=True))
     _same_or_distinct("softmax", "out", out, "logits", logits)
     cdef int N = logits.shape[0], K = logits.shape[1], nt = _nthreads()
     with nogil:
@@ -22,18 +22,18 @@ def softmax_cross_entropy(logits, labels, dlogits):
     """Mean over the N rows of -log softmax(logits)[label]; logits (N, K) float32,
     labels (N,) int64 in [0, K). dlogits (N, K), or None, is overwritten with the gradient
     of the mean loss, (softmax - onehot) / N. Returns the loss as a Python float."""
-    cdef float *pl = <float *><size_t>_array("softmax_cross_entropy", "logits", logits, np.float32,
-                                        None)
+    cdef float *pl = <float *>_data(_array("softmax_cross_entropy", "logits", logits, np.float32,
+                                        None))
     if logits.ndim != 2 or logits.shape[1] < 1:
         raise ValueError(f"softmax_cross_entropy: logits must be 2-D (N, K) with K >= 1, "
                          f"got {logits.shape}")
     cdef int N = logits.shape[0], K = logits.shape[1], nt = _nthreads()
-    cdef int64_t *py = <int64_t *><size_t>_array("softmax_cross_entropy", "labels", labels,
-                                            np.int64, (N,))
+    cdef int64_t *py = <int64_t *>_data(_array("softmax_cross_entropy", "labels", labels,
+                                            np.int64, (N,)))
     cdef float *pd = NULL
     if dlogits is not None:
-        pd = <float *><size_t>_array("softmax_cross_entropy", "dlogits", dlogits, np.float32,
-                                logits.shape, out=True)
+        pd = <float *>_data(_array("softmax_cross_entropy", "dlogits", dlogits, np.float32,
+                                logits.shape, out=True))
         _no_overlap("softmax_cross_entropy", [("dlogits", dlogits)], [("logits", logits)])
     cdef Py_ssize_t i
     for i in range(N):

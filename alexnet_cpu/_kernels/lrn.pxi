@@ -23,9 +23,9 @@ def lrn_forward(out, scale, x, int size, float alpha, float beta, float k, ctx=N
     """
     cdef Context cx = _resolve("lrn_forward", ctx)
     N, C, HW = _lrn_shape("lrn_forward", x, size)
-    cdef float *px = <float *><size_t>_array("lrn_forward", "x", x, np.float32, None)
-    cdef float *po = <float *><size_t>_array("lrn_forward", "out", out, np.float32, x.shape, out=True)
-    cdef float *ps = <float *><size_t>_array("lrn_forward", "scale", scale, np.float32, x.shape, out=True)
+    cdef float *px = <float *>_data(_array("lrn_forward", "x", x, np.float32, None))
+    cdef float *po = <float *>_data(_array("lrn_forward", "out", out, np.float32, x.shape, out=True))
+    cdef float *ps = <float *>_data(_array("lrn_forward", "scale", scale, np.float32, x.shape, out=True))
     _no_overlap("lrn_forward", [("out", out), ("scale", scale)], [("x", x)])
     cdef int n_ = N, c_ = C, nt = _nthreads()
     cdef ptrdiff_t hw = HW
@@ -41,11 +41,11 @@ def lrn_backward(dx, dout, x, out, scale, int size, float alpha, float beta, flo
     """
     cdef Context cx = _resolve("lrn_backward", ctx)
     N, C, HW = _lrn_shape("lrn_backward", x, size)
-    cdef float *px = <float *><size_t>_array("lrn_backward", "x", x, np.float32, None)
-    cdef float *pdo = <float *><size_t>_array("lrn_backward", "dout", dout, np.float32, x.shape)
-    cdef float *po = <float *><size_t>_array("lrn_backward", "out", out, np.float32, x.shape)
-    cdef float *ps = <float *><size_t>_array("lrn_backward", "scale", scale, np.float32, x.shape)
-    cdef float *pdx = <float *><size_t>_array("lrn_backward", "dx", dx, np.float32, x.shape, out=True)
+    cdef float *px = <float *>_data(_array("lrn_backward", "x", x, np.float32, None))
+    cdef float *pdo = <float *>_data(_array("lrn_backward", "dout", dout, np.float32, x.shape))
+    cdef float *po = <float *>_data(_array("lrn_backward", "out", out, np.float32, x.shape))
+    cdef float *ps = <float *>_data(_array("lrn_backward", "scale", scale, np.float32, x.shape))
+    cdef float *pdx = <float *>_data(_array("lrn_backward", "dx", dx, np.float32, x.shape, out=True))
     _no_overlap("lrn_backward", [("dx", dx)], [("dout", dout), ("x", x), ("out", out),
                                              ("scale", scale)])
     cdef int n_ = N, c_ = C, nt = _nthreads()

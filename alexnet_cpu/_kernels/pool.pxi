@@ -21,17 +21,17 @@ def maxpool2d_forward(out, argmax, x, int k, int stride, ctx=None):
     out's shape gets the flat index in the HxW plane of each max (None skips it)."""
     fn = "maxpool2d_forward"
     cdef Context cx = _resolve(fn, ctx)
-    cdef const float *px = <const float *><size_t>_array(fn, "x", x, ndim=4)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x, ndim=4))
     if k < 1 or stride < 1:
         raise ValueError(f"{fn}: k and stride must be >= 1, got k={k}, stride={stride}")
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     if H < k or W < k:
         raise ValueError(f"{fn}: window {k} larger than the input plane {H}x{W}")
     shape = (N, C, (H - k) // stride + 1, (W - k) // stride + 1)
-    cdef float *po = <float *><size_t>_array(fn, "out", out, shape=shape, out=True)
+    cdef float *po = <float *>_data(_array(fn, "out", out, shape=shape, out=True))
     cdef int32_t *pa = NULL
     if argmax is not None:
-        pa = <int32_t *><size_t>_array(fn, "argmax", argmax, np.int32, shape, out=True)
+        pa = <int32_t *>_data(_array(fn, "argmax", argmax, np.int32, shape, out=True))
     _no_overlap(fn, [("out", out), ("argmax", argmax)], [("x", x)])
     cdef int nt = _nthreads()
     with nogil:
@@ -41,13 +41,13 @@ def maxpool2d_forward(out, argmax, x, int k, int stride, ctx=None):
 def maxpool2d_backward(dx, dout, argmax):
     """dx = 0, then dx.plane[argmax] += dout (argmax from maxpool2d_forward)."""
     fn = "maxpool2d_backward"
-    cdef float *pdx = <float *><size_t>_array(fn, "dx", dx, ndim=4, out=True)
-    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, ndim=4)
+    cdef float *pdx = <float *>_data(_array(fn, "dx", dx, ndim=4, out=True))
+    cdef const float *pdo = <const float *>_data(_array(fn, "dout", dout, ndim=4))
     if dout.shape[:2] != dx.shape[:2]:
         raise ValueError(f"{fn}: dout must have shape ({dx.shape[0]}, {dx.shape[1]}, OH, OW)"
                          f" like dx, got {dout.shape}")
-    cdef const int32_t *pa = <const int32_t *><size_t>_array(fn, "argmax", argmax, np.int32,
-                                                      dout.shape)
+    cdef const int32_t *pa = <const int32_t *>_data(_array(fn, "argmax", argmax, np.int32,
+                                                      dout.shape))
     _no_overlap(fn, [("dx", dx)], [("dout", dout), ("argmax", argmax)])
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int OH = dout.shape[2], OW = dout.shape[3]
@@ -64,8 +64,8 @@ def adaptive_avgpool2d_forward(out, x):
     """out (N,C,OH,OW) = mean of x (N,C,H,W) over torch's adaptive bins
     [floor(i*H/OH), ceil((i+1)*H/OH)); a copy when the sizes match."""
     fn = "adaptive_avgpool2d_forward"
-    cdef const float *px = <const float *><size_t>_array(fn, "x", x, ndim=4)
-    cdef float *po = <float *><size_t>_array(fn, "out", out, ndim=4, out=True)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x, ndim=4))
+    cdef float *po = <float *>_data(_array(fn, "out", out, ndim=4, out=True))
     _no_overlap(fn, [("out", out)], [("x", x)])
     if out.shape[:2] != x.shape[:2] or out.shape[2] < 1 or out.shape[3] < 1:
         raise ValueError(f"{fn}: out must have shape ({x.shape[0]}, {x.shape[1]}, OH>=1, "
@@ -80,8 +80,8 @@ def adaptive_avgpool2d_forward(out, x):
 def adaptive_avgpool2d_backward(dx, dout):
     """dx (N,C,H,W) = gradient of adaptive_avgpool2d_forward given dout (N,C,OH,OW)."""
     fn = "adaptive_avgpool2d_backward"
-    cdef float *pdx = <float *><size_t>_array(fn, "dx", dx, ndim=4, out=True)
-    cdef const float *pdo = <const float *><size_t>_array(fn, "dout", dout, ndim=4)
+    cdef float *pdx = <float *>_data(_array(fn, "dx", dx, ndim=4, out=True))
+    cdef const float *pdo = <const float *>_data(_array(fn, "dout", dout, ndim=4))
     _no_overlap(fn, [("dx", dx)], [("dout", dout)])
     if dout.shape[:2] != dx.shape[:2] or dout.shape[2] < 1 or dout.shape[3] < 1:
         raise ValueError(f"{fn}: dout must have shape ({dx.shape[0]}, {dx.shape[1]}, OH>=1, "

@@ -9,9 +9,9 @@ def sgd_update(w, g, v, float lr, float momentum, float weight_decay):
     """v = momentum * v - weight_decay * lr * w - lr * g;  w = w + v;  g = 0  (all in place).
 
     w, g, v: C-contiguous float32 arrays of equal size (any shapes)."""
-    cdef float *pw = <float *><size_t>_array("sgd_update", "w", w, np.float32, None, out=True)
-    cdef float *pg = <float *><size_t>_array("sgd_update", "g", g, np.float32, None, out=True)
-    cdef float *pv = <float *><size_t>_array("sgd_update", "v", v, np.float32, None, out=True)
+    cdef float *pw = <float *>_data(_array("sgd_update", "w", w, np.float32, None, out=True))
+    cdef float *pg = <float *>_data(_array("sgd_update", "g", g, np.float32, None, out=True))
+    cdef float *pv = <float *>_data(_array("sgd_update", "v", v, np.float32, None, out=True))
     if g.size != w.size or v.size != w.size:
         raise ValueError(f"sgd_update: w, g and v must have the same size, got "
                          f"{w.size}, {g.size} and {v.size}")
