@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <immintrin.h>
-
 #include "ac_lrn.h"
 #include "ac_simd.h"
 
@@ -73,6 +71,7 @@ AC_INLINE float lrn_expf(float y)
     return er * two_n;
 }
 
+#ifdef AC_X86_64
 /* The paper's beta = 0.75 rows with SIMD reciprocal square roots instead of two sqrt and a
  * divide (those dominate the portable loop): r = s^-1/2, q = (s r)^-1/2 = s^-1/4,
  * s^-3/4 = r q; each rsqrt estimate gets one Newton step, y (3/2 - s y^2 / 2).
@@ -185,6 +184,7 @@ AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const
         dxc[j] = dc[j] / (r * sqrtf(r)) - g * xc[j] * (float)a[j];
     }
 }
+#endif
 
 /* One tile of positions [0, len) of one image; pointers start at (n, 0, j0). */
 AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float *restrict x,
@@ -206,11 +206,14 @@ AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const fl
         }
         const float *xc = x + c * HW;
         float *oc = out + c * HW, *sc = scale + c * HW;
+#ifdef AC_X86_64
         if (beta == 0.75f && isa == AC_ISA_AVX512) {
             fwd075_avx512(oc, sc, xc, s, len, dk, da);
         } else if (beta == 0.75f && isa == AC_ISA_AVX2) {
             fwd075_avx2(oc, sc, xc, s, len, dk, da);
-        } else if (beta == 0.75f) {
+        } else
+#endif
+            if (beta == 0.75f) {
             for (int j = 0; j < len; j++) {
                 float sv = (float)(dk + da * s[j]);
                 float r = sqrtf(sv);
@@ -253,11 +256,14 @@ AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
         }
         const float *dc = dout + c * HW, *xc = x + c * HW, *sc = scale + c * HW;
         float *dxc = dx + c * HW;
+#ifdef AC_X86_64
         if (beta == 0.75f && isa == AC_ISA_AVX512) {
             bwd075_avx512(dxc, dc, xc, sc, a, len, g);
         } else if (beta == 0.75f && isa == AC_ISA_AVX2) {
             bwd075_avx2(dxc, dc, xc, sc, a, len, g);
-        } else if (beta == 0.75f) {
+        } else
+#endif
+            if (beta == 0.75f) {
             for (int j = 0; j < len; j++) {
                 float r = sqrtf(sc[j]);
                 dxc[j] = dc[j] / (r * sqrtf(r)) - g * xc[j] * (float)a[j];
@@ -287,6 +293,8 @@ static void fwd_generic(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_GENERIC);
 }
+#define fwd_neon fwd_generic
+#ifdef AC_X86_64
 AC_TARGET_AVX2 static void fwd_avx2(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX2);
@@ -295,11 +303,14 @@ AC_TARGET_AVX512_WIDE static void fwd_avx512(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX512);
 }
+#endif
 
 static void bwd_generic(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_GENERIC);
 }
+#define bwd_neon bwd_generic
+#ifdef AC_X86_64
 AC_TARGET_AVX2 static void bwd_avx2(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX2);
@@ -308,6 +319,7 @@ AC_TARGET_AVX512_WIDE static void bwd_avx512(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX512);
 }
+#endif
 
 /* Tile length (a multiple of 16 unless it is all of HW) for N images of HW positions. */
 static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
