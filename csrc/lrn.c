@@ -97,7 +97,8 @@ AC_TARGET_AVX512_WIDE static inline __m512 load_pd2ps_avx512(const double *p, __
 }
 
 AC_TARGET_AVX512_WIDE static inline void fwd075_avx512(float *oc, float *sc, const float *xc,
-                                               const double *s, int len, double dk, double da)
+                                                       const double *s, int len, double dk,
+                                                       double da)
 {
     const __m512d vk = _mm512_set1_pd(dk), va = _mm512_set1_pd(da);
     for (int j = 0; j < len; j += 16) {
@@ -113,9 +114,9 @@ AC_TARGET_AVX512_WIDE static inline void fwd075_avx512(float *oc, float *sc, con
     }
 }
 
-AC_TARGET_AVX512_WIDE static inline void bwd075_avx512(float *dxc, const float *dc, const float *xc,
-                                               const float *sc, const double *a, int len,
-                                               float g)
+AC_TARGET_AVX512_WIDE static inline void bwd075_avx512(float *dxc, const float *dc,
+                                                       const float *xc, const float *sc,
+                                                       const double *a, int len, float g)
 {
     const __m512 vg = _mm512_set1_ps(g);
     for (int j = 0; j < len; j += 16) {
@@ -149,7 +150,7 @@ AC_TARGET_AVX2 static inline __m256 load_pd2ps_avx2(const double *p)
 
 /* Tails (fewer than 8 positions) go through the portable formula. */
 AC_TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float *xc,
-                                           const double *s, int len, double dk, double da)
+                                              const double *s, int len, double dk, double da)
 {
     const __m256d vk = _mm256_set1_pd(dk), va = _mm256_set1_pd(da);
     int j = 0;
@@ -169,7 +170,8 @@ AC_TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float 
 }
 
 AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const float *xc,
-                                           const float *sc, const double *a, int len, float g)
+                                              const float *sc, const double *a, int len,
+                                              float g)
 {
     const __m256 vg = _mm256_set1_ps(g);
     int j = 0;
@@ -188,8 +190,8 @@ AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const
 
 /* One tile of positions [0, len) of one image; pointers start at (n, 0, j0). */
 AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float *restrict x,
-                         int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
-                         float k, const int isa)
+                            int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
+                            float k, const int isa)
 {
     double s[LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
@@ -236,9 +238,9 @@ AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const fl
 
 /* t[i] = dout[i] out[i] / scale[i], summed over the mirrored window i in [c - hi, c + lo]. */
 AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
-                         const float *restrict x, const float *restrict out,
-                         const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
-                         float alpha, float beta, const int isa)
+                            const float *restrict x, const float *restrict out,
+                            const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
+                            float alpha, float beta, const int isa)
 {
     double a[LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
@@ -334,8 +336,7 @@ static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
 }
 
 void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
-                    int size, float alpha, float beta, float k, const ac_ctx *ctx,
-                    int nthreads)
+                    int size, float alpha, float beta, float k, const ac_ctx *ctx, int nthreads)
 {
     const lrn_fwd_fn f = AC_ISA_PICK(ctx->isa, fwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;
