@@ -40,6 +40,9 @@ def cpu_info():
     """The machine and what the engine uses on it."""
     return {
         "cpu": _cpu_model(),
+        # macOS says arm64, Windows AMD64: one name per architecture
+        "arch": {"arm64": "aarch64", "amd64": "x86_64"}.get(platform.machine().lower(),
+                                                            platform.machine()),
         "cores": os.cpu_count(),
         "isa": _C.get_isa(),
         "isa_supported": [n for n in _C.ISA_NAMES if _C.isa_supported(n)],

@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <immintrin.h>
-
 #include "ac_lrn.h"
 #include "ac_simd.h"
 
@@ -73,6 +71,7 @@ AC_INLINE float lrn_expf(float y)
     return er * two_n;
 }
 
+#ifdef AC_X86_64
 /* The paper's beta = 0.75 rows with SIMD reciprocal square roots instead of two sqrt and a
  * divide (those dominate the portable loop): r = s^-1/2, q = (s r)^-1/2 = s^-1/4,
  * s^-3/4 = r q; each rsqrt estimate gets one Newton step, y (3/2 - s y^2 / 2).
@@ -98,7 +97,8 @@ AC_TARGET_AVX512_WIDE static inline __m512 load_pd2ps_avx512(const double *p, __
 }
 
 AC_TARGET_AVX512_WIDE static inline void fwd075_avx512(float *oc, float *sc, const float *xc,
-                                               const double *s, int len, double dk, double da)
+                                                       const double *s, int len, double dk,
+                                                       double da)
 {
     const __m512d vk = _mm512_set1_pd(dk), va = _mm512_set1_pd(da);
     for (int j = 0; j < len; j += 16) {
@@ -114,9 +114,9 @@ AC_TARGET_AVX512_WIDE static inline void fwd075_avx512(float *oc, float *sc, con
     }
 }
 
-AC_TARGET_AVX512_WIDE static inline void bwd075_avx512(float *dxc, const float *dc, const float *xc,
-                                               const float *sc, const double *a, int len,
-                                               float g)
+AC_TARGET_AVX512_WIDE static inline void bwd075_avx512(float *dxc, const float *dc,
+                                                       const float *xc, const float *sc,
+                                                       const double *a, int len, float g)
 {
     const __m512 vg = _mm512_set1_ps(g);
     for (int j = 0; j < len; j += 16) {
@@ -150,7 +150,7 @@ AC_TARGET_AVX2 static inline __m256 load_pd2ps_avx2(const double *p)
 
 /* Tails (fewer than 8 positions) go through the portable formula. */
 AC_TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float *xc,
-                                           const double *s, int len, double dk, double da)
+                                              const double *s, int len, double dk, double da)
 {
     const __m256d vk = _mm256_set1_pd(dk), va = _mm256_set1_pd(da);
     int j = 0;
@@ -170,7 +170,8 @@ AC_TARGET_AVX2 static inline void fwd075_avx2(float *oc, float *sc, const float 
 }
 
 AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const float *xc,
-                                           const float *sc, const double *a, int len, float g)
+                                              const float *sc, const double *a, int len,
+                                              float g)
 {
     const __m256 vg = _mm256_set1_ps(g);
     int j = 0;
@@ -185,11 +186,12 @@ AC_TARGET_AVX2 static inline void bwd075_avx2(float *dxc, const float *dc, const
         dxc[j] = dc[j] / (r * sqrtf(r)) - g * xc[j] * (float)a[j];
     }
 }
+#endif
 
 /* One tile of positions [0, len) of one image; pointers start at (n, 0, j0). */
 AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const float *restrict x,
-                         int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
-                         float k, const int isa)
+                            int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
+                            float k, const int isa)
 {
     double s[LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
@@ -206,11 +208,14 @@ AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const fl
         }
         const float *xc = x + c * HW;
         float *oc = out + c * HW, *sc = scale + c * HW;
+#ifdef AC_X86_64
         if (beta == 0.75f && isa == AC_ISA_AVX512) {
             fwd075_avx512(oc, sc, xc, s, len, dk, da);
         } else if (beta == 0.75f && isa == AC_ISA_AVX2) {
             fwd075_avx2(oc, sc, xc, s, len, dk, da);
-        } else if (beta == 0.75f) {
+        } else
+#endif
+            if (beta == 0.75f) {
             for (int j = 0; j < len; j++) {
                 float sv = (float)(dk + da * s[j]);
                 float r = sqrtf(sv);
@@ -233,9 +238,9 @@ AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const fl
 
 /* t[i] = dout[i] out[i] / scale[i], summed over the mirrored window i in [c - hi, c + lo]. */
 AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
-                         const float *restrict x, const float *restrict out,
-                         const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
-                         float alpha, float beta, const int isa)
+                            const float *restrict x, const float *restrict out,
+                            const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
+                            float alpha, float beta, const int isa)
 {
     double a[LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
@@ -253,11 +258,14 @@ AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
         }
         const float *dc = dout + c * HW, *xc = x + c * HW, *sc = scale + c * HW;
         float *dxc = dx + c * HW;
+#ifdef AC_X86_64
         if (beta == 0.75f && isa == AC_ISA_AVX512) {
             bwd075_avx512(dxc, dc, xc, sc, a, len, g);
         } else if (beta == 0.75f && isa == AC_ISA_AVX2) {
             bwd075_avx2(dxc, dc, xc, sc, a, len, g);
-        } else if (beta == 0.75f) {
+        } else
+#endif
+            if (beta == 0.75f) {
             for (int j = 0; j < len; j++) {
                 float r = sqrtf(sc[j]);
                 dxc[j] = dc[j] / (r * sqrtf(r)) - g * xc[j] * (float)a[j];
@@ -287,6 +295,8 @@ static void fwd_generic(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_GENERIC);
 }
+#define fwd_neon fwd_generic
+#ifdef AC_X86_64
 AC_TARGET_AVX2 static void fwd_avx2(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX2);
@@ -295,11 +305,14 @@ AC_TARGET_AVX512_WIDE static void fwd_avx512(LRN_FWD_ARGS)
 {
     lrn_fwd_tile(out, scale, x, C, HW, len, size, alpha, beta, k, AC_ISA_AVX512);
 }
+#endif
 
 static void bwd_generic(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_GENERIC);
 }
+#define bwd_neon bwd_generic
+#ifdef AC_X86_64
 AC_TARGET_AVX2 static void bwd_avx2(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX2);
@@ -308,6 +321,7 @@ AC_TARGET_AVX512_WIDE static void bwd_avx512(LRN_BWD_ARGS)
 {
     lrn_bwd_tile(dx, dout, x, out, scale, C, HW, len, size, alpha, beta, AC_ISA_AVX512);
 }
+#endif
 
 /* Tile length (a multiple of 16 unless it is all of HW) for N images of HW positions. */
 static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
@@ -322,8 +336,7 @@ static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
 }
 
 void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrdiff_t HW,
-                    int size, float alpha, float beta, float k, const ac_ctx *ctx,
-                    int nthreads)
+                    int size, float alpha, float beta, float k, const ac_ctx *ctx, int nthreads)
 {
     const lrn_fwd_fn f = AC_ISA_PICK(ctx->isa, fwd);
     const ptrdiff_t tile = lrn_tile(N, HW), ntile = (HW + tile - 1) / tile;

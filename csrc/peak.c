@@ -3,7 +3,6 @@
 #include "ac_bf16.h"
 #include "ac_peak.h"
 #include "ac_simd.h"
-#include <immintrin.h>
 #include <time.h>
 
 #define CHAINS 12
@@ -40,6 +39,7 @@ static double now(void)
     }
 /* clang-format on */
 
+#ifdef AC_X86_64
 AC_TARGET_AVX512 __attribute__((noinline)) static float chains_avx512(long iters)
 {
     CHAIN_LOOP(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_set1_ps(0.999999f),
@@ -73,6 +73,19 @@ AC_TARGET_AVX512BF16 __attribute__((noinline)) static float chains_bf16(long ite
     s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
     return _mm512_reduce_add_ps(s);
 }
+#endif
+
+#ifdef AC_AARCH64
+#define FMLA(c, m, a) vfmaq_f32(a, c, m)
+__attribute__((noinline)) static float chains_neon(long iters)
+{
+    CHAIN_LOOP(float32x4_t, FMLA, vdupq_n_f32, vdupq_n_f32(0.999999f), vdupq_n_f32(1e-6f), "w")
+    float32x4_t s = vaddq_f32(vaddq_f32(vaddq_f32(c0, c1), vaddq_f32(c2, c3)),
+                              vaddq_f32(vaddq_f32(c4, c5), vaddq_f32(c6, c7)));
+    s = vaddq_f32(s, vaddq_f32(vaddq_f32(c8, c9), vaddq_f32(c10, c11)));
+    return vaddvq_f32(s);
+}
+#endif
 
 /* Portable: 4-wide scalar chains the compiler may vectorise; counts as mul + add. */
 __attribute__((noinline)) static float chains_generic(long iters)
@@ -130,6 +143,11 @@ double ac_fma_peak_gflops(int isa, double seconds, int nthreads)
 
 double ac_bf16_peak_gflops(double seconds, int nthreads)
 {
+#ifdef AC_X86_64
     if (!ac_bf16_supported()) return 0.0;
     return run(chains_bf16, 2.0 * 32 * CHAINS, seconds, nthreads); /* 32 products a lane set */
+#else
+    (void)seconds, (void)nthreads;
+    return 0.0;
+#endif
 }

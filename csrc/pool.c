@@ -1,7 +1,6 @@
 /* Max and adaptive-average pooling, forward and backward (API and shapes in ac_pool.h).
  * Letters: N images, C channels, H x W input plane, OH x OW output plane, k window,
  * P = N*C planes (the unit of parallel work). */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -49,7 +48,9 @@ static void maxpool3s2_plane_generic(float *restrict op, int32_t *restrict ap,
     maxpool_plane(op, ap, xp, W, OH, OW, 3, 2);
 }
 #define maxpool3s2_plane_avx2 maxpool3s2_plane_generic
+#define maxpool3s2_plane_neon maxpool3s2_plane_generic
 
+#ifdef AC_X86_64
 static inline __mmask16 first_lanes(int n)
 {
     return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
@@ -95,6 +96,7 @@ static AC_TARGET_AVX512 void maxpool3s2_plane_avx512(float *restrict op, int32_t
         }
     }
 }
+#endif
 
 void ac_maxpool2d_forward(float *out, int32_t *argmax, const float *x, int N, int C, int H,
                           int W, int k, int stride, const ac_ctx *ctx, int nthreads)

@@ -7,7 +7,8 @@ from alexnet_cpu import _C
 
 # every path in the parameter list: one this CPU lacks shows as skipped, with the reason
 ISA_PARAMS = [pytest.param(n, marks=pytest.mark.skipif(
-    not _C.isa_supported(n), reason=f"this CPU lacks the {n} instructions"))
+    not _C.isa_supported(n), reason=f"this CPU lacks the {n} instructions" if _C.isa_built(n)
+    else f"{n} is another architecture's path"))
     for n in _C.ISA_NAMES]
 
 

@@ -52,7 +52,7 @@ def edge_shapes(isa):
 
 def test_gemm_blocking_describes_each_path():
     assert _C.gemm_blocking() == _C.gemm_blocking(_C.get_isa())
-    for name in _C.ISA_NAMES:
+    for name in filter(_C.isa_built, _C.ISA_NAMES):   # another architecture's: no row
         b = _C.gemm_blocking(name)
         assert b["isa"] == name
         assert all(b[k] >= 1 for k in ("mr", "nr", "kc", "mc", "nc", "mb")), b

@@ -10,12 +10,13 @@ cdef extern from "ac_ctx.h":
 
 cdef extern from "ac_cpu.h":
     int ac_isa_supported(int path) nogil
+    int ac_isa_built(int path) nogil
     int ac_isa_best() nogil
 
 cdef extern from "ac_bf16.h":
     int ac_bf16_supported() nogil
 
-ISA_NAMES = ("generic", "avx2", "avx512")
+ISA_NAMES = ("generic", "avx2", "avx512", "neon")   # x86-64's, then aarch64's
 PRECISIONS = ("fp32", "bf16")
 WINOGRAD_MODES = ("auto", "off", "on")
 
@@ -24,6 +25,11 @@ cdef bint _bf16_hidden = False   # tests and ALEXNET_CPU_BF16=0 play a CPU witho
 
 def isa_supported(str name):
     return bool(ac_isa_supported(ISA_NAMES.index(name)))
+
+
+def isa_built(str name):
+    """True if this build has the path's code: the paths of its architecture."""
+    return bool(ac_isa_built(ISA_NAMES.index(name)))
 
 
 def bf16_supported():

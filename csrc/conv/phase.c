@@ -1,7 +1,6 @@
 /* Stride-phase planes (layout in geom.h): built from the input (the forward's im2col, fused
  * into the gemm's B packing by conv_pack_phase) and, for the strided input gradient, the
  * adjoints (column blocks added into planes, planes back to dx). */
-#include <immintrin.h>
 
 #include "geom.h"
 
@@ -73,6 +72,7 @@ typedef struct {
 } run;
 
 /* The runs rs copied for depths k0 .. k0+kc-1. */
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void apply_runs_avx512(float *dst, const float *xp, const geom *g,
                                                int k0, int kc, int R, const run *rs, int nr)
 {
@@ -92,6 +92,7 @@ static AC_TARGET_AVX512 void apply_runs_avx512(float *dst, const float *xp, cons
         }
     }
 }
+#endif
 
 static void apply_runs_generic(float *dst, const float *xp, const geom *g, int k0, int kc,
                                int R, const run *rs, int nr)
@@ -104,6 +105,7 @@ static void apply_runs_generic(float *dst, const float *xp, const geom *g, int k
     }
 }
 #define apply_runs_avx2 apply_runs_generic
+#define apply_runs_neon apply_runs_generic
 
 /* B panels of the forward from phase planes: runs of pixels cut at output rows and panels
  * are listed once, then copied for every depth k. Pixel x0 + j (x0 counted from ps->x0) is

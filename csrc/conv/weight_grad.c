@@ -6,7 +6,6 @@
  * Threads (nt): the first floor(P/nt)*nt of the P slots are shared out whole, each thread
  * running one-thread gemms with its own scratch; the rest run one at a time with threaded
  * gemms (ac_items_run). */
-#include <immintrin.h>
 #include <string.h>
 
 #include "ac_parallel.h"
@@ -92,11 +91,14 @@ static void make_hwc_generic(float *xh, const float *x, const geom *g)
 {
     make_hwc_body(xh, x, g);
 }
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void make_hwc_avx512(float *xh, const float *x, const geom *g)
 {
     make_hwc_body(xh, x, g);
 }
+#endif
 #define make_hwc_avx2 make_hwc_generic
+#define make_hwc_neon make_hwc_generic
 
 /* Pixel k0 + k's window corner in xh, k < kc. */
 static void hwc_offsets(size_t *off, const geom *g, size_t xs, int k0, int kc)
@@ -144,6 +146,7 @@ static int hwc_chunk(const geom *g)
             for (int k = 0; k < kc; k++) zero(d + (size_t)k * R + rn, R - rn);                 \
     }
 
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void pack_hwc_avx512(const void *src, float *dst, int x0, int nx,
                                              int k0, int kc, int R)
 {
@@ -154,14 +157,17 @@ static AC_TARGET_AVX512 void pack_hwc_avx512(const void *src, float *dst, int x0
                                   _mm512_maskz_loadu_ps(m, base + off[k] + j));
     })
 }
+#endif
 
 static void pack_hwc(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                      const ac_gemm_kernel *kr)
 {
+#ifdef AC_X86_64
     if (kr->isa == AC_ISA_AVX512) {
         pack_hwc_avx512(src, dst, x0, nx, k0, kc, R);
         return;
     }
+#endif
     HWC_PANELS(for (int k = 0; k < kc; k++) for (int j = 0; j < len; j++)
                    d[(size_t)k * R + i + j] = base[off[k] + j])
 }
@@ -175,6 +181,7 @@ static void sum_lanes_generic(const float *s, int n, double *lanes)
         for (int j = 0; j < 8; j++) lanes[j] += s[i + j];
     for (; i < n; i++) lanes[i & 7] += s[i];
 }
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void sum_lanes_avx512(const float *s, int n, double *lanes)
 {
     __m512d a0 = _mm512_loadu_pd(lanes), a1 = _mm512_setzero_pd();
@@ -191,7 +198,9 @@ static AC_TARGET_AVX512 void sum_lanes_avx512(const float *s, int n, double *lan
     }
     _mm512_storeu_pd(lanes, a0);
 }
+#endif
 #define sum_lanes_avx2 sum_lanes_generic
+#define sum_lanes_neon sum_lanes_generic
 
 /* Slot buffers of the channel-last path: dWt', then the bias-gradient lanes. */
 static size_t hwc_slot_floats(const geom *g)

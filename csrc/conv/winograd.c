@@ -22,7 +22,6 @@
  * one after another with threaded gemms. Each output element's arithmetic does not depend on
  * the chunking, so results are the same for every thread count.
  */
-#include <immintrin.h>
 #include <string.h>
 
 #include "ac_gemm.h"
@@ -228,6 +227,7 @@ static void in_runs_generic(const pview *v, int q, const float *x, size_t HW, in
 
 /* in_runs, two runs at a time (adjacent lanes, up to 14 tiles): each run's 16 patch columns
  * one vector, the lanes of both gathered by one two-source permute. */
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *x, size_t HW,
                                             int K, int i, const vrun *rs, int nr,
                                             const wgeom *g)
@@ -288,7 +288,9 @@ static AC_TARGET_AVX512 void in_runs_avx512(const pview *v, int q, const float *
         }
     }
 }
+#endif
 #define in_runs_avx2 in_runs_generic
+#define in_runs_neon in_runs_generic
 
 /* V(i, 0..3) of tiles [t0, t0 + n) into packed B views v[0..3] (rows: tiles, depth: the
  * group's channels; x: its channel 0 in image 0), panels shared among nt threads. */
@@ -354,6 +356,7 @@ static void out_channel_generic(float *out, size_t ys, const float *Mo, size_t m
 }
 
 /* out_channel, vectorised over up to 8 tiles of a tile row (16 output columns). */
+#ifdef AC_X86_64
 static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const float *Mo,
                                                 size_t mps, long t0, int n, float b,
                                                 const wgeom *g)
@@ -387,7 +390,9 @@ static AC_TARGET_AVX512 void out_channel_avx512(float *out, size_t ys, const flo
         j += len;
     }
 }
+#endif
 #define out_channel_avx2 out_channel_generic
+#define out_channel_neon out_channel_generic
 
 /* ------------------------------------------------------------------- driver */
 

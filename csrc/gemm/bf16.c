@@ -6,7 +6,6 @@
  * the low half, at depth 2p+1 in the high half), the missing depth of an odd kc being 0.
  * It is what vdpbf16ps multiplies: lane i of C += lo(a)*lo(b) + hi(a)*hi(b). A panel takes
  * kp*R words (floats' worth of memory), about half of its fp32 twin. */
-#include <immintrin.h>
 #include <string.h>
 #include "ac_bf16.h"
 #include "ac_cpu.h"
@@ -32,8 +31,12 @@ void ac_bf16_round_floats(float *dst, const float *src, size_t n)
 
 int ac_bf16_supported(void)
 {
+#ifdef AC_X86_64
     __builtin_cpu_init();
     return ac_isa_supported(AC_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
 }
 
 /* ---- fp32 panels -> bf16 k-pair panels ----
@@ -57,6 +60,7 @@ void ac_bf16_convert_generic(float *dst, const float *src, int nx, int kc, int R
     }
 }
 
+#ifdef AC_X86_64
 AC_TARGET_AVX512BF16 void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc,
                                                  int R)
 {
@@ -85,3 +89,4 @@ AC_TARGET_AVX512BF16 void ac_bf16_convert_avx512(float *dst, const float *src, i
         }
     }
 }
+#endif

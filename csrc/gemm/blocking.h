@@ -49,6 +49,18 @@
 #define AC_AVX2_NC 512
 #define AC_AVX2_MB 1536
 
+/* NEON (ukernel_neon_8x12.c, aarch64): 24 of the 32 q registers hold the 8 x 12 tile. Sized,
+ * not measured (no ARM CPU at hand; docs/PLATFORMS.md): KC 256 keeps a B micro-panel
+ * (12 KiB) and an A one (8 KiB) in a 32 KiB L1 (Cortex-A72/A76; Neoverse and Apple cores
+ * have 64-128 KiB); MC 128 x KC (128 KiB) and KC x NC 480 (480 KiB) in a 1 MiB L2 (Neoverse
+ * N1/V1; Apple's is shared and larger); MB 1024 rows. */
+#define AC_NEON_MR 8
+#define AC_NEON_NR 12
+#define AC_NEON_KC 256
+#define AC_NEON_MC 128
+#define AC_NEON_NC 480
+#define AC_NEON_MB 1024
+
 /* Portable C (ukernel_generic_4x8.c), the reference twin and the path for CPUs without AVX2:
  * 4 x 8 accumulators the compiler keeps in registers; blocks sized for a 32 KiB L1 and a
  * 512 KiB L2, not measured (commit 8106d7e). */

@@ -7,8 +7,6 @@
  * it reads another layout than the plain float panels of ac_gemm_pack_fn (ac_gemm.h). */
 #ifndef AC_GEMM_INTERNAL_H
 #define AC_GEMM_INTERNAL_H
-#include <immintrin.h>
-
 #include "ac_gemm.h"
 #include "ac_simd.h"
 #include "blocking.h"
@@ -24,6 +22,7 @@ static inline void ac_store_row_generic(float *c, const float *acc, int nr, floa
         for (int j = 0; j < nr; j++) c[j] = alpha * acc[j] + beta * c[j];
 }
 
+#ifdef AC_X86_64
 /* AVX2: nv vectors of 8 (the last masked by mlast), one rounding for the beta term. */
 AC_INLINE AC_TARGET_AVX2 void ac_store_row_avx2(float *c, const __m256 *acc, int nv,
                                                 __m256i mlast, __m256 va, __m256 vb, float beta)
@@ -51,6 +50,30 @@ AC_INLINE AC_TARGET_AVX512 void ac_store_row_avx512(float *c, const __m512 *acc,
         _mm512_mask_storeu_ps(c + 16 * v, m, r);
     }
 }
+#endif
+
+#ifdef AC_AARCH64
+/* NEON: nv vectors of 4, the last holding nlast (1..4) floats; one rounding for the beta
+ * term. NEON has no masked loads and stores: a partial vector goes through a local copy. */
+AC_INLINE void ac_store_row_neon(float *c, const float32x4_t *acc, int nv, int nlast,
+                                 float alpha, float beta)
+{
+    const float32x4_t va = vdupq_n_f32(alpha), vb = vdupq_n_f32(beta);
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        const int n = v == nv - 1 ? nlast : 4; /* a partial vector has at most 3 lanes */
+        float t[4] = {0.f, 0.f, 0.f, 0.f}, *cv = c + 4 * v, *p = n == 4 ? cv : t;
+        if (n < 4 && beta != 0.f)
+            for (int j = 0; j < 3; j++) t[j] = j < n ? cv[j] : 0.f;
+        float32x4_t r = vmulq_f32(acc[v], va);
+        if (beta != 0.f) r = vfmaq_f32(r, vld1q_f32(p), vb);
+        vst1q_f32(p, r);
+        if (n < 4)
+            for (int j = 0; j < 3; j++)
+                if (j < n) cv[j] = t[j];
+    }
+}
+#endif
 
 /* The edge-tile dispatch every SIMD micro-kernel shares: TILE(R, V) (the kernel's tile body
  * for R rows and V vectors, which returns) instantiated for the full tile (most calls) and
@@ -95,6 +118,8 @@ void ac_ukernel_avx2_6x16(int kc, const float *Ap, const float *Bp, float *C, si
                           float alpha, float beta, int mr, int nr);
 void ac_ukernel_avx512_6x64(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
                             float alpha, float beta, int mr, int nr);
+void ac_ukernel_neon_8x12(int kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+                          float alpha, float beta, int mr, int nr);
 
 /* bf16 (bf16.c, ukernel_*bf16*.c): micro-kernels over k-pair panels, and the conversion of
  * nx rows of packed fp32 panels into them (the kernel context's convert). */
@@ -109,6 +134,8 @@ void ac_bf16_convert_avx512(float *dst, const float *src, int nx, int kc, int R)
 void ac_pack_generic(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);
 void ac_pack_avx2(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);
 void ac_pack_avx512(float *dst, const float *p, size_t sx, size_t sk, int nx, int kc, int R);
+/* NEON packs with the portable body: plain copies, which the compiler vectorises. */
+#define ac_pack_neon ac_pack_generic
 
 /* Small-output path (small.c): M or N at most AC_SMALL_MAX, no packing. Returns 0 (nothing
  * done) when the shape or the scratch size does not suit it. */

@@ -5,7 +5,6 @@
  * rows q*R .. q*R+R-1, zero past nx. x-contiguous sources (sx == 1) copy R floats per k;
  * k-contiguous ones (sk == 1: A as stored, B^T) are transposed 16 x 16 in registers. */
 #include "gemm_internal.h"
-#include <immintrin.h>
 #include <string.h>
 
 AC_INLINE void pack_body(float *restrict dst, const float *restrict p, size_t sx, size_t sk,
@@ -37,6 +36,7 @@ void ac_pack_generic(float *dst, const float *p, size_t sx, size_t sk, int nx, i
     pack_body(dst, p, sx, sk, nx, kc, R);
 }
 
+#ifdef AC_X86_64
 AC_TARGET_AVX2 void ac_pack_avx2(float *dst, const float *p, size_t sx, size_t sk, int nx,
                                  int kc, int R)
 {
@@ -129,6 +129,7 @@ AC_TARGET_AVX512 void ac_pack_avx512(float *dst, const float *p, size_t sx, size
         }
     }
 }
+#endif
 
 void ac_gemm_pack_matrix(const void *src, float *dst, int x0, int nx, int k0, int kc, int R,
                          const ac_gemm_kernel *kr)

@@ -11,15 +11,23 @@ const ac_gemm_kernel ac_gemm_kernels[] = {
     /* isa, precision, mr, nr, kc, mc, nc, mb, micro-kernel, conversion of packed panels */
     {AC_ISA_GENERIC, AC_FP32, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC,
      AC_GENERIC_NC, AC_GENERIC_MB, ac_ukernel_generic_4x8, NULL},
+#ifdef AC_X86_64
     {AC_ISA_AVX2, AC_FP32, AC_AVX2_MR, AC_AVX2_NR, AC_AVX2_KC, AC_AVX2_MC, AC_AVX2_NC,
      AC_AVX2_MB, ac_ukernel_avx2_6x16, NULL},
     {AC_ISA_AVX512, AC_FP32, AC_AVX512_MR, AC_AVX512_NR, AC_AVX512_KC, AC_AVX512_MC,
      AC_AVX512_NC, AC_AVX512_MB, ac_ukernel_avx512_6x64, NULL},
+#endif
     {AC_ISA_GENERIC, AC_BF16, AC_GENERIC_MR, AC_GENERIC_NR, AC_GENERIC_KC, AC_GENERIC_MC,
      AC_GENERIC_NC, AC_GENERIC_MB, ac_ukernel_generic_bf16_4x8, ac_bf16_convert_generic},
+#ifdef AC_X86_64
     {AC_ISA_AVX512, AC_BF16, AC_AVX512BF16_MR, AC_AVX512BF16_NR, AC_AVX512BF16_KC,
      AC_AVX512BF16_MC, AC_AVX512BF16_NC, AC_AVX512BF16_MB, ac_ukernel_avx512bf16_6x64,
      ac_bf16_convert_avx512},
+#endif
+#ifdef AC_AARCH64
+    {AC_ISA_NEON, AC_FP32, AC_NEON_MR, AC_NEON_NR, AC_NEON_KC, AC_NEON_MC, AC_NEON_NC,
+     AC_NEON_MB, ac_ukernel_neon_8x12, NULL},
+#endif
 };
 const int ac_gemm_nkernels = (int)(sizeof ac_gemm_kernels / sizeof ac_gemm_kernels[0]);
 

@@ -10,7 +10,6 @@
 #include "ac_cpu.h"
 #include "ac_parallel.h"
 #include "gemm_internal.h"
-#include <immintrin.h>
 
 /* Floats of scratch per thread for the axpy accumulators (s x W, in L1/L2). */
 #define AC_SMALL_ACC_FLOATS 8192
@@ -40,6 +39,7 @@
 static inline float fmaf_(float a, float b, float c) { return a * b + c; }
 #include "small_body.h"
 
+#ifdef AC_X86_64
 /* ---- AVX2 + FMA: 8 lanes, 16 registers ---- */
 AC_INLINE AC_TARGET_AVX2 __m256 loadn_avx2(const float *p, int n)
 {
@@ -82,6 +82,30 @@ AC_INLINE AC_TARGET_AVX2 float sum_avx2(__m256 v)
 #define V_SUM(v) _mm512_reduce_add_ps(v)
 #define DOT_R(s) ((s) == 1 ? 8 : (s) == 2 ? 8 : (s) <= 4 ? 4 : 3)
 #include "small_body.h"
+#endif
+
+#ifdef AC_AARCH64
+/* ---- NEON: 4 lanes, 32 registers ---- */
+AC_INLINE float32x4_t loadn_neon(const float *p, int n)
+{
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int j = 0; j < n; j++) t[j] = p[j];
+    return vld1q_f32(t);
+}
+#define SFX(n) n##_neon
+#define FN
+#define VW 4
+#define VT float32x4_t
+#define V_ZERO() vdupq_n_f32(0.f)
+#define V_LOAD(p) vld1q_f32(p)
+#define V_LOADN(p, n) loadn_neon(p, n)
+#define V_STORE(p, v) vst1q_f32(p, v)
+#define V_SET1(f) vdupq_n_f32(f)
+#define V_FMA(a, b, c) vfmaq_f32(c, a, b)
+#define V_SUM(v) vaddvq_f32(v) /* pairwise: (l0 + l1) + (l2 + l3) */
+#define DOT_R(s) ((s) == 1 ? 8 : (s) == 2 ? 8 : (s) <= 4 ? 4 : 3) /* 32 registers, as AVX-512 */
+#include "small_body.h"
+#endif
 
 /* The normalised problem, and columns [x0, x1) of it on the caller's thread (acc: its
  * AC_SMALL_ACC_FLOATS of axpy accumulators). */

@@ -1,8 +1,8 @@
 /* AVX2+FMA micro-kernel: a 6 x 16 tile of C in 12 ymm accumulators; each k step loads two
  * vectors of the B micro-panel and broadcasts six values of the A micro-panel. Edge tiles
  * run a variant with only the rows and vectors they need (masked on the last vector). */
-#include <immintrin.h>
 #include "gemm_internal.h"
+#ifdef AC_X86_64 /* x86-64 only (ac_simd.h) */
 
 #define MR AC_AVX2_MR
 #define NR AC_AVX2_NR
@@ -57,3 +57,4 @@ AC_TARGET_AVX2 void ac_ukernel_avx2_6x16(int kc, const float *Ap, const float *B
     AC_UKERNEL_TILES(TILE, mr, nv, MR, NV);
 #undef TILE
 }
+#endif

@@ -3,8 +3,8 @@
  * values of the A micro-panel. Edge tiles run a variant with only the rows and vectors
  * they need (masked on the last vector), so every element of C sees the same arithmetic
  * whatever tile it falls in: results do not depend on how the driver splits the work. */
-#include <immintrin.h>
 #include "gemm_internal.h"
+#ifdef AC_X86_64 /* x86-64 only (ac_simd.h) */
 
 #define MR AC_AVX512_MR
 #define NR AC_AVX512_NR
@@ -80,3 +80,4 @@ AC_TARGET_AVX512 void ac_ukernel_avx512_6x64(int kc, const float *Ap, const floa
     AC_UKERNEL_TILES(TILE, mr, nv, MR, NV);
 #undef TILE
 }
+#endif

@@ -4,8 +4,8 @@
  * 32 multiply-adds. Edge tiles run a variant with only the rows and vectors they need
  * (masked on the last vector), so every element of C sees the same arithmetic whatever tile
  * it falls in: results do not depend on how the driver splits the work. */
-#include <immintrin.h>
 #include "gemm_internal.h"
+#ifdef AC_X86_64 /* x86-64 only (ac_simd.h) */
 
 #define MR AC_AVX512BF16_MR
 #define NR AC_AVX512BF16_NR
@@ -59,3 +59,4 @@ AC_TARGET_AVX512BF16 void ac_ukernel_avx512bf16_6x64(int kc, const float *Ap, co
     AC_UKERNEL_TILES(TILE, mr, nv, MR, NV);
 #undef TILE
 }
+#endif

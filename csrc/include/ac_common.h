@@ -20,7 +20,8 @@ static inline void omp_set_num_threads(int n) { (void)n; }
 #define AC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define AC_ALIGN 64
 
-/* Instruction-set paths, best last. */
-enum ac_isa { AC_ISA_GENERIC = 0, AC_ISA_AVX2 = 1, AC_ISA_AVX512 = 2 };
+/* Instruction-set paths: x86-64's best last, then aarch64's (a CPU has the paths of its
+ * architecture only). */
+enum ac_isa { AC_ISA_GENERIC = 0, AC_ISA_AVX2 = 1, AC_ISA_AVX512 = 2, AC_ISA_NEON = 3 };
 
 #endif
