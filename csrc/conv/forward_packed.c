@@ -69,15 +69,14 @@ size_t ac_conv2d_forward_packed_work_floats(int N, int C, int H, int W, int O, i
 
 int ac_conv2d_forward_packed(float *out, const float *x, const float *packed, int N, int C,
                              int H, int W, int O, int KH, int KW, int stride, int pad,
-                             int groups, int relu, float *work, const ac_ctx *ctx,
-                             int nthreads)
+                             int groups, int relu, float *work, const ac_ctx *ctx, int nthreads)
 {
     const geom g = make_geom(N, C, H, W, O, KH, KW, stride, pad, groups);
     int h[PH_N];
     memcpy(h, packed, sizeof h);
     if (h[PH_MAGIC] != AC_CONV_PACKED_MAGIC || h[PH_ISA] != ctx->isa ||
-        h[PH_PREC] != ctx->precision || h[PH_O] != O || h[PH_CG] != g.Cg ||
-        h[PH_KH] != KH || h[PH_KW] != KW || h[PH_G] != groups)
+        h[PH_PREC] != ctx->precision || h[PH_O] != O || h[PH_CG] != g.Cg || h[PH_KH] != KH ||
+        h[PH_KW] != KW || h[PH_G] != groups)
         return -1;
     if (N <= 0) return 0;
     const int nbias = h[PH_BIAS];

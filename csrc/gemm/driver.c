@@ -36,8 +36,8 @@ size_t ac_sgemm_work_floats(int nthreads)
     size_t need = 0;
     if (nthreads < 1) nthreads = 1;
     for (int i = 0; i < ac_gemm_nkernels; i++) /* any kernel may be asked for at call time */
-        need = AC_MAX(need, (size_t)nthreads *
-                                (a_floats(&ac_gemm_kernels[i]) + b_floats(&ac_gemm_kernels[i])));
+        need = AC_MAX(need, (size_t)nthreads * (a_floats(&ac_gemm_kernels[i]) +
+                                                b_floats(&ac_gemm_kernels[i])));
     return need + AC_ALIGN / sizeof(float); /* slack to align the start */
 }
 
@@ -91,8 +91,8 @@ size_t ac_gemm_prepack_floats(int X, int K)
 {
     size_t f = 0; /* fp32 panels of the widest tile of any path (bf16 ones are smaller) */
     for (int i = 0; i < ac_gemm_nkernels; i++)
-        f = AC_MAX(f, (size_t)K * ac_round_up(X, AC_MAX(ac_gemm_kernels[i].mr,
-                                                         ac_gemm_kernels[i].nr)));
+        f = AC_MAX(f, (size_t)K *
+                          ac_round_up(X, AC_MAX(ac_gemm_kernels[i].mr, ac_gemm_kernels[i].nr)));
     return ac_pad16(f);
 }
 
