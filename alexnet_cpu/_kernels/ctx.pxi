@@ -52,11 +52,11 @@ cdef class Context:
     cdef ac_ctx c
 
     def __init__(self, isa=None, precision=None, winograd=None):
-        cdef int i = _index("ISA", ISA_NAMES, _default.isa if isa is None else isa)
+        cdef int i = _index("ISA", ISA_NAMES, _default_ctx.isa if isa is None else isa)
         cdef int p = _index("precision", PRECISIONS,
-                            _default.precision if precision is None else precision)
+                            _default_ctx.precision if precision is None else precision)
         cdef int w = _index("Winograd mode", WINOGRAD_MODES,
-                            _default.winograd if winograd is None else winograd)
+                            _default_ctx.winograd if winograd is None else winograd)
         if not ac_isa_supported(i):
             raise RuntimeError(f"this CPU does not support the {ISA_NAMES[i]} path (supported: "
                                f"{', '.join(n for n in ISA_NAMES if isa_supported(n))})")
@@ -104,14 +104,8 @@ cdef class Context:
         return (Context, (self.isa, self.precision, self.winograd))
 
 
-class _Defaults:
-    isa = ISA_NAMES[ac_isa_best()]
-    precision = "fp32"
-    winograd = "auto"
-
-
-_default = _Defaults()
-cdef Context _default_ctx = Context()
+# The defaults: the context of calls without one, and what new nets start from.
+cdef Context _default_ctx = Context(ISA_NAMES[ac_isa_best()], "fp32", "auto")
 
 
 def default_context():
@@ -131,8 +125,7 @@ cdef Context _resolve(str fn, object ctx):
 
 cdef _set_default(str field, object value):
     global _default_ctx
-    _default_ctx = _default_ctx.replace(**{field: value})   # validates first
-    setattr(_default, field, value)
+    _default_ctx = _default_ctx.replace(**{field: value})   # validated by Context
 
 
 def set_isa(str name):
@@ -142,7 +135,7 @@ def set_isa(str name):
 
 
 def get_isa():
-    return _default.isa
+    return _default_ctx.isa
 
 
 def set_precision(str name):
@@ -151,7 +144,7 @@ def set_precision(str name):
 
 
 def get_precision():
-    return _default.precision
+    return _default_ctx.precision
 
 
 def check_precision(str name):
@@ -162,12 +155,11 @@ def check_precision(str name):
 def set_conv_winograd(str mode):
     """The default Winograd choice for 3x3 stride-1 pad-1 convolutions: "auto" (where it
     measured faster), "off" or "on"."""
-    _index("Winograd mode", WINOGRAD_MODES, mode)
     _set_default("winograd", mode)
 
 
 def get_conv_winograd():
-    return _default.winograd
+    return _default_ctx.winograd
 
 
 def _hide_bf16(bint hide):
@@ -176,7 +168,7 @@ def _hide_bf16(bint hide):
     global _bf16_hidden
     _bf16_hidden = hide
     try:
-        check_precision(_default.precision)
+        check_precision(_default_ctx.precision)
     except RuntimeError:
         set_precision("fp32")
 
