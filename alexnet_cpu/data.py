@@ -342,13 +342,28 @@ def augment(img, size, rng, mean=None, std=None, eigval=None, eigvec=None, crop=
 
 # ---------------------------------------------------------------- background decoding
 
-def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
+def _idle_priority():
+    """Make the calling thread run only on a core nothing else of this process (or session,
+    under autogroup / cgroups) wants: Linux's SCHED_IDLE. Elsewhere, normal priority."""
+    if hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+        except OSError:
+            pass
+
+
+def prefetched(batches, fill, new_batch, workers=2, prefetch=2, idle=False):
     """Yield (idx, x, errors) for each index list `idx` of `batches`, in order: x =
     new_batch(idx) with row k filled by fill(idx[k], x[k]), which returns None or the
     exception that kept the row empty (errors[k]). `workers` threads fill rows up to
     `prefetch` batches ahead of the caller (Pillow and NumPy release the GIL, so decoding
-    overlaps the caller's compute); workers=0 fills them in the caller. Closing the generator
-    early (break, exception, garbage collection) drops the queued work and joins the threads.
+    overlaps the caller's compute); workers=0 fills them in the caller. new_batch is called
+    for batch m only after the caller has asked for batch m - prefetch (so is done with the
+    one before): new_batch may hand out prefetch + 1 buffers in turn.
+    idle=True: the workers run at idle priority (SCHED_IDLE, Linux), on the cores the
+    caller's compute leaves free, and the caller fills the rows of its batch no worker has
+    started yet (from the end) instead of waiting for them. Closing the generator early
+    (break, exception, garbage collection) drops the queued work and joins the threads.
     Used by DataLoader (training, validation) and infer.Predictor (folders)."""
     if workers < 0 or prefetch < 0:
         raise ValueError(f"workers >= 0 and prefetch >= 0 expected, got {workers}, {prefetch}")
@@ -357,7 +372,8 @@ def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
             x = new_batch(idx)
             yield idx, x, [fill(i, x[k]) for k, i in enumerate(idx)]
         return
-    ex = ThreadPoolExecutor(workers, thread_name_prefix="alexnet-cpu-loader")
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="alexnet-cpu-loader",
+                            initializer=_idle_priority if idle else None)
     pending = deque()
     todo = iter(batches)
 
@@ -368,6 +384,16 @@ def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
         x = new_batch(idx)
         pending.append((idx, x, [ex.submit(fill, i, x[k]) for k, i in enumerate(idx)]))
 
+    def collect(idx, x, futs):
+        errors = [None] * len(futs)
+        done = len(futs)
+        if idle:  # the workers take rows from the front: the caller takes them from the end
+            while done and futs[done - 1].cancel():
+                done -= 1
+                errors[done] = fill(idx[done], x[done])
+        errors[:done] = [f.result() for f in futs[:done]]
+        return errors
+
     try:
         for _ in range(prefetch):
             submit()
@@ -377,7 +403,7 @@ def prefetched(batches, fill, new_batch, workers=2, prefetch=2):
                 if not pending:
                     return
             idx, x, futs = pending.popleft()
-            errors = [f.result() for f in futs]
+            errors = collect(idx, x, futs)
             if prefetch:
                 submit()  # keep `prefetch` batches in flight while the caller computes
             yield idx, x, errors

@@ -3,6 +3,7 @@
 Images are decoded and cropped by data.prefetched's threads (as the training loader does)
 while the kernels run the forward of the batch before, and results come back in input order.
 """
+import itertools
 import os
 from contextlib import closing
 
@@ -30,11 +31,9 @@ def _cores():
 
 def default_workers():
     """Decoding threads: the cores the kernels' OpenMP threads leave free, or when they take
-    every core (the default), one per core: then decoding and the forward share the cores,
-    and while the forward waits for a batch every core decodes. On 2 cores, decoding the
-    next batch during the forward measured as fast as decoding it between two forwards on
-    both cores (prefetch=0): 0.83 vs 0.82 of the forward-only rate (owt, 224 px, fp32,
-    median of 6 rounds on a machine shared with other work, load 3.5-4)."""
+    every core (the default), one per core: at idle priority they decode on whatever core
+    the forward leaves idle (a barrier, a serial step), and every core decodes while the
+    forward waits for a batch."""
     spare = _cores() - _threads.get_num_threads()
     return spare if spare > 0 else _cores()
 
@@ -68,6 +67,7 @@ class Predictor:
         self.classes = meta.get("classes") or [f"class_{i}" for i in range(n)]
         self.tencrop = tencrop
         self.skipped = 0
+        self._inputs = None     # input buffers kept between predict() calls
 
     @property
     def views(self):
@@ -96,25 +96,44 @@ class Predictor:
         probs = softmax(self.net.forward(x.reshape((b * v,) + x.shape[2:])))
         return probs.reshape(b, v, -1).mean(axis=1)
 
-    def predict(self, paths, topk=5, batch_size=None, workers=None, prefetch=2):
+    def predict(self, paths, topk=5, batch_size=None, workers=None, prefetch=1, idle=True):
         """Yield (path, [(class name, probability)] * topk), or (path, ImageError) for an
         unreadable file, for every path in order. `batch_size` images per forward (default
         default_batch()); `workers` decoding threads (default default_workers()) fill
         batches `prefetch` ahead of the forward (0: each when it is needed, between two
-        forwards; workers=0: in this thread)."""
+        forwards; workers=0: in this thread). idle=True: the workers run at idle priority,
+        on what the kernels leave free, and this thread decodes the rows of its next batch
+        they have not started (data.prefetched)."""
         workers = default_workers() if workers is None else workers
         topk = min(topk, len(self.classes))
         batch_size = self.default_batch() if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-        shape = (self.views, 3, self.size, self.size)
         batches = [range(s, min(s + batch_size, len(paths)))
                    for s in range(0, len(paths), batch_size)]
         fill = lambda i, out: self._fill(paths[i], out)  # noqa: E731
-        new_batch = lambda idx: np.empty((len(idx),) + shape, np.float32)  # noqa: E731
-        with closing(prefetched(batches, fill, new_batch, workers, prefetch)) as filled:
-            for idx, x, errors in filled:
-                yield from self._results([paths[i] for i in idx], x, errors, topk)
+        ring = self._take_inputs((prefetch + 1, min(batch_size, len(paths)), self.views, 3,
+                                  self.size, self.size))
+        turn = itertools.count()      # prefetched asks for the batches in order
+        new_batch = lambda idx: ring[next(turn) % len(ring), :len(idx)]  # noqa: E731
+        try:
+            with closing(prefetched(batches, fill, new_batch, workers, prefetch,
+                                    idle)) as filled:
+                for idx, x, errors in filled:
+                    yield from self._results([paths[i] for i in idx], x, errors, topk)
+        finally:
+            self._inputs = ring
+
+    def _take_inputs(self, shape):
+        """The input buffers of the last predict() if they fit (a second predict() running
+        at the same time gets its own): prefetched fills prefetch + 1 buffers in turn. Fresh
+        memory is the cost: its first touch measured 1-4 CPU ms per MB on a VM here (page
+        zeroing, THP compaction), as much as decoding when every batch was a new 77 MB."""
+        ring, self._inputs = self._inputs, None
+        if ring is None or ring.shape[0] != shape[0] or ring.shape[1] < shape[1] or \
+                ring.shape[2:] != shape[2:]:
+            ring = np.empty(shape, np.float32)
+        return ring
 
     def _results(self, paths, x, errors, topk):
         """(path, ranking or error) for one filled batch, in its order."""

@@ -12,10 +12,12 @@ sizes do; a randomly initialised owt net (1000 classes, 224 px) saved beside the
 fp32 (or --precision bf16 where the CPU has AVX512_BF16).
 Ours, in one process: forward-only (the net on the first B images of the folder, decoded
 once, in the same batch sizes as the folder's) and end-to-end (Predictor.predict over the
-folder, every result consumed: as the CLI runs it, decoding 2 batches ahead; decoding each
-batch between two forwards on the same threads; and in the caller, -workers 0) alternate for
-R rounds; each ratio is the median of the rounds' ratios, beside the CPU time per image of
-each (CPU time counts the work, whatever else runs on the machine). ONNX Runtime (the
+folder, every result consumed: as the CLI runs it, decoding threads at idle priority 1 batch
+ahead; the same threads at normal priority; and in the caller, -workers 0) alternate for R
+rounds, the order reversed every other round, after a warm-up of each (the forward's packed
+weights, the predictor's input buffers); each ratio is the median of the rounds' ratios,
+beside the CPU time per image of each, and of it the kernel's (sys: page faults) (CPU time
+counts the work, whatever else runs on the machine). ONNX Runtime (the
 torch owt exported to ONNX here: a reference, never used at run time) runs in its own
 process the same way, its end-to-end loop decoding each batch in the caller (load_image +
 center_crop) before running it.
@@ -52,12 +54,15 @@ def _batches(n, batch):
 
 
 def _timed(fn, n):
-    """fn() once: {img_s, cpu_ms (process CPU per image), load}."""
+    """fn() once: {img_s, cpu_ms and sys_ms (process CPU, of it in the kernel, per image),
+    load}."""
     load = os.getloadavg()[0]
-    t, cpu = time.perf_counter(), time.process_time()
+    t, t0 = time.perf_counter(), os.times()
     fn()
-    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
-    return {"img_s": n / wall, "cpu_ms": 1e3 * cpu / n, "load": load}
+    wall, t1 = time.perf_counter() - t, os.times()
+    user, sys_ = t1.user - t0.user, t1.system - t0.system
+    return {"img_s": n / wall, "cpu_ms": 1e3 * (user + sys_) / n, "sys_ms": 1e3 * sys_ / n,
+            "load": load}
 
 
 def _alternate(configs, n, rounds):
@@ -72,9 +77,11 @@ def _alternate(configs, n, rounds):
     for name, ts in runs.items():
         out[f"{name}_img_s"] = statistics.median(t["img_s"] for t in ts)
         out[f"{name}_cpu_ms"] = statistics.median(t["cpu_ms"] for t in ts)
+        out[f"{name}_sys_ms"] = statistics.median(t["sys_ms"] for t in ts)
         if name != "forward":
             ratios = [t["img_s"] / f["img_s"] for t, f in zip(ts, runs["forward"])]
             out[f"{name}_ratios"] = [round(x, 3) for x in ratios]
+            out[f"{name}_loads"] = [round(t["load"], 1) for t in ts]
             out[f"{name}_ratio"] = statistics.median(ratios)
     return out
 
@@ -107,13 +114,13 @@ def measure(spec):
 
         workers = default_workers() if spec.get("workers") is None else spec["workers"]
 
-        def end_to_end(workers=workers, prefetch=2):
-            for _ in pred.predict(paths, topk=5, batch_size=b, workers=workers,
-                                  prefetch=prefetch):
+        def end_to_end(workers=workers, idle=True, paths=paths):
+            for _ in pred.predict(paths, topk=5, batch_size=b, workers=workers, idle=idle):
                 pass
         configs = [("forward", forward), ("e2e", end_to_end),
-                   ("between", lambda: end_to_end(prefetch=0)),  # on every worker, no overlap
-                   ("serial", lambda: end_to_end(0))]            # in the caller, no overlap
+                   ("normal", lambda: end_to_end(idle=False)),  # workers at normal priority
+                   ("serial", lambda: end_to_end(0))]           # in the caller, no overlap
+        end_to_end(paths=paths[:2 * b])  # warm-up, as the forward's: the input buffers
         res = {"workers": workers, "isa": ac.cpu_info()["isa"], "cpu": ac.cpu_info()["cpu"],
                "decode_cpu_ms": _decode_cpu_ms(pred._fill, paths[:64], x[0])}
     else:
@@ -192,26 +199,31 @@ def format_markdown(res):
             f"batch {s['batch']}, {s['threads']} threads)")
     if "error" in ours or "skipped" in ours:
         return f"{head}\n\nours: {ours.get('error') or ours.get('skipped')}"
-    rows = [("ours", "forward only", ours["forward_img_s"], ours["forward_cpu_ms"], "1.00x"),
-            ("ours", f"end to end ({ours['workers']} decoding threads, 2 batches ahead)",
-             ours["e2e_img_s"], ours["e2e_cpu_ms"], f"{ours['e2e_ratio']:.2f}x"),
-            ("ours", f"end to end, decoding between the forwards on {ours['workers']} threads",
-             ours["between_img_s"], ours["between_cpu_ms"], f"{ours['between_ratio']:.2f}x"),
+    w = ours["workers"]
+    rows = [("ours", "forward only", "forward"),
+            ("ours", f"end to end (as the CLI: {w} decoding threads at idle priority, "
+                     "1 batch ahead)", "e2e"),
+            ("ours", f"end to end, the {w} decoding threads at normal priority", "normal"),
             ("ours", "end to end, decoding between the forwards in the caller (-workers 0)",
-             ours["serial_img_s"], ours["serial_cpu_ms"], f"{ours['serial_ratio']:.2f}x")]
+             "serial")]
     if "forward_img_s" in ort:
-        rows += [("ONNX Runtime", "forward only", ort["forward_img_s"], ort["forward_cpu_ms"],
-                  "1.00x"),
-                 ("ONNX Runtime", "end to end (decode loop in the caller)", ort["e2e_img_s"],
-                  ort["e2e_cpu_ms"], f"{ort['e2e_ratio']:.2f}x")]
+        rows += [("ONNX Runtime", "forward only", "forward"),
+                 ("ONNX Runtime", "end to end (decode loop in the caller)", "e2e")]
+    rows = [(engine, what, r[f"{k}_img_s"], r[f"{k}_cpu_ms"], r.get(f"{k}_sys_ms", "-"),
+             f"{r[f'{k}_ratio']:.2f}x" if k != "forward" else "1.00x")
+            for engine, what, k in rows for r in [ours if engine == "ours" else ort]]
     bound = ours["forward_cpu_ms"] / (ours["forward_cpu_ms"] + ours["decode_cpu_ms"])
     busy = ours["forward_cpu_ms"] * ours["forward_img_s"] / 1e3
     loads = [res["load_1min_start"], res["load_1min_end"], ours["load_max"]]
     md = [head, "",
-          md_table(["engine", "what", "img/s", "CPU ms/img", "vs its forward"], rows), "",
+          md_table(["engine", "what", "img/s", "CPU ms/img", "of it sys", "vs its forward"],
+                   rows), "",
           f"{ours['images']} JPEGs of photo sizes ({res['mean_file_kb']:.0f} KB on average), "
           f"median of {s['rounds']} alternating round(s); ours end-to-end / forward-only per "
-          f"round: {', '.join(f'{r:.3f}' for r in ours['e2e_ratios'])}. Decoding and "
+          f"round (1-minute load): "
+          f"{', '.join(f'{r:.3f} ({x})' for r, x in zip(ours['e2e_ratios'], ours['e2e_loads']))}"
+          f"; forward CPU / end-to-end CPU per image "
+          f"{ours['forward_cpu_ms'] / ours['e2e_cpu_ms']:.2f}. Decoding and "
           f"cropping cost {ours['decode_cpu_ms']:.2f} CPU ms per image (one thread): the "
           f"forward alone kept {busy:.2f} of {s['threads']} cores busy; with every core "
           f"busy, end to end could reach at most {bound:.2f}x the forward, forward CPU / "

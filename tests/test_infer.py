@@ -1,6 +1,7 @@
 """Folder inference (infer.Predictor, the `inference` command): results in input order
 whatever the batch size and decoding threads, unreadable files skipped, named and counted,
 ten crops, a clean stdout with the progress line on stderr."""
+import os
 import subprocess
 import sys
 import threading
@@ -142,6 +143,60 @@ def test_prefetched_same_batches_for_any_workers():
                     assert (x[k] == i).all()
     with pytest.raises(ValueError, match="prefetch"):
         next(prefetched(batches, fill, new, workers=1, prefetch=-1))
+
+
+def test_prefetched_idle_workers_leave_unstarted_rows_to_the_caller():
+    started, gate, who, policy = threading.Event(), threading.Event(), {}, {}
+
+    def fill(i, out):
+        if i == 0:           # the one worker: busy on row 0 until the caller reaches row 1
+            started.set()
+            gate.wait(5)
+        if i == 3:           # the caller's first row: only once the worker holds row 0
+            started.wait(5)
+        if i == 1:
+            gate.set()
+        who[i] = threading.current_thread() is threading.main_thread()
+        if hasattr(os, "SCHED_IDLE"):
+            policy[i] = os.sched_getscheduler(0)
+        out[:] = i
+        return None
+
+    new = lambda idx: np.zeros((len(idx), 2))  # noqa: E731
+    (idx, x, errors), = prefetched([range(4)], fill, new, workers=1, prefetch=1, idle=True)
+    assert list(idx) == [0, 1, 2, 3] and errors == [None] * 4
+    assert (x == np.arange(4)[:, None]).all()
+    assert who == {0: False, 1: True, 2: True, 3: True}
+    if hasattr(os, "SCHED_IDLE"):
+        assert policy[0] == os.SCHED_IDLE and policy[3] != os.SCHED_IDLE
+    who.clear()
+    gate.set()
+    list(prefetched([range(4)], fill, new, workers=1, prefetch=1))
+    assert not any(who.values())   # idle=False: the caller waits for the workers
+
+
+def test_input_buffers_reused_by_the_next_call_never_shared(pred, folder):
+    paths = find_images(str(folder))
+    want = dict(pred.predict(paths, topk=4, batch_size=4))
+    ring = pred._inputs
+    assert [p for p, _ in pred.predict(paths, topk=4, batch_size=3)] == paths
+    assert pred._inputs is ring    # fewer rows: the same buffers
+    a = pred.predict(paths, topk=4, batch_size=4)
+    b = pred.predict(paths[::-1], topk=4, batch_size=4)
+    got_a, got_b = [next(a)], [next(b)]
+    mine = lambda gen: gen.gi_frame.f_locals["ring"]  # noqa: E731
+    assert mine(a) is ring and mine(b) is not ring   # both alive: each its own buffers
+    for ra, rb in zip(a, b):
+        got_a.append(ra)
+        got_b.append(rb)
+    for got in (got_a, got_b):
+        for path, result in got:
+            if path.endswith(BAD):
+                assert isinstance(result, ImageError)
+                continue
+            assert [c for c, _ in result] == [c for c, _ in want[path]]
+            np.testing.assert_allclose([q for _, q in result], [q for _, q in want[path]],
+                                       rtol=1e-5, atol=1e-7)
 
 
 def run(*args):
