@@ -14,7 +14,7 @@ from .loss import softmax, softmax_cross_entropy
 from .model import alexnet
 from .onnx_io import export_onnx, import_onnx  # the onnx package only when called
 from .optim import SGD
-from .train import train_step
+from .step import train_step
 from .weights import WeightFileError
 
 __version__ = "0.1.0"

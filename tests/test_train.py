@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import alexnet_cpu as ac
-from alexnet_cpu import checkpoint, train
+from alexnet_cpu import checkpoint, step, train
 from alexnet_cpu.synthetic import make_dataset
 from alexnet_cpu.train import TrainConfig, checkpoint_path, last_path, topk_correct
 from alexnet_cpu.weights import WeightFileError, read_file, write_file
@@ -283,8 +283,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(runs, tiny_data, tm
                                                              monkeypatch):
     save = str(tmp_path / "m.safetensors")
     shutil.copy(checkpoint_path(runs[1]).replace("part.", "part1."), checkpoint_path(save))
-    real = train.softmax_cross_entropy
-    monkeypatch.setattr(train, "softmax_cross_entropy",
+    real = step.softmax_cross_entropy
+    monkeypatch.setattr(step, "softmax_cross_entropy",
                         lambda logits, y: (float("nan"), real(logits, y)[1]))
     with pytest.raises(FloatingPointError, match="loss became nan at step 6:"):
         fit(_cfg(tiny_data, save, epochs=2, resume=checkpoint_path(save)))

@@ -4,10 +4,9 @@
  * for the unsigned activations), and vpmaddwd sums the pairs in s32: a0 b0 + a2 b2 and
  * a1 b1 + a3 b3 (each at most 2 x 255 x 128 in magnitude), both added to the column's
  * accumulator. So 8 columns per register with no horizontal sums, and full 8-bit range. */
-#include <immintrin.h>
-
 #include "ac_simd.h"
 #include "int8_internal.h"
+#ifdef AC_X86_64 /* x86-64 only (ac_simd.h) */
 
 #define MR AC_I8_AVX2_MR
 #define NR AC_I8_AVX2_NR
@@ -82,3 +81,4 @@ AC_TARGET_AVX2 void ac_i8_store_avx2(const int32_t *tile, int ldt, int mr, int n
     }
     if (nv < nr) ac_i8_store_generic(tile + nv, ldt, mr, nr - nv, o, i0, j0 + nv);
 }
+#endif

@@ -19,8 +19,12 @@
 
 int ac_i8_vnni_supported(void)
 {
+#ifdef AC_X86_64
     __builtin_cpu_init();
     return ac_isa_supported(AC_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
 }
 
 int ac_i8_isa_supported(int isa)

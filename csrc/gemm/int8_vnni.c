@@ -11,11 +11,16 @@
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 #define AC_TARGET_VNNI
+#define AC_I8_VNNI_BUILT 1
 #else
-#include <immintrin.h>
+#include "ac_simd.h"
+#ifdef AC_X86_64 /* x86-64 only */
 #define AC_TARGET_VNNI __attribute__((target("avx512f,avx512vnni")))
+#define AC_I8_VNNI_BUILT 1
+#endif
 #endif
 #include "int8_internal.h"
+#ifdef AC_I8_VNNI_BUILT
 
 #define MR AC_I8_VNNI_MR
 #define NR AC_I8_VNNI_NR
@@ -48,3 +53,4 @@ AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, const int8_t *
         for (int v = 0; v < NV; v++)
             _mm512_storeu_si512((void *)(tile + i * NR + 16 * v), acc[i][v]);
 }
+#endif
