@@ -16,7 +16,7 @@ Metadata: the fp32 file's, plus "precision": "int8" and "calibration".
 import numpy as np
 
 from . import _C
-from .layers import LRN, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from .layers import LRN, _buffer, AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from .weights import WeightFileError
 
 CALIBRATIONS = ("max", "percentile")
@@ -152,7 +152,7 @@ class Int8Net:
         self.ctx = _C.Context()
         self._check(tensors, path)
         self._plan(tensors)
-        self._packed = {}
+        self._packed, self._bufs = {}, {}
 
     def eval(self):
         return self
@@ -277,14 +277,14 @@ class Int8Net:
         q = np.clip(np.rint(x.transpose(0, 2, 3, 1) * np.float32(1.0 / s)) + z, 0, 255)
         q = np.ascontiguousarray(q, dtype=np.uint8)
         n = len(x)
-        for op in self._ops:
+        for i, op in enumerate(self._ops):
             kind = op[0]
             if kind == "conv":
                 _, layer, w, comp, mul, add, relu, lrn, zero = op
                 h, wd = q.shape[1:3]
                 oh = (h + 2 * layer.pad - layer.k) // layer.stride + 1
                 ow = (wd + 2 * layer.pad - layer.k) // layer.stride + 1
-                out = np.empty((n, oh, ow, len(w)), np.float32 if lrn else np.uint8)
+                out = self._out(i, (n, oh, ow, len(w)), np.float32 if lrn else np.uint8)
                 _C.int8_conv2d(out, q, next(packed), len(w), layer.k, layer.stride, layer.pad,
                                layer.groups, comp, mul, add, relu, zero, ctx)
                 q = out
@@ -297,7 +297,7 @@ class Int8Net:
             elif kind == "pool":
                 layer = op[1]
                 c, oh, ow = layer.output_shape((q.shape[3],) + q.shape[1:3])
-                out = np.empty((n, oh, ow, c), np.uint8)
+                out = self._out(i, (n, oh, ow, c), np.uint8)
                 _C.int8_maxpool(out, q, layer.k, layer.stride)
                 q = out
             elif kind == "avgpool":
@@ -309,10 +309,16 @@ class Int8Net:
                 q = q.reshape(n, -1)
             else:
                 _, layer, w, comp, mul, add, relu, _, _ = op
-                out = np.empty((n, len(w)), np.uint8 if relu else np.float32)
+                out = self._out(i, (n, len(w)), np.uint8 if relu else np.float32)
                 _C.int8_linear(out, q, next(packed), len(w), comp, mul, add, relu, ctx)
                 q = out
-        return q
+        return q.copy()
+
+    def _out(self, i, shape, dtype):
+        """Op i's output buffer, kept between forwards as the layers keep theirs (fresh
+        arrays every batch cost page faults: docs/PERFORMANCE.md, folder inference)."""
+        self._bufs[i] = _buffer(self._bufs.get(i), shape, dtype)
+        return self._bufs[i]
 
 
 def _to_u8(y, scale):
