@@ -75,6 +75,21 @@ AC_INLINE void ac_store_row_neon(float *c, const float32x4_t *acc, int nv, int n
 }
 #endif
 
+/* The C-tile prefetch every SIMD micro-kernel shares: each cache line of its rows x `bytes`
+ * tile of C (a row may start mid-line, hence each row's last byte too), to L2, as the tile
+ * starts: C is read (beta != 0) and written only after the k loop, hundreds of cycles later.
+ * Measured against none, to L1, and to L1 a few steps before the end: docs/PERFORMANCE.md. */
+AC_INLINE void ac_prefetch_c_tile(const float *c, size_t ldc, int rows, int bytes)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < rows; i++) {
+        const char *row = (const char *)(c + (size_t)i * ldc);
+#pragma GCC unroll 4
+        for (int o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 2);
+        __builtin_prefetch(row + bytes - 1, 0, 2);
+    }
+}
+
 /* The edge-tile dispatch every SIMD micro-kernel shares: TILE(R, V) (the kernel's tile body
  * for R rows and V vectors, which returns) instantiated for the full tile (most calls) and
  * for each row count 1..mr_max and vector count 1..nv_max, so that every instance runs with

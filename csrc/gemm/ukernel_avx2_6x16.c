@@ -18,13 +18,7 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm256_setzero_ps();
     }
-    /* The C tile is read only at the end: start bringing it to L2 now. */
-#pragma GCC unroll 8
-    for (int i = 0; i < rows; i++) {
-        const char *cr = (const char *)(c + (size_t)i * ldc);
-        _mm_prefetch(cr, _MM_HINT_T1);
-        _mm_prefetch(cr + 32 * nv - 4, _MM_HINT_T1);
-    }
+    ac_prefetch_c_tile(c, ldc, rows, 32 * nv);
 
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {

@@ -9,7 +9,6 @@
 #define MR AC_AVX512_MR
 #define NR AC_AVX512_NR
 #define NV (NR / 16)
-#define PF_CK 48
 
 /* One k step: acc[i][v] += A[i] * B[16v : 16v+16]. */
 static inline __attribute__((always_inline)) AC_TARGET_AVX512 void
@@ -36,29 +35,9 @@ tile(int kc, const float *restrict a, const float *restrict b, float *restrict c
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
     }
-    /* Every line of the C tile (the last byte too: a row may not be line-aligned). */
-#define PREFETCH_C(HINT)                                                                       \
-    _Pragma("GCC unroll 32") for (int i = 0; i < rows; i++)                                    \
-    {                                                                                          \
-        const char *cr = (const char *)(c + (size_t)i * ldc);                                  \
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, HINT);  \
-        _mm_prefetch(cr + 64 * nv - 4, HINT);                                                  \
-    }
-    /* The C tile is read only at the end: start bringing it to L2 now. */
-    PREFETCH_C(_MM_HINT_T1)
-
-    /* ... and to L1 a little before the end (PF_CK steps, ~600 cycles). */
-    int k = 0;
+    ac_prefetch_c_tile(c, ldc, rows, 64 * nv);
 #pragma GCC unroll 4
-    for (; k < kc - PF_CK; k++) {
-        kstep(acc, a, b, rows, nv);
-        a += MR;
-        b += NR;
-    }
-    PREFETCH_C(_MM_HINT_T0)
-#undef PREFETCH_C
-#pragma GCC unroll 4
-    for (; k < kc; k++) {
+    for (int k = 0; k < kc; k++) {
         kstep(acc, a, b, rows, nv);
         a += MR;
         b += NR;

@@ -21,14 +21,7 @@ AC_INLINE AC_TARGET_AVX512BF16 void tile(int kp, const float *restrict a,
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
-            /* The C tile is read only at the end: start bringing it in now. */
-#pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        const char *cr = (const char *)(c + (size_t)i * ldc);
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) _mm_prefetch(cr + 64 * v, _MM_HINT_T0);
-        _mm_prefetch(cr + 64 * nv - 4, _MM_HINT_T0);
-    }
+    ac_prefetch_c_tile(c, ldc, rows, 64 * nv);
 #pragma GCC unroll 2
     for (int p = 0; p < kp; p++, a += MR, b += NR) {
         __m512bh bv[NV];

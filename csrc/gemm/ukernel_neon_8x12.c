@@ -22,6 +22,7 @@ AC_INLINE void tile(int kc, const float *restrict a, const float *restrict b, fl
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[i][v] = vdupq_n_f32(0.f);
     }
+    ac_prefetch_c_tile(c, ldc, rows, 16 * nv);
 
 #pragma GCC unroll 2
     for (int k = 0; k < kc; k++) {
