@@ -2,25 +2,19 @@
 report, the PNG, `alexnet-cpu evaluate` against our own forward pass, and the matrix a
 training run writes beside its curves."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import alexnet_cpu as ac
 from alexnet_cpu import confusion
 from alexnet_cpu.checkpoint import save
 from alexnet_cpu.infer import Predictor, find_images
 from alexnet_cpu.synthetic import make_dataset
 from alexnet_cpu.train import TrainConfig, fit
-from tiny import tiny_alexnet
+from tiny import run_cli, tiny_alexnet, use_in_cli
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "alexnet_cpu.cli", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 def test_counts_against_hand_computed():
@@ -56,20 +50,23 @@ def test_draws_any_number_of_classes(tmp_path, k):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
+    """A saved narrow owt net (tests/tiny.py) and its data; the tests load it through
+    tiny.use_in_cli (here) and tiny.run_cli (the CLI)."""
     d = tmp_path_factory.mktemp("evaluate")
     make_dataset(str(d / "data"), num_classes=3, train_per_class=2, val_per_class=5,
                  image_size=48, seed=2)
     classes = sorted(os.listdir(d / "data" / "val"))
-    net = ac.alexnet("owt", num_classes=3, seed=5)
+    net = tiny_alexnet(3, seed=5)
     path = d / "m.safetensors"
     save(str(path), net, classes=classes, input_size=63,
          preprocess={"mean": [120.0, 110.0, 100.0], "std": [60.0, 60.0, 60.0]})
     return d, path, classes
 
 
-def test_evaluate_cli_matches_our_forward(model):
+def test_evaluate_cli_matches_our_forward(model, monkeypatch):
     d, path, classes = model
-    r = run("evaluate", "-load", str(path), "-data", str(d / "data"))
+    use_in_cli(monkeypatch.setattr)
+    r = run_cli("evaluate", "-load", str(path), "-data", str(d / "data"))
     assert r.returncode == 0, r.stderr
     # the expected counts from Predictor's top-1, image by image
     predictor = Predictor(str(path))
@@ -92,7 +89,7 @@ def test_evaluate_cli_errors_are_one_line(model, tmp_path):
     Image.new("RGB", (64, 64)).save(tmp_path / "horse" / "1.png")
     for args, message in ((["-data", str(tmp_path)], "class folders not in the given classes"),
                           (["-data", str(tmp_path / "none")], "no such folder")):
-        r = run("evaluate", "-load", str(path), *args)
+        r = run_cli("evaluate", "-load", str(path), *args)
         assert r.returncode != 0 and message in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 

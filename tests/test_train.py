@@ -12,7 +12,7 @@ from alexnet_cpu import checkpoint, step, train
 from alexnet_cpu.synthetic import make_dataset
 from alexnet_cpu.train import TrainConfig, checkpoint_path, last_path, topk_correct
 from alexnet_cpu.weights import WeightFileError, read_file, write_file
-from tiny import tiny_alexnet
+from tiny import tiny_alexnet, use_in_cli
 
 
 def fit(cfg):
@@ -73,8 +73,9 @@ def test_train_step_micro_batches_equal_the_whole_batch():
     assert moved > 1e-3 and np.abs(w1 - w3).max() < 1e-4 * moved
 
 
-def test_save_load_round_trip_identical_outputs(tmp_path):
-    net = ac.alexnet("paper", num_classes=6, seed=5)
+def test_save_load_round_trip_identical_outputs(tmp_path, monkeypatch):
+    use_in_cli(monkeypatch.setattr)      # ac.load builds the narrow net of the file's variant
+    net = tiny_alexnet(6, seed=5, variant="paper")
     path = str(tmp_path / "w.safetensors")
     ac.save(path, net, classes=list("abcdef"))
     net2, meta = ac.load(path)
