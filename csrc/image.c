@@ -11,7 +11,6 @@
  * passes whose weights are exactly 1 and 0 for this filter: running them changes nothing.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ac_image.h"
@@ -20,7 +19,7 @@
 #define PREC 22 /* Pillow's PRECISION_BITS (32 - 8 - 2): fractional bits of the weights */
 #define HALF (1 << (PREC - 1))
 #define LANES 8 /* output columns per block of horizontal weights: one AVX2 vector */
-#define VCHUNK 32 /* bytes per accumulator block of the vertical pass: its sums fit in registers */
+#define VCHUNK 32 /* bytes per block of the vertical pass: its sums stay in registers */
 
 /* The window's outputs on one axis: output i takes count[i] source pixels from first[i],
  * with weights k[i * ksize + t] (0 past count[i]). */
@@ -257,47 +256,77 @@ static void emit_row(void *out, const float *lut, const uint8_t *pl, int pitch, 
     }
 }
 
-int ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
-                            int out_w, int out_h, const float box[4], int top, int left, int h,
-                            int w, const ac_ctx *ctx)
+/* The scratch of a call, in bytes from its start, each piece on a 64-byte boundary. */
+typedef struct {
+    int vertical_first, ksx, ksy, nb;
+    size_t ax, ay, taps, hb, rows, planes, ring, last, total;
+} layout_t;
+
+static size_t piece(size_t *at, size_t bytes)
 {
-    __typeof__(hpass_generic) *hpass = AC_ISA_PICK(ctx->isa, hpass);
-    __typeof__(vpass_generic) *vpass = AC_ISA_PICK(ctx->isa, vpass);
+    const size_t p = *at;
+    *at += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+static layout_t layout(int H, int W, int out_w, int out_h, const float box[4], int h, int w)
+{
+    layout_t L = {0};
     /* Pillow 13: the vertical pass first (its result rounded to 8 bits) when the height
      * shrinks by more than twice as many pixels as the width */
     const long shrink_h = (long)H - out_h, shrink_w = (long)W - out_w;
-    const int vertical_first = shrink_h > 0 && shrink_h > 2 * shrink_w;
-    axis_t ax = {w, axis_ksize(box[0], box[2], out_w)};
-    axis_t ay = {h, axis_ksize(box[1], box[3], out_h)};
-    hblocks_t hb = {(w + LANES - 1) / LANES, ax.ksize};
+    L.vertical_first = shrink_h > 0 && shrink_h > 2 * shrink_w;
+    L.ksx = axis_ksize(box[0], box[2], out_w);
+    L.ksy = axis_ksize(box[1], box[3], out_h);
+    L.nb = (w + LANES - 1) / LANES;
+    const size_t pitch = (size_t)L.nb * LANES, rowb = 3 * (size_t)W, i32 = sizeof(int32_t);
+    size_t at = 0;
+    L.ax = piece(&at, (size_t)w * (2 + L.ksx) * i32); /* first, count, weights */
+    L.ay = piece(&at, (size_t)h * (2 + L.ksy) * i32);
+    L.taps = piece(&at, (size_t)L.nb * i32);
+    L.hb = piece(&at, 2 * pitch * L.ksx * i32); /* offsets, weights */
+    L.rows = piece(&at, (size_t)L.ksy * sizeof(uint8_t *));
+    L.planes = piece(&at, 3 * pitch); /* one output row */
+    /* the ring of horizontal-pass rows, or the vertical pass's row when it goes first;
+     * then a copy of the source's last row: each with the byte after its last pixel */
+    L.ring = piece(&at, L.vertical_first ? rowb + 1 : (size_t)L.ksy * 3 * pitch);
+    L.last = piece(&at, rowb + 1);
+    L.total = at;
+    return L;
+}
+
+size_t ac_resize_bilinear_work_floats(int H, int W, int out_w, int out_h, const float box[4],
+                                      int h, int w)
+{
+    return (layout(H, W, out_w, out_h, box, h, w).total + 3) / 4;
+}
+
+void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
+                             int out_w, int out_h, const float box[4], int top, int left, int h,
+                             int w, float *work, const ac_ctx *ctx)
+{
+    __typeof__(hpass_generic) *hpass = AC_ISA_PICK(ctx->isa, hpass);
+    __typeof__(vpass_generic) *vpass = AC_ISA_PICK(ctx->isa, vpass);
+    const layout_t L = layout(H, W, out_w, out_h, box, h, w);
+    uint8_t *ws = (uint8_t *)work;
+    axis_t ax = {w, L.ksx, (int *)(ws + L.ax)}, ay = {h, L.ksy, (int *)(ws + L.ay)};
+    ax.count = ax.first + w;
+    ax.k = ax.count + w;
+    ay.count = ay.first + h;
+    ay.k = ay.count + h;
+    hblocks_t hb = {L.nb, L.ksx, 0, 0, (int *)(ws + L.taps), (int32_t *)(ws + L.hb)};
     const int pitch = hb.nb * LANES, ks = ay.ksize;
+    hb.k = hb.ofs + (size_t)pitch * hb.ksize;
+    const uint8_t **rows = (const uint8_t **)(ws + L.rows);
+    uint8_t *planes = ws + L.planes, *buf = ws + L.ring, *last = ws + L.last;
     const size_t rowb = 3 * (size_t)W;
 
-    ax.first = malloc(2 * (size_t)w * sizeof(int));
-    ax.k = malloc((size_t)w * ax.ksize * sizeof(int32_t));
-    ay.first = malloc(2 * (size_t)h * sizeof(int));
-    ay.k = malloc((size_t)h * ks * sizeof(int32_t));
-    hb.taps = malloc((size_t)hb.nb * sizeof(int));
-    hb.ofs = malloc(2 * (size_t)pitch * hb.ksize * sizeof(int32_t));
-    const uint8_t **rows = malloc((size_t)ks * sizeof(*rows));
-    /* one output row's planes, then the ring of horizontal-pass rows, or one row of the
-     * vertical pass when it goes first (plus the byte the gather may read after it); then
-     * a copy of the source's last row with that byte */
-    const size_t ring = vertical_first ? rowb + 4 : (size_t)ks * 3 * pitch;
-    uint8_t *planes = calloc(3 * (size_t)pitch + ring + rowb + 4, 1);
-    int status = -1;
-    if (!ax.first || !ax.k || !ay.first || !ay.k || !hb.taps || !hb.ofs || !rows || !planes)
-        goto done;
-    ax.count = ax.first + w;
-    ay.count = ay.first + h;
-    hb.k = hb.ofs + (size_t)pitch * hb.ksize;
     axis_weights(&ax, W, box[0], box[2], out_w, left);
     axis_weights(&ay, H, box[1], box[3], out_h, top);
     hblocks_fill(&hb, &ax);
-    uint8_t *buf = planes + 3 * (size_t)pitch, *last = buf + ring;
     const size_t span = 3 * (size_t)(hb.hi - hb.lo); /* bytes of a source row read */
     const uint8_t *src_lo = src + 3 * (size_t)hb.lo;
-    if (hb.hi == W && span) { /* the last source row's last pixel, with a byte after it */
+    if (hb.hi == W) { /* the last source row's last pixel, with a byte after it */
         memcpy(last, src_lo + (size_t)(H - 1) * rowb, span);
     }
 
@@ -305,7 +334,7 @@ int ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int
     for (int i = 0; i < h; i++) {
         const int y0 = ay.first[i], n = ay.count[i];
         const int32_t *k = ay.k + (size_t)i * ks;
-        if (vertical_first) {
+        if (L.vertical_first) {
             for (int t = 0; t < n; t++) rows[t] = src_lo + (size_t)(y0 + t) * rowb;
             vpass(buf, rows, k, n, (int)span);
             hpass(planes, pitch, buf, &hb);
@@ -321,15 +350,4 @@ int ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int
         }
         emit_row(out, lut, planes, pitch, i, h, w);
     }
-    status = 0;
-done:
-    free(ax.first);
-    free(ax.k);
-    free(ay.first);
-    free(ay.k);
-    free(hb.taps);
-    free(hb.ofs);
-    free(rows);
-    free(planes);
-    return status;
 }

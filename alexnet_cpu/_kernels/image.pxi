@@ -4,9 +4,11 @@
 from libc.stdint cimport uint8_t
 
 cdef extern from "ac_image.h":
-    int ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
-                                int out_w, int out_h, const float *box, int top, int left,
-                                int h, int w, const ac_ctx *ctx) nogil
+    size_t ac_resize_bilinear_work_floats(int H, int W, int out_w, int out_h, const float *box,
+                                          int h, int w) nogil
+    void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
+                                 int out_w, int out_h, const float *box, int top, int left,
+                                 int h, int w, float *work, const ac_ctx *ctx) nogil
 
 
 def resize_bilinear(out, src, size, box=None, int top=0, int left=0, lut=None, ctx=None):
@@ -51,8 +53,8 @@ def resize_bilinear(out, src, size, box=None, int top=0, int left=0, lut=None, c
         raise ValueError(f"{fn}: window rows [{top}, {top + h}) x columns [{left}, "
                          f"{left + w}) outside the resized image ({oh} rows, {ow} columns)")
     _no_overlap(fn, [("out", out)], [("src", src), ("lut", lut)])
-    cdef int rc, h_ = h, w_ = w
+    cdef int h_ = h, w_ = w
+    work = _workspace(None, ac_resize_bilinear_work_floats(H, W, ow, oh, b, h_, w_))
+    cdef float *pw = <float *>cnp.PyArray_DATA(work)
     with nogil:
-        rc = ac_resize_bilinear_rgb8(po, pl, ps, H, W, ow, oh, b, top, left, h_, w_, &cx.c)
-    if rc:
-        raise MemoryError(f"{fn}: out of memory")
+        ac_resize_bilinear_rgb8(po, pl, ps, H, W, ow, oh, b, top, left, h_, w_, pw, &cx.c)

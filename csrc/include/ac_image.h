@@ -13,17 +13,21 @@
  * then the vertical pass, each output pixel from its own taps only; the vertical pass goes
  * first when H - out_h > 0 and H - out_h > 2 * (W - out_w) (Pillow 13's order: Pillow 12
  * and older always went horizontal first, except for images over 100 times taller than
- * wide, so their results differ by 1 in some pixels there). The caller checks what Pillow checks: 0 <= x0 <= x1 <= W, 0 <= y0 <= y1 <= H, and
- * that the window lies inside the resized image. One thread; no global state.
- * Returns 0, or -1 when out of memory.
+ * wide, so their results differ by 1 in some pixels there). The caller checks what Pillow
+ * checks, 0 <= x0 <= x1 <= W and 0 <= y0 <= y1 <= H, and that the window lies inside the
+ * resized image. One thread; `work` holds ac_resize_bilinear_work_floats(...) floats.
  */
 #ifndef AC_IMAGE_H
 #define AC_IMAGE_H
 #include "ac_ctx.h"
+#include <stddef.h>
 #include <stdint.h>
 
-int ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
-                            int out_w, int out_h, const float box[4], int top, int left, int h,
-                            int w, const ac_ctx *ctx);
+size_t ac_resize_bilinear_work_floats(int H, int W, int out_w, int out_h, const float box[4],
+                                      int h, int w);
+
+void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
+                             int out_w, int out_h, const float box[4], int top, int left, int h,
+                             int w, float *work, const ac_ctx *ctx);
 
 #endif
