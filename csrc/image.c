@@ -80,7 +80,8 @@ static void axis_weights(axis_t *a, int in_size, float in0, float in1, int out_s
         for (int t = 0; t < a->ksize; t++) {
             double v = t < n ? triangle(mul_unfused(t + lo - center + 0.5, inv)) : 0.0;
             if (sum != 0.0) v /= sum;
-            k[t] = (int32_t)(0.5 + v * (1 << PREC)); /* v >= 0: Pillow's rounding of those */
+            /* v >= 0: Pillow's rounding of those (v * 2^22 is exact: fusing it is harmless) */
+            k[t] = (int32_t)(0.5 + v * (1 << PREC));
         }
         a->first[i] = lo;
         a->count[i] = n;
