@@ -18,7 +18,6 @@ from alexnet_cpu.data import (_base_box, _decoded, base_size, center_crop, crop_
 needs_pillow13 = pytest.mark.skipif(int(PIL.__version__.split(".")[0]) < 13,
                                     reason=f"Pillow {PIL.__version__} orders the passes as "
                                            "before 13.0, which the kernel does not follow")
-pytestmark = needs_pillow13
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 PHOTOS = [(500, 375), (375, 500), (640, 480), (500, 333), (1, 1000), (1000, 1), (256, 300),
@@ -55,6 +54,7 @@ def random_case(rng):
     return a, size, box
 
 
+@needs_pillow13
 def test_random_sizes_and_boxes_bitwise(isa, rng):
     ctx = _C.Context(isa=isa)
     for _ in range(250):
@@ -74,6 +74,7 @@ def test_random_sizes_and_boxes_bitwise(isa, rng):
                                   ref[top:top + 1, left:left + 1])
 
 
+@needs_pillow13
 @pytest.mark.parametrize("wh", PHOTOS)
 def test_load_image_boxes_bitwise(isa, wh, rng):
     """The boxes load_image makes for photo sizes (both pass orders, the thin extremes),
@@ -93,6 +94,7 @@ def test_load_image_boxes_bitwise(isa, wh, rng):
         assert got.tobytes() == want.tobytes(), (wh, top, left)
 
 
+@needs_pillow13
 def test_two_threads_at_once(rng):
     """The kernel keeps no state: calls in two threads at once (the GIL released) give each
     its own result."""
@@ -122,6 +124,7 @@ def old_load_image(path, base):
     return pillow(a, (base, base), box)
 
 
+@needs_pillow13
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
 def test_load_image_and_load_center_crop_match_pillow(tmp_path, rng, mode):
     size = 24
