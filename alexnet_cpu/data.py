@@ -176,15 +176,18 @@ def _to_rgb(img):
 
 
 def _decoded(path, base):
-    """Decode `path` -> (uint8 (H, W, 3) RGB array, the box of it the base image maps:
-    _base_box). JPEGs are decoded at a reduced scale when still >= base (draft mode).
-    Raises ImageError."""
+    """Decode `path` -> (uint8 (H, W, 3 or 4) RGB array, the box of it the base image maps:
+    _base_box); a fourth byte per pixel is padding (_C.pillow_pixels). JPEGs are decoded at
+    a reduced scale when still >= base (draft mode). Raises ImageError."""
     try:
         with Image.open(path) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (base, base))  # DCT scaling: keeps both sides >= base
             img.load()
-            a = np.asarray(_to_rgb(img), dtype=np.uint8)
+            img = _to_rgb(img)
+            a = _C.pillow_pixels(img)  # no copy: Pillow's own storage, a padding byte a pixel
+            if a is None:
+                a = np.asarray(img, dtype=np.uint8)
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{os.fspath(path)}: cannot decode image ({msg})") from e
@@ -208,7 +211,7 @@ def load_image(path, base):
     Image.BILINEAR, box=box), bitwise, by the C kernel (_C.resize_bilinear). EXIF orientation
     is not applied (as torchvision). Raises ImageError."""
     a, box = _decoded(path, base)
-    if a.shape[:2] == (base, base):
+    if a.shape == (base, base, 3):
         return a
     out = np.empty((base, base, 3), np.uint8)
     _C.resize_bilinear(out, a, (base, base), box)

@@ -88,7 +88,7 @@ static void axis_weights(axis_t *a, int in_size, float in0, float in1, int out_s
     }
 }
 
-static void hblocks_fill(hblocks_t *hb, const axis_t *ax)
+static void hblocks_fill(hblocks_t *hb, const axis_t *ax, int pixel)
 {
     hb->lo = ax->first[0];
     hb->hi = ax->first[ax->n - 1] + ax->count[ax->n - 1];
@@ -100,7 +100,7 @@ static void hblocks_fill(hblocks_t *hb, const axis_t *ax)
             for (int t = 0; t < hb->ksize; t++) {
                 const size_t e = ((size_t)b * hb->ksize + t) * LANES + l;
                 const int x = in ? ax->first[i] + (t < ax->count[i] ? t : 0) : hb->lo;
-                hb->ofs[e] = 3 * (x - hb->lo);
+                hb->ofs[e] = pixel * (x - hb->lo);
                 hb->k[e] = in ? ax->k[(size_t)i * ax->ksize + t] : 0;
             }
         }
@@ -114,7 +114,7 @@ static inline uint8_t clip8(int32_t s)
     return (uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
 }
 
-/* The horizontal pass of one row (RGB bytes from column hb->lo) into planes R, G, B of
+/* The horizontal pass of one row (pixels from column hb->lo) into planes R, G, B of
  * `pitch` bytes (hb->nb * LANES each). The row is readable one byte past the last pixel
  * read (the AVX2 variant loads 4 bytes a pixel). */
 static void hpass_generic(uint8_t *restrict dst, int pitch, const uint8_t *restrict row,
@@ -270,7 +270,8 @@ static size_t piece(size_t *at, size_t bytes)
     return p;
 }
 
-static layout_t layout(int H, int W, int out_w, int out_h, const float box[4], int h, int w)
+static layout_t layout(int H, int W, int pixel, int out_w, int out_h, const float box[4], int h,
+                       int w)
 {
     layout_t L = {0};
     /* Pillow 13: the vertical pass first (its result rounded to 8 bits) when the height
@@ -280,7 +281,7 @@ static layout_t layout(int H, int W, int out_w, int out_h, const float box[4], i
     L.ksx = axis_ksize(box[0], box[2], out_w);
     L.ksy = axis_ksize(box[1], box[3], out_h);
     L.nb = (w + LANES - 1) / LANES;
-    const size_t pitch = (size_t)L.nb * LANES, rowb = 3 * (size_t)W, i32 = sizeof(int32_t);
+    const size_t pitch = (size_t)L.nb * LANES, rowb = (size_t)pixel * W, i32 = sizeof(int32_t);
     size_t at = 0;
     L.ax = piece(&at, (size_t)w * (2 + L.ksx) * i32); /* first, count, weights */
     L.ay = piece(&at, (size_t)h * (2 + L.ksy) * i32);
@@ -296,19 +297,19 @@ static layout_t layout(int H, int W, int out_w, int out_h, const float box[4], i
     return L;
 }
 
-size_t ac_resize_bilinear_work_floats(int H, int W, int out_w, int out_h, const float box[4],
-                                      int h, int w)
+size_t ac_resize_bilinear_work_floats(int H, int W, int pixel, int out_w, int out_h,
+                                      const float box[4], int h, int w)
 {
-    return (layout(H, W, out_w, out_h, box, h, w).total + 3) / 4;
+    return (layout(H, W, pixel, out_w, out_h, box, h, w).total + 3) / 4;
 }
 
 void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
-                             int out_w, int out_h, const float box[4], int top, int left, int h,
-                             int w, float *work, const ac_ctx *ctx)
+                             int pixel, int out_w, int out_h, const float box[4], int top,
+                             int left, int h, int w, float *work, const ac_ctx *ctx)
 {
     __typeof__(hpass_generic) *hpass = AC_ISA_PICK(ctx->isa, hpass);
     __typeof__(vpass_generic) *vpass = AC_ISA_PICK(ctx->isa, vpass);
-    const layout_t L = layout(H, W, out_w, out_h, box, h, w);
+    const layout_t L = layout(H, W, pixel, out_w, out_h, box, h, w);
     uint8_t *ws = (uint8_t *)work;
     axis_t ax = {w, L.ksx, (int *)(ws + L.ax)}, ay = {h, L.ksy, (int *)(ws + L.ay)};
     ax.count = ax.first + w;
@@ -320,13 +321,13 @@ void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, in
     hb.k = hb.ofs + (size_t)pitch * hb.ksize;
     const uint8_t **rows = (const uint8_t **)(ws + L.rows);
     uint8_t *planes = ws + L.planes, *buf = ws + L.ring, *last = ws + L.last;
-    const size_t rowb = 3 * (size_t)W;
+    const size_t rowb = (size_t)pixel * W;
 
     axis_weights(&ax, W, box[0], box[2], out_w, left);
     axis_weights(&ay, H, box[1], box[3], out_h, top);
-    hblocks_fill(&hb, &ax);
-    const size_t span = 3 * (size_t)(hb.hi - hb.lo); /* bytes of a source row read */
-    const uint8_t *src_lo = src + 3 * (size_t)hb.lo;
+    hblocks_fill(&hb, &ax, pixel);
+    const size_t span = (size_t)pixel * (hb.hi - hb.lo); /* bytes of a source row read */
+    const uint8_t *src_lo = src + (size_t)pixel * hb.lo;
     if (hb.hi == W) { /* the last source row's last pixel, with a byte after it */
         memcpy(last, src_lo + (size_t)(H - 1) * rowb, span);
     }

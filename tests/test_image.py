@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from alexnet_cpu import _C
-from alexnet_cpu.data import (_base_box, _decoded, base_size, center_crop, crop_normalize, load_center_crop,
-                              load_image, normalize_table)
+from alexnet_cpu.data import (_base_box, _to_rgb, base_size, center_crop, crop_normalize,
+                              load_center_crop, load_image, normalize_table)
 
 # Pillow 13 chose the order of the two passes anew (csrc/include/ac_image.h): the kernel
 # computes that order, so older Pillows differ in some pixels and are not a reference.
@@ -62,6 +62,9 @@ def test_random_sizes_and_boxes_bitwise(isa, rng):
         ref = pillow(a, size, box)
         np.testing.assert_array_equal(resized(a, size, box, ctx=ctx), ref,
                                       err_msg=f"{a.shape} -> {size}, box {box}")
+        # 4 bytes a pixel (Pillow's storage): the fourth is not read
+        rgbx = np.concatenate([a, rng.integers(0, 256, a.shape[:2] + (1,), np.uint8)], axis=2)
+        assert np.array_equal(resized(rgbx, size, box, ctx=ctx), ref)
         # a random window, then the corner windows of one pixel
         h, w = int(rng.integers(1, size[1] + 1)), int(rng.integers(1, size[0] + 1))
         top, left = int(rng.integers(0, size[1] - h + 1)), int(rng.integers(0, size[0] - w + 1))
@@ -118,10 +121,14 @@ def test_two_threads_at_once(rng):
 
 def old_load_image(path, base):
     """load_image as it was: Pillow's resize of the decoded image."""
-    a, box = _decoded(path, base)
-    if a.shape[:2] == (base, base):
-        return a
-    return pillow(a, (base, base), box)
+    with Image.open(path) as img:
+        if img.format == "JPEG":
+            img.draft("RGB", (base, base))
+        img.load()
+        img = _to_rgb(img)
+        if img.size != (base, base):
+            img = img.resize((base, base), Image.BILINEAR, box=_base_box(*img.size, base))
+        return np.asarray(img)
 
 
 @needs_pillow13
@@ -141,6 +148,18 @@ def test_load_image_and_load_center_crop_match_pillow(tmp_path, rng, mode):
             assert load_center_crop(p, size, table).tobytes() == want.tobytes(), p.name
 
 
+def test_pillow_pixels(rng):
+    a = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
+    img = Image.fromarray(a)
+    p = _C.pillow_pixels(img)
+    assert p.shape == (37, 50, 4) and not p.flags.writeable
+    np.testing.assert_array_equal(p[..., :3], a)
+    del img  # the array keeps Pillow's storage alive
+    np.testing.assert_array_equal(p[..., :3], a)
+    assert _C.pillow_pixels(Image.fromarray(a[..., 0])) is None  # not RGB
+    assert _C.pillow_pixels(Image.new("RGB", (3000, 2000))) is None  # in several blocks
+
+
 def test_bad_arguments():
     a = np.zeros((5, 6, 3), np.uint8)
     out = np.empty((4, 4, 3), np.uint8)
@@ -148,8 +167,8 @@ def test_bad_arguments():
     f = _C.resize_bilinear
     with pytest.raises(TypeError, match="src must have dtype uint8"):
         f(out, a.astype(np.float32), (4, 4))
-    with pytest.raises(ValueError, match=r"src must be an RGB image \(H, W, 3\)"):
-        f(out, np.zeros((5, 6, 4), np.uint8), (4, 4))
+    with pytest.raises(ValueError, match=r"src must be an RGB image \(H, W, 3\) or \(H, W, 4\)"):
+        f(out, np.zeros((5, 6, 2), np.uint8), (4, 4))
     with pytest.raises(ValueError, match="size must be"):
         f(out, a, (0, 4))
     with pytest.raises(ValueError, match="box .* must satisfy"):

@@ -1,7 +1,8 @@
 /* Image resampling: Pillow's bilinear resize of an 8-bit RGB image, bitwise, computed over a
  * window of the resized image only (one decoded image -> the network's crop in one call).
  *
- *   src (H, W, 3) uint8, rows of 3*W bytes; the resized image has out_w x out_h pixels and
+ *   src (H, W, pixel) uint8, pixel = 3 (RGB) or 4 (RGB and a byte not read: Pillow's own
+ *   storage of RGB); the resized image has out_w x out_h pixels and
  *   maps box = (x0, y0, x1, y1) (source pixels, Pillow's floats) onto the whole of it;
  *   the window is its rows [top, top + h) and columns [left, left + w).
  *   lut NULL: out uint8 (h, w, 3), the window's pixels.
@@ -23,11 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-size_t ac_resize_bilinear_work_floats(int H, int W, int out_w, int out_h, const float box[4],
-                                      int h, int w);
+size_t ac_resize_bilinear_work_floats(int H, int W, int pixel, int out_w, int out_h,
+                                      const float box[4], int h, int w);
 
 void ac_resize_bilinear_rgb8(void *out, const float *lut, const uint8_t *src, int H, int W,
-                             int out_w, int out_h, const float box[4], int top, int left, int h,
-                             int w, float *work, const ac_ctx *ctx);
+                             int pixel, int out_w, int out_h, const float box[4], int top,
+                             int left, int h, int w, float *work, const ac_ctx *ctx);
 
 #endif
