@@ -16,5 +16,6 @@ include "_kernels/eltwise.pxi"
 include "_kernels/loss.pxi"
 include "_kernels/sgd.pxi"
 include "_kernels/int8.pxi"
+include "_kernels/image.pxi"
 
 _env_defaults()

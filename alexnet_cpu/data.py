@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from . import _C
 from .distributed import shard_slice
 
 __all__ = ["IMG_EXTENSIONS", "ImageError", "ImageFolder", "DataLoader", "base_size", "load_image",
-           "compute_stats", "augment", "crop_normalize", "center_crop", "ten_crop", "lighting_shift",
-           "sample_rng", "prefetched"]
+           "load_center_crop", "compute_stats", "augment", "crop_normalize", "normalize_table",
+           "center_crop", "ten_crop", "lighting_shift", "sample_rng", "prefetched"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png")
 LIGHTING_STD = 0.1
@@ -174,33 +175,60 @@ def _to_rgb(img):
     return img.convert("RGB")  # L, LA, RGBA (alpha dropped, as torchvision), CMYK, YCbCr, ...
 
 
-def load_image(path, base):
-    """Decode `path` -> uint8 (base, base, 3) RGB: shorter side resized to `base` (bilinear,
-    antialiased), centre square. JPEGs are decoded at a reduced scale when still >= base
-    (draft mode). EXIF orientation is not applied (as torchvision). Raises ImageError."""
+def _decoded(path, base):
+    """Decode `path` -> (uint8 (H, W, 3 or 4) RGB array, the box of it the base image maps:
+    _base_box); a fourth byte per pixel is padding (_C.pillow_pixels). JPEGs are decoded at
+    a reduced scale when still >= base (draft mode). Raises ImageError."""
     try:
         with Image.open(path) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (base, base))  # DCT scaling: keeps both sides >= base
             img.load()
             img = _to_rgb(img)
-            w, h = img.size
-            # as torchvision's Resize(base) + CenterCrop(base), in one resampling pass: the
-            # short side becomes base, the long one int(base * long / short); the crop starts
-            # at a whole pixel of that resized image, mapped back to a box in the source
-            nw, nh = (base, int(base * h / w)) if w <= h else (int(base * w / h), base)
-            left, top = _center(nw, base), _center(nh, base)
-            sx, sy = w / nw, h / nh
-            box = (left * sx, top * sy, (left + base) * sx, (top + base) * sy)
-            if (w, h) != (base, base):
-                img = img.resize((base, base), Image.BILINEAR, box=box)
-            a = np.asarray(img, dtype=np.uint8)
+            a = _C.pillow_pixels(img)  # no copy: Pillow's own storage, a padding byte a pixel
+            if a is None:
+                a = np.asarray(img, dtype=np.uint8)
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{os.fspath(path)}: cannot decode image ({msg})") from e
-    if a.shape != (base, base, 3):
-        raise ImageError(f"{os.fspath(path)}: decoded to shape {a.shape}, expected {(base, base, 3)}")
-    return a
+    return a, _base_box(a.shape[1], a.shape[0], base)
+
+
+def _base_box(w, h, base):
+    """The box (x0, y0, x1, y1) of a w x h source that the base image maps: as torchvision's
+    Resize(base) + CenterCrop(base) in one resampling pass, the short side becomes base, the
+    long one int(base * long / short), and the crop starts at a whole pixel of that resized
+    image, mapped back to the source."""
+    nw, nh = (base, int(base * h / w)) if w <= h else (int(base * w / h), base)
+    left, top = _center(nw, base), _center(nh, base)
+    sx, sy = w / nw, h / nh
+    return (left * sx, top * sy, (left + base) * sx, (top + base) * sy)
+
+
+def load_image(path, base):
+    """Decode `path` -> uint8 (base, base, 3) RGB: shorter side resized to `base` (bilinear,
+    antialiased), centre square (_decoded). The resize is Pillow's Image.resize(...,
+    Image.BILINEAR, box=box), bitwise, by the C kernel (_C.resize_bilinear). EXIF orientation
+    is not applied (as torchvision). Raises ImageError."""
+    a, box = _decoded(path, base)
+    if a.shape == (base, base, 3):
+        return a
+    out = np.empty((base, base, 3), np.uint8)
+    _C.resize_bilinear(out, a, (base, base), box)
+    return out
+
+
+def load_center_crop(path, size, table, out=None):
+    """Decode `path` -> float32 (3, size, size): bitwise center_crop(load_image(path,
+    base_size(size)), size, mean, std) for table = normalize_table(mean, std), computed in
+    one C call from the decoded pixels (only the crop is resized). Raises ImageError."""
+    base = base_size(size)
+    a, box = _decoded(path, base)
+    if out is None:
+        out = np.empty((3, size, size), np.float32)
+    c = _center(base, size)
+    _C.resize_bilinear(out, a, (base, base), box, c, c, table)
+    return out
 
 
 def _readable(path):
@@ -296,6 +324,14 @@ def crop_normalize(img, size, top, left, flip=False, shift=None, mean=None, std=
     np.multiply(crop.transpose(2, 0, 1), scale[:, None, None], out=out)
     out += offset.astype(np.float32)[:, None, None]
     return out
+
+
+def normalize_table(mean=None, std=None):
+    """float32 (3, 256): crop_normalize's output for each pixel value 0-255 of each channel
+    (what load_center_crop writes), computed by crop_normalize itself so the two agree
+    bitwise."""
+    ramp = np.broadcast_to(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), (16, 16, 3))
+    return crop_normalize(ramp, 16, 0, 0, mean=mean, std=std).reshape(3, 256)
 
 
 def _center(base, size):
@@ -447,6 +483,7 @@ class DataLoader:
         if ten_crop and train:
             raise ValueError("ten_crop is a test-time transform: use it with train=False")
         self.mean, self.std = _norm_params(mean, std)
+        self._table = normalize_table(self.mean, self.std)  # centre crops straight from files
         if train and lighting:
             if eigval is None or eigvec is None:
                 raise ValueError("lighting=True needs eigval and eigvec (see compute_stats), "
@@ -502,6 +539,9 @@ class DataLoader:
         if path in self.skipped:
             return ImageError(f"{path}: skipped before")
         try:
+            if not (self.train or self.ten_crop or self.cache is not None):
+                load_center_crop(path, self.size, self._table, out=out)
+                return None
             img = self._base_image(i)
         except ImageError as e:
             return e

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _threads
 from .checkpoint import load
-from .data import IMG_EXTENSIONS, ImageError, base_size, center_crop, load_image, prefetched, \
-    ten_crop
+from .data import IMG_EXTENSIONS, ImageError, base_size, load_center_crop, load_image, \
+    normalize_table, prefetched, ten_crop
 from .loss import softmax
 
 # torchvision's ImageNet statistics, RGB, of 0-255 pixel values.
@@ -63,6 +63,7 @@ class Predictor:
         # Files from other tools carry no statistics: torchvision's ImageNet ones.
         self.mean = np.asarray(pre.get("mean", IMAGENET_MEAN), np.float32)
         self.std = np.asarray(pre.get("std", IMAGENET_STD), np.float32)
+        self._table = normalize_table(self.mean, self.std)
         n = self.net.num_classes
         self.classes = meta.get("classes") or [f"class_{i}" for i in range(n)]
         self.tencrop = tencrop
@@ -81,13 +82,13 @@ class Predictor:
     def _fill(self, path, out):
         """Decode `path` and write its crop(s) into `out`; None, or the ImageError."""
         try:
-            img = load_image(path, base_size(self.size))
+            if self.tencrop:
+                ten_crop(load_image(path, base_size(self.size)), self.size, self.mean, self.std,
+                         out=out)
+            else:
+                load_center_crop(path, self.size, self._table, out=out[0])
         except ImageError as e:
             return e
-        if self.tencrop:
-            ten_crop(img, self.size, self.mean, self.std, out=out)
-        else:
-            center_crop(img, self.size, self.mean, self.std, out=out[0])
         return None
 
     def _scores(self, x):

@@ -98,11 +98,12 @@ def quantize_net(net, batches, method="max"):
 
 def image_batches(paths, size, mean, std, batch=CALIBRATION_BATCH):
     """float32 NCHW batches of the images' evaluation crops (unreadable ones skipped)."""
-    from .data import ImageError, base_size, center_crop, load_image
+    from .data import ImageError, load_center_crop, normalize_table
+    table = normalize_table(mean, std)
     out = []
     for p in paths:
         try:
-            out.append(center_crop(load_image(p, base_size(size)), size, mean, std))
+            out.append(load_center_crop(p, size, table))
         except ImageError:
             continue
         if len(out) == batch:
