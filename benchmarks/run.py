@@ -54,9 +54,9 @@ def targets(report):
     img = lambda v, m, e: _get(speed, v, m, e, "img_s")  # noqa: E731
     rows = []
 
-    def row(name, ours, theirs, target, higher_is_better=True):
+    def row(name, ours, theirs, target, higher_is_better=True, why=None):
         if ours is None or theirs is None:
-            rows.append((name, "-", "-", target, "not measured"))
+            rows.append((name, "-", "-", target, why or "not measured"))
             return
         ratio = ours / theirs if higher_is_better else theirs / ours
         rows.append((name, ours, theirs, target, f"{ratio:.2f}x"))
@@ -78,6 +78,18 @@ def targets(report):
         _get(report, "folder", "ours", "forward_img_s"), ">= 0.9x")
     row("owt training img/s, 2 MPI processes x 1 thread vs 1 x 2",
         _get(report, "mpi", "best", "img_s"), _get(report, "mpi", "best", "one_img_s"), ">= 0.9x")
+    # int8 (bench_int8): ours against the int8 runtimes and against ours in bf16
+    int8 = {r["variant"]: r for r in _get(report, "int8", "e2e") or []}
+    batch = _get(report, "int8", "settings", "batch")
+    for v, ref, target in (("owt", "openvino int8", ">= 1.0x"),
+                           ("owt", "onnxruntime int8", ">= 1.0x"),
+                           ("owt", "ours bf16", ">= 1.5x"), ("paper", "ours bf16", ">= 1.5x")):
+        row(f"{v} int8 inference img/s (batch {batch}) vs {ref}",
+            _get(int8, v, "ours int8", "img_s"), _get(int8, v, ref, "img_s"), target,
+            why=_get(int8, v, ref, "skipped"))
+    for ref in ("openvino int8", "onnxruntime int8"):
+        row(f"owt int8 latency ms (batch 1) vs {ref}", _get(int8, "owt", "ours int8", "latency_ms"),
+            _get(int8, "owt", ref, "latency_ms"), f"<= {ref}", higher_is_better=False)
     square = [r for r in _get(report, "gemm", "shapes") or [] if r["name"].startswith("square")]
     peak = report["machine"]["fma_peak_gflops"]
     if square:
