@@ -3,13 +3,15 @@ beside the forward alone on the same net and batch, and beside ONNX Runtime with
 decode loop of the same images.
 
     python benchmarks/bench_folder.py [--quick] [--images N] [--batch B] [--rounds R]
-                                      [--threads T] [--workers W] [--precision fp32|bf16]
+                                      [--threads T] [--workers W]
+                                      [--precision fp32|bf16|int8]
                                       [--json PATH]
 
 The folder: N JPEGs (quality 90) of photo sizes (500x375, 375x500, 640x480, 500x333) drawn
 from the built-in classes with pixel noise, so the files weigh about what photos of those
 sizes do; a randomly initialised owt net (1000 classes, 224 px) saved beside them, run in
-fp32 (or --precision bf16 where the CPU has AVX512_BF16).
+fp32 (or --precision bf16 where the CPU has AVX512_BF16, or --precision int8: the net
+quantized by `alexnet-cpu quantize` on 300 images of the folder).
 Ours, in one process: forward-only (the net on the first B images of the folder, decoded
 once, in the same batch sizes as the folder's) and end-to-end (Predictor.predict over the
 folder, every result consumed: as the CLI runs it, decoding threads at idle priority 1 batch
@@ -177,6 +179,11 @@ def run(quick=False, peak_gflops=None, progress=None, **overrides):
         out["mean_file_kb"] = sum(os.path.getsize(f) for f in files) / len(files) / 1e3
         weights = os.path.join(tmp, "owt.safetensors")
         _save_net(weights, s["size"])
+        if s["precision"] == "int8":
+            from alexnet_cpu.quantize import quantize
+            say("quantizing to int8 on 300 images of the folder")
+            quantize(weights, folder, weights.replace(".safetensors", ".int8.safetensors"))
+            weights = weights.replace(".safetensors", ".int8.safetensors")
         spec = {"op": "folder", "folder": folder, "weights": weights, "batch": s["batch"],
                 "rounds": s["rounds"], "threads": s["threads"], "workers": s["workers"],
                 "size": s["size"], "precision": s["precision"]}
@@ -240,7 +247,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     for k in ("images", "batch", "rounds", "threads", "workers"):
         ap.add_argument("--" + k, type=int)
-    ap.add_argument("--precision", choices=("fp32", "bf16"))
+    ap.add_argument("--precision", choices=("fp32", "bf16", "int8"))
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args(argv)
     res, md = run(a.quick, **{k: getattr(a, k) for k in ("images", "batch", "rounds",

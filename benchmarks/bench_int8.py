@@ -211,6 +211,12 @@ def gemm_rows(quick):
     return rows
 
 
+def vnni_peak():
+    """The measured vpdpbusd peak, GOP/s on all threads (best of 3, as the FMA one), or None
+    without VNNI."""
+    return max(_C.vnni_peak_gops(0.5) for _ in range(3)) if _C.vnni_supported() else None
+
+
 def accuracy(model, data, images=300, methods=quantize.CALIBRATIONS):
     """Top-1 of the fp32 model and of its int8 quantization(s) on data/val (class folders),
     calibrated on `images` images of data/train (labels unused)."""
@@ -255,6 +261,10 @@ def _check(name, r):
     return f"FAILED ({bad})" if bad else "ok"
 
 
+def _pct(x, peak):
+    return f"{100 * x / peak:.0f}%" if peak else "-"
+
+
 def format_markdown(res):
     s, cpu = res["settings"], res["cpu"]
     v = res["versions"]
@@ -284,8 +294,12 @@ def format_markdown(res):
           f"each quantized the same ONNX export on the same {4 * s['calibration_batches']} "
           f"calibration images. Logits checked on the batch: int8/bf16 against the engine's "
           f"own fp32 (bound {INT8_BOUND}), references' fp32 against ours (1e-3).", "",
-          md_table(["GEMM", "int8 GOP/s", "fp32 GFLOP/s"],
-                   [[g["name"], g["int8_gops"], g["fp32_gflops"]] for g in res["gemm"]])]
+          md_table(["GEMM", "int8 GOP/s", "% of vpdpbusd peak", "fp32 GFLOP/s"],
+                   [[g["name"], g["int8_gops"], _pct(g["int8_gops"], res["vnni_peak_gops"]),
+                     g["fp32_gflops"]] for g in res["gemm"]]),
+          f"vpdpbusd peak (measured as the FMA one: independent chains on every thread): "
+          + (f"{res['vnni_peak_gops']:.0f} GOP/s" if res["vnni_peak_gops"] else
+             "none, this CPU has no AVX512-VNNI")]
     return "\n".join(md)
 
 
@@ -295,7 +309,8 @@ def run(quick=False, peak_gflops=None, **overrides):
     ac.set_num_threads(s["threads"])
     res = {"settings": s, "cpu": ac.cpu_info(), "int8_path": _C.int8_path(),
            "versions": _versions(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "e2e": [end_to_end(v, s) for v in s["variants"]], "gemm": gemm_rows(quick)}
+           "e2e": [end_to_end(v, s) for v in s["variants"]], "gemm": gemm_rows(quick),
+           "vnni_peak_gops": vnni_peak()}
     return res, format_markdown(res)
 
 

@@ -1,6 +1,7 @@
 /* FMA peak meter: each thread runs 12 independent vector FMA chains (enough to cover FMA
  * latency x ports on current cores) in a register-only loop; flops over wall time. */
 #include "ac_bf16.h"
+#include "ac_int8.h"
 #include "ac_peak.h"
 #include "ac_simd.h"
 #include <time.h>
@@ -72,6 +73,20 @@ AC_TARGET_AVX512BF16 __attribute__((noinline)) static float chains_bf16(long ite
                              _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
     s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
     return _mm512_reduce_add_ps(s);
+}
+
+/* vpdpbusd chains: 64 u8 x s8 products a step; the s32 sums wrap, harmlessly. */
+#define DPBUSD(c, m, a) _mm512_dpbusd_epi32(c, m, a)
+__attribute__((target("avx512f,avx512vnni"), noinline)) static float chains_vnni(long iters)
+{
+    CHAIN_LOOP(__m512i, DPBUSD, _mm512_set1_epi32, _mm512_set1_epi32(0x01020304),
+               _mm512_set1_epi32(0x05060708), "v")
+    __m512i s = _mm512_add_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+        _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+    s = _mm512_add_epi32(
+        s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+    return (float)_mm512_reduce_add_epi32(s);
 }
 #endif
 
@@ -146,6 +161,17 @@ double ac_bf16_peak_gflops(double seconds, int nthreads)
 #ifdef AC_X86_64
     if (!ac_bf16_supported()) return 0.0;
     return run(chains_bf16, 2.0 * 32 * CHAINS, seconds, nthreads); /* 32 products a lane set */
+#else
+    (void)seconds, (void)nthreads;
+    return 0.0;
+#endif
+}
+
+double ac_vnni_peak_gops(double seconds, int nthreads)
+{
+#ifdef AC_X86_64
+    if (!ac_i8_vnni_supported()) return 0.0;
+    return run(chains_vnni, 2.0 * 64 * CHAINS, seconds, nthreads); /* 64 products a step */
 #else
     (void)seconds, (void)nthreads;
     return 0.0;

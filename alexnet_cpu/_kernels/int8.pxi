@@ -30,9 +30,24 @@ cdef extern from "ac_int8.h":
                        int stride, int OH, int OW, int nthreads) nogil
 
 
+cdef extern from "ac_peak.h":
+    double ac_vnni_peak_gops(double seconds, int nthreads) nogil
+
+
 def vnni_supported():
     """True if this CPU has AVX512-VNNI (vpdpbusd) beside the AVX-512 path."""
     return bool(ac_i8_vnni_supported())
+
+
+def vnni_peak_gops(double seconds=0.2):
+    """Measured vpdpbusd peak (GOP/s, 2 ops per u8 x s8 product) on all kernel threads."""
+    if not vnni_supported():
+        raise RuntimeError("this CPU lacks AVX512-VNNI: no vpdpbusd peak to measure")
+    cdef int nt = _nthreads()
+    cdef double r
+    with nogil:
+        r = ac_vnni_peak_gops(seconds, nt)
+    return r
 
 
 cdef ac_ctx _i8_ctx(str fn, object ctx) except *:

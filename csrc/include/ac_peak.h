@@ -7,4 +7,8 @@
  * `seconds`; return the achieved single-precision GFLOP/s (2 flops per lane per FMA). */
 double ac_fma_peak_gflops(int isa, double seconds, int nthreads);
 
+/* The same with vpdpbusd chains (AVX512-VNNI): GOP/s, 2 ops per u8 x s8 product; 0 on a
+ * CPU without VNNI. */
+double ac_vnni_peak_gops(double seconds, int nthreads);
+
 #endif
