@@ -51,4 +51,5 @@ def cpu_info():
         "bf16": _C.bf16_supported(),        # AVX512_BF16 available (vdpbf16ps)
         "precision": _C.get_precision(),    # what the GEMMs multiply in by default
         "vnni": _C.vnni_supported(),        # AVX512-VNNI available (vpdpbusd, int8)
+        "amx": _C.amx_supported(),          # AMX-INT8 tiles usable (int8 GEMMs)
     }

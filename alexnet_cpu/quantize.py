@@ -255,10 +255,12 @@ class Int8Net:
             i += 1
         self._ops = ops
 
-    def _pack(self, path):
-        """Weights packed for an int8 path (once per path; groups one after another)."""
+    def _pack(self, ctx):
+        """Weights packed for the context's int8 path (once per path; groups one after
+        another)."""
+        path = _C.int8_path(ctx)
         if path not in self._packed:
-            ctx, packed = _C.Context(isa=path), []
+            packed = []
             for op in self._ops:
                 if op[0] in ("conv", "linear"):
                     w, g = op[2], op[1].groups if op[0] == "conv" else 1
@@ -273,7 +275,7 @@ class Int8Net:
         """Logits (N, num_classes) float32 for a float32 NCHW batch."""
         x = self._net.check_input(x)
         ctx = self.ctx
-        packed = iter(self._pack(_C.int8_path(ctx)))
+        packed = iter(self._pack(ctx))
         s, z = self._input
         q = self._to_u8("input", x.transpose(0, 2, 3, 1), s, z)
         n = len(x)

@@ -13,9 +13,10 @@
 /* This build's registry: the reference and the VNNI row (whose store, AVX2's in the real
  * registry, is tested natively against the reference by tests/test_int8.py). */
 const ac_i8_kernel ac_i8_kernels[] = {
-    {AC_ISA_GENERIC, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, ac_i8_ukernel_generic,
+    {AC_ISA_GENERIC, 0, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, 1, 0, ac_i8_ukernel_generic,
      ac_i8_store_generic},
-    {AC_ISA_AVX512, AC_I8_VNNI_MR, AC_I8_VNNI_NR, ac_i8_ukernel_vnni, ac_i8_store_generic},
+    {AC_ISA_AVX512, 0, AC_I8_VNNI_MR, AC_I8_VNNI_NR, 1, 0, ac_i8_ukernel_vnni,
+     ac_i8_store_generic},
 };
 const int ac_i8_nkernels = 2;
 
@@ -25,7 +26,7 @@ static unsigned next(void) { return rng = rng * 1664525u + 1013904223u, rng >> 8
 /* Runs ac_i8_gemm (plain) or ac_i8_conv2d on both rows; 1 if the outputs differ. */
 static int check(int conv, int M, int N, int K, int f32, int extreme)
 {
-    const ac_ctx ref = {AC_ISA_GENERIC, 0, 0}, vnni = {AC_ISA_AVX512, 0, 0};
+    const ac_ctx ref = {AC_ISA_GENERIC, 0, 0, 0}, vnni = {AC_ISA_AVX512, 0, 0, 0};
     /* conv: 2 images of 9 x 7 pixels, 5 channels in 1 group, 3x3 kernel, stride 2, pad 1 */
     const ac_i8_conv g = {NULL, 9, 7, 5, 0, 5, 3, 2, 1, 5, 4, 77};
     if (conv) M = 2 * g.OH * g.OW, K = 9 * g.cg;

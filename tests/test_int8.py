@@ -15,13 +15,19 @@ PATHS = ["generic",
          pytest.param("avx2", marks=pytest.mark.skipif(not _C.isa_supported("avx2"),
                                                        reason="this CPU lacks AVX2")),
          pytest.param("avx512", marks=pytest.mark.skipif(not _C.vnni_supported(),
-                                                         reason=NO_VNNI))]
-# odd shapes: tails of every tile (4x16, 8x32), depth not a multiple of 4, one row/column
-SHAPES = [(1, 1, 1), (3, 17, 5), (5, 33, 70), (13, 100, 257), (9, 65, 3), (64, 37, 300)]
+                                                         reason=NO_VNNI)),
+         pytest.param("amx", marks=pytest.mark.skipif(
+             not _C.amx_supported(), reason="this CPU (or its OS) offers no AMX-INT8 tiles"))]
+# odd shapes: tails of every tile (4x16, 8x32, 32x32), depth not a multiple of 4 nor of
+# AMX's 64, one row/column, depth in several chunks of 512 (s32 tiles carried between them)
+SHAPES = [(1, 1, 1), (3, 17, 5), (5, 33, 70), (13, 100, 257), (9, 65, 3), (64, 37, 300),
+          (45, 70, 1100)]
 
 
 def ctx(path):
-    return _C.Context(isa=path)
+    """The int8 row `path` names: an ISA path without AMX, or the AVX-512 path's AMX row."""
+    return (_C.Context(isa="avx512", amx=True) if path == "amx" else
+            _C.Context(isa=path, amx=False))
 
 
 def linear(path, x, w, comp=None, mul=None, add=None, out_dtype=np.float32, relu=False):
@@ -153,4 +159,13 @@ def test_bad_arguments(rng):
 
 def test_cpu_info_reports_vnni():
     assert cpu_info()["vnni"] == _C.vnni_supported()
+    assert cpu_info()["amx"] == _C.amx_supported()
     assert _C.int8_path(_C.Context(isa="generic")) == "generic"
+    if _C.vnni_supported():
+        assert _C.int8_path(_C.Context(isa="avx512", amx=False)) == "avx512"
+    if _C.amx_supported():
+        assert _C.int8_path(_C.Context(isa="avx512", amx=True)) == "amx"
+        assert _C.int8_path(_C.Context(isa="avx2", amx=True)) == "avx2"  # AVX-512's only
+    else:
+        with pytest.raises(RuntimeError, match="AMX"):
+            _C.Context(amx=True)

@@ -6,7 +6,7 @@ import os
 
 cdef extern from "ac_ctx.h":
     ctypedef struct ac_ctx:
-        int isa, precision, winograd
+        int isa, precision, winograd, amx
 
 cdef extern from "ac_cpu.h":
     int ac_isa_supported(int path) nogil
@@ -15,6 +15,9 @@ cdef extern from "ac_cpu.h":
 
 cdef extern from "ac_bf16.h":
     int ac_bf16_supported() nogil
+
+cdef extern from "ac_int8.h":
+    int ac_i8_amx_supported() nogil
 
 ISA_NAMES = ("generic", "avx2", "avx512", "neon")   # x86-64's, then aarch64's
 PRECISIONS = ("fp32", "bf16")
@@ -46,12 +49,14 @@ cdef int _index(str what, tuple names, object name) except -1:
 cdef class Context:
     """What a kernel call runs: the SIMD path `isa`, what the GEMMs multiply in
     (`precision`: "fp32", or "bf16" operands with fp32 sums) and whether 3x3 stride-1 pad-1
-    convolutions take Winograd (`winograd`: "auto", "off", "on"). Immutable. A field left
-    None takes its default (set_isa, set_precision, set_conv_winograd) at construction.
-    Raises ValueError for an unknown name, RuntimeError for a path this CPU lacks."""
+    convolutions take Winograd (`winograd`: "auto", "off", "on"), and whether the int8 GEMMs
+    of the AVX-512 path run on AMX tiles (`amx`; default: where the CPU has them). Immutable.
+    A field left None takes its default (set_isa, set_precision, set_conv_winograd) at
+    construction. Raises ValueError for an unknown name, RuntimeError for a path this CPU
+    lacks."""
     cdef ac_ctx c
 
-    def __init__(self, isa=None, precision=None, winograd=None):
+    def __init__(self, isa=None, precision=None, winograd=None, amx=None):
         cdef int i = _index("ISA", ISA_NAMES, _default_ctx.isa if isa is None else isa)
         cdef int p = _index("precision", PRECISIONS,
                             _default_ctx.precision if precision is None else precision)
@@ -67,7 +72,10 @@ cdef class Context:
             raise RuntimeError(f"bf16 precision needs AVX512_BF16, which this CPU lacks{hidden};"
                                f" the {ISA_NAMES[i]} path has no bf16 kernel (the portable "
                                f"reference runs with ALEXNET_CPU_ISA=generic)")
-        self.c.isa, self.c.precision, self.c.winograd = i, p, w
+        amx = _default_ctx.amx if amx is None else bool(amx)
+        if amx and not ac_i8_amx_supported():
+            raise RuntimeError("this CPU (or its OS) offers no AMX-INT8 tiles")
+        self.c.isa, self.c.precision, self.c.winograd, self.c.amx = i, p, w, amx
 
     @property
     def isa(self):
@@ -81,14 +89,19 @@ cdef class Context:
     def winograd(self):
         return WINOGRAD_MODES[self.c.winograd]
 
+    @property
+    def amx(self):
+        return bool(self.c.amx)
+
     def replace(self, **fields):
-        """A Context with these fields changed (isa=, precision=, winograd=)."""
-        f = {"isa": self.isa, "precision": self.precision, "winograd": self.winograd}
+        """A Context with these fields changed (isa=, precision=, winograd=, amx=)."""
+        f = {"isa": self.isa, "precision": self.precision, "winograd": self.winograd,
+             "amx": self.amx}
         f.update(fields)
         return Context(**f)
 
     def _key(self):
-        return (self.c.isa, self.c.precision, self.c.winograd)
+        return (self.c.isa, self.c.precision, self.c.winograd, self.c.amx)
 
     def __eq__(self, other):
         return isinstance(other, Context) and self._key() == (<Context>other)._key()
@@ -98,14 +111,15 @@ cdef class Context:
 
     def __repr__(self):
         return (f"Context(isa={self.isa!r}, precision={self.precision!r}, "
-                f"winograd={self.winograd!r})")
+                f"winograd={self.winograd!r}, amx={self.amx!r})")
 
     def __reduce__(self):
-        return (Context, (self.isa, self.precision, self.winograd))
+        return (Context, (self.isa, self.precision, self.winograd, self.amx))
 
 
 # The defaults: the context of calls without one, and what new nets start from.
-cdef Context _default_ctx = Context(ISA_NAMES[ac_isa_best()], "fp32", "auto")
+cdef Context _default_ctx = Context(ISA_NAMES[ac_isa_best()], "fp32", "auto",
+                                    bool(ac_i8_amx_supported()))
 
 
 def default_context():
@@ -175,7 +189,10 @@ def _hide_bf16(bint hide):
 
 def _env_defaults():
     """ALEXNET_CPU_ISA, ALEXNET_CPU_BF16=0, ALEXNET_CPU_PRECISION, ALEXNET_CPU_WINOGRAD
-    (0 | 1 | auto; AC_CONV_WINOGRAD is its old name), read once at import."""
+    (0 | 1 | auto; AC_CONV_WINOGRAD is its old name), ALEXNET_CPU_AMX=0 (int8 on
+    AVX512-VNNI where the CPU has AMX), read once at import."""
+    if os.environ.get("ALEXNET_CPU_AMX") == "0":
+        _set_default("amx", False)
     if os.environ.get("ALEXNET_CPU_ISA"):
         set_isa(os.environ["ALEXNET_CPU_ISA"])
     if os.environ.get("ALEXNET_CPU_BF16") == "0":

@@ -39,6 +39,11 @@ def vnni_supported():
     return bool(ac_i8_vnni_supported())
 
 
+def amx_supported():
+    """True if this CPU has AMX-INT8 tiles and the OS lets this process use them."""
+    return bool(ac_i8_amx_supported())
+
+
 def vnni_peak_gops(double seconds=0.2):
     """Measured vpdpbusd peak (GOP/s, 2 ops per u8 x s8 product) on all kernel threads."""
     if not vnni_supported():
@@ -51,18 +56,21 @@ def vnni_peak_gops(double seconds=0.2):
 
 
 cdef ac_ctx _i8_ctx(str fn, object ctx) except *:
-    """The context's int8 path: AVX-512 without VNNI falls back to the AVX2 row."""
+    """The context's int8 path: AVX-512 without VNNI falls back to the AVX2 row; only the
+    AVX-512 path has an AMX row."""
     cdef ac_ctx c = _resolve(fn, ctx).c
     if c.isa == 2 and not ac_i8_vnni_supported():
         c.isa = 1
+    c.amx = c.amx and c.isa == 2
     if not ac_i8_isa_supported(c.isa):
         raise RuntimeError(f"{fn}: this CPU cannot run the int8 {ISA_NAMES[c.isa]} path")
     return c
 
 
 def int8_path(ctx=None):
-    """The int8 row a context runs: "generic", "avx2" or "avx512" (AVX512-VNNI)."""
-    return ISA_NAMES[_i8_ctx("int8_path", ctx).isa]
+    """The int8 row a context runs: "generic", "avx2", "avx512" (AVX512-VNNI) or "amx"."""
+    cdef ac_ctx c = _i8_ctx("int8_path", ctx)
+    return "amx" if c.amx else ISA_NAMES[c.isa]
 
 
 def int8_pack(w, ctx=None):

@@ -12,15 +12,18 @@
 #define NR AC_I8_AVX2_NR
 #define NV (NR / 8)
 
-AC_TARGET_AVX2 void ac_i8_ukernel_avx2(int kq, const uint8_t *Ap, const int8_t *Bp,
-                                       int32_t *tile)
+AC_TARGET_AVX2 void ac_i8_ukernel_avx2(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
+                                       int32_t *tile, int add)
 {
+    (void)lda; /* quad-interleaved A panels */
     __m256i acc[MR][NV];
     const __m256i lo = _mm256_set1_epi16(0x00ff);
 #pragma GCC unroll 4
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_si256();
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = add ? _mm256_loadu_si256((const __m256i *)(tile + i * NR + 8 * v))
+                            : _mm256_setzero_si256();
     for (int q = 0; q < kq; q++, Ap += 4 * MR, Bp += 4 * NR) {
         __m256i be[NV], bo[NV];
 #pragma GCC unroll 2

@@ -1,9 +1,12 @@
-/* The int8 GEMM driver (ac_int8.h): the fp32 driver's loops without the K blocks (the
- * requantizing write-back needs whole sums; see int8_internal.h for the panel layout).
+/* The int8 GEMM driver (ac_int8.h); see int8_internal.h for the panel layout.
  *
- *   ic over M by MC       A rows packed (MC x K bytes, in L2), from any row source
- *    jr over N by NR      B panel (K x NR, packed once with the weights) ...
- *     ir over MC by MR    ... against each A panel: micro-kernel, then the store
+ *   ic over M by MC         A rows packed (MC x K bytes, in L2), from any row source
+ *    jr over N by NR        B panel (K x NR, packed once with the weights)
+ *     pc over K by KC       ... a chunk of it, in L1, against each A panel's chunk:
+ *      ir over MC by MR     micro-kernel into that panel's s32 tile
+ *     ir over MC by MR      the store requantizes the whole sums
+ * Unlike the fp32 driver, whose K blocks write partial sums into C, the chunks' sums wait in
+ * s32 tiles (one per A panel of the block) until the whole depth is summed.
  * Threads split M or N in whole panels (ac_split) and run independently; every element of
  * C is the same exact sum whatever the split, so results do not depend on the thread
  * count. The plain-matrix and im2col row sources are here; max-pooling on u8 too. */
@@ -15,6 +18,7 @@
 #include "int8_internal.h"
 
 #define AC_I8_A_BYTES (128 * 1024) /* packed A block: half of a 512 KiB L2 */
+#define AC_I8_KC_QUADS 128 /* depth chunk: 32 x 512 bytes of B, a third of L1 */
 #define AC_I8_SERIAL_MACS (1 << 19) /* as the fp32 driver: below, one thread is faster */
 
 int ac_i8_vnni_supported(void)
@@ -32,24 +36,34 @@ int ac_i8_isa_supported(int isa)
     return isa == AC_ISA_AVX512 ? ac_i8_vnni_supported() : ac_isa_supported(isa);
 }
 
+/* The path's AMX row if ctx->amx asks for it and there is one, else its plain row. */
 const ac_i8_kernel *ac_i8_kernel_for(const ac_ctx *ctx)
 {
-    for (int i = 0; i < ac_i8_nkernels; i++)
-        if (ac_i8_kernels[i].isa == ctx->isa) return &ac_i8_kernels[i];
-    return &ac_i8_kernels[0];
+    const ac_i8_kernel *plain = &ac_i8_kernels[0];
+    for (int i = 0; i < ac_i8_nkernels; i++) {
+        const ac_i8_kernel *k = &ac_i8_kernels[i];
+        if (k->isa != ctx->isa) continue;
+        if (k->amx && ctx->amx) return k;
+        if (!k->amx) plain = k;
+    }
+    return plain;
 }
 
-static size_t kpad(int K) { return ((size_t)K + 3) & ~(size_t)3; }
+/* The padded depth in bytes: whole steps of the row's quads. */
+static size_t kpad(const ac_i8_kernel *kr, int K)
+{
+    return ac_round_up((size_t)K, 4 * (size_t)kr->kq_step);
+}
 
 size_t ac_i8_packed_b_bytes_for(const ac_i8_kernel *kr, int N, int K)
 {
-    return ac_round_up((size_t)N, (size_t)kr->nr) * kpad(K);
+    return ac_round_up((size_t)N, (size_t)kr->nr) * kpad(kr, K);
 }
 
 void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int N, int K,
                       size_t ldb)
 {
-    const int NR = kr->nr, kq = (int)(kpad(K) / 4);
+    const int NR = kr->nr, kq = (int)(kpad(kr, K) / 4);
     for (int j0 = 0; j0 < N; j0 += NR)
         for (int q = 0; q < kq; q++)
             for (int j = 0; j < NR; j++)
@@ -62,15 +76,21 @@ void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int 
 /* Rows of A per packed block: AC_I8_A_BYTES of them, in whole panels. */
 static int mc_for(const ac_i8_kernel *kr, int K)
 {
-    return AC_MAX(kr->mr, (int)(AC_I8_A_BYTES / kpad(K)) / kr->mr * kr->mr);
+    return AC_MAX(kr->mr, (int)(AC_I8_A_BYTES / kpad(kr, K)) / kr->mr * kr->mr);
 }
 
-/* One thread's scratch: the A block, one row, the s32 tile; cache-line multiples. */
+/* s32 tiles a block needs: one per A panel when the depth comes in several chunks. */
+static int tiles_for(const ac_i8_kernel *kr, int K)
+{
+    return kpad(kr, K) / 4 > AC_I8_KC_QUADS ? mc_for(kr, K) / kr->mr : 1;
+}
+
+/* One thread's scratch: the A block, one row, the s32 tiles; cache-line multiples. */
 static size_t thread_bytes(const ac_i8_kernel *kr, int K)
 {
-    return ac_round_up((size_t)mc_for(kr, K) * kpad(K), AC_ALIGN) +
-           ac_round_up(kpad(K), AC_ALIGN) +
-           ac_round_up((size_t)kr->mr * kr->nr * sizeof(int32_t), AC_ALIGN);
+    return ac_round_up((size_t)mc_for(kr, K) * kpad(kr, K), AC_ALIGN) +
+           ac_round_up(kpad(kr, K), AC_ALIGN) +
+           ac_round_up((size_t)tiles_for(kr, K) * kr->mr * kr->nr * sizeof(int32_t), AC_ALIGN);
 }
 
 size_t ac_i8_work_bytes_for(const ac_i8_kernel *kr, int K, int nthreads)
@@ -91,27 +111,38 @@ typedef struct {
 static void gemm_part(const i8_team *p, int m0, int m1, int n0, int n1, uint8_t *w)
 {
     const ac_i8_kernel *kr = p->kr;
-    const int MR = kr->mr, NR = kr->nr, MC = mc_for(kr, p->K);
-    const size_t kp = kpad(p->K);
+    const int MR = kr->mr, NR = kr->nr, MC = mc_for(kr, p->K), K = p->K;
+    const size_t kp = kpad(kr, K);
+    const int kq = (int)(kp / 4), many = tiles_for(kr, K) > 1;
     uint8_t *Abuf = w, *row = Abuf + ac_round_up((size_t)MC * kp, AC_ALIGN);
-    int32_t *tile = (int32_t *)(row + ac_round_up(kp, AC_ALIGN));
+    int32_t *tiles = (int32_t *)(row + ac_round_up(kp, AC_ALIGN));
     for (int ic = m0; ic < m1; ic += MC) {
         const int mc = AC_MIN(MC, m1 - ic);
         for (int r = 0; r < (int)ac_round_up((size_t)mc, (size_t)MR); r++) {
-            if (r < mc)
-                p->rows(p->src, ic + r, p->K, row);
-            else
-                memset(row, 0, kp);
-            uint8_t *d = Abuf + (size_t)(r / MR) * MR * kp + (size_t)(r % MR) * 4;
+            uint8_t *d = kr->a_rows ? Abuf + (size_t)r * kp : row; /* rows: in place */
+            if (r < mc) {
+                p->rows(p->src, ic + r, K, d);
+                memset(d + K, 0, kp - (size_t)K);
+            } else {
+                memset(d, 0, kp);
+            }
+            if (kr->a_rows) continue;
+            d = Abuf + (size_t)(r / MR) * MR * kp + (size_t)(r % MR) * 4;
             for (size_t q = 0; q < kp / 4; q++) memcpy(d + q * 4 * MR, row + 4 * q, 4);
         }
         for (int jr = n0; jr < n1; jr += NR) {
             const int8_t *Bpp = p->Bp + (size_t)(jr / NR) * NR * kp;
-            for (int ir = 0; ir < mc; ir += MR) {
-                kr->ukernel((int)(kp / 4), Abuf + (size_t)ir * kp, Bpp, tile);
-                kr->store(tile, NR, AC_MIN(MR, mc - ir), AC_MIN(NR, n1 - jr), p->out, ic + ir,
-                          jr);
-            }
+            for (int pc = 0; pc < AC_MAX(kq, 1); pc += AC_I8_KC_QUADS) /* K = 0: sums 0 */
+                for (int ir = 0; ir < mc; ir += MR) {
+                    int32_t *tile = tiles + (many ? (size_t)ir * NR : 0);
+                    const uint8_t *Ap = Abuf + (size_t)ir * kp +
+                                        (size_t)pc * 4 * (kr->a_rows ? 1 : MR);
+                    kr->ukernel(AC_MIN(AC_I8_KC_QUADS, kq - pc), Ap, kp,
+                                Bpp + (size_t)pc * 4 * NR, tile, pc > 0);
+                    if (pc + AC_I8_KC_QUADS >= kq)
+                        kr->store(tile, NR, AC_MIN(MR, mc - ir), AC_MIN(NR, n1 - jr), p->out,
+                                  ic + ir, jr);
+                }
         }
     }
 }
@@ -157,7 +188,6 @@ static void matrix_row(const void *src, int m, int K, uint8_t *dst)
 {
     const i8_matrix *a = (const i8_matrix *)src;
     memcpy(dst, a->A + (size_t)m * a->lda, (size_t)K);
-    memset(dst + K, 0, kpad(K) - (size_t)K);
 }
 
 static void conv_row(const void *src, int m, int K, uint8_t *dst)
@@ -186,7 +216,6 @@ static void conv_row(const void *src, int m, int K, uint8_t *dst)
             }
         }
     }
-    memset(d, 0, kpad(K) - (size_t)K);
 }
 
 /* ---- the public entry points: the context's row ---- */

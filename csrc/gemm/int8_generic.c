@@ -8,10 +8,15 @@
 #define MR AC_I8_GENERIC_MR
 #define NR AC_I8_GENERIC_NR
 
-void ac_i8_ukernel_generic(int kq, const uint8_t *Ap, const int8_t *Bp, int32_t *tile)
+void ac_i8_ukernel_generic(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
+                           int32_t *tile, int add)
 {
+    (void)lda; /* quad-interleaved A panels */
     int32_t acc[MR * NR];
-    memset(acc, 0, sizeof acc);
+    if (add)
+        memcpy(acc, tile, sizeof acc);
+    else
+        memset(acc, 0, sizeof acc);
     for (int q = 0; q < kq; q++, Ap += 4 * MR, Bp += 4 * NR)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++)

@@ -26,14 +26,17 @@
 #define NR AC_I8_VNNI_NR
 #define NV (NR / 16)
 
-AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, const int8_t *Bp,
-                                       int32_t *tile)
+AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
+                                       int32_t *tile, int add)
 {
+    (void)lda; /* quad-interleaved A panels */
     __m512i acc[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_si512();
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = add ? _mm512_loadu_si512((const void *)(tile + i * NR + 16 * v))
+                            : _mm512_setzero_si512();
     for (int q = 0; q < kq; q++, Ap += 4 * MR, Bp += 4 * NR) {
         __m512i b[NV];
 #pragma GCC unroll 2

@@ -18,6 +18,7 @@ typedef struct ac_ctx {
     int isa; /* enum ac_isa: the SIMD variant of every kernel; the CPU must support it */
     int precision; /* enum ac_precision */
     int winograd; /* enum ac_winograd */
+    int amx; /* 1: the int8 GEMMs run on AMX tiles (the CPU must have them: ac_int8.h) */
 } ac_ctx;
 
 #endif

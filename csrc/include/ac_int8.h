@@ -43,6 +43,9 @@ typedef struct ac_i8_conv {
 /* 1 if this CPU runs the int8 row of path isa (AVX512: AVX512-VNNI). */
 int ac_i8_isa_supported(int isa);
 int ac_i8_vnni_supported(void);
+/* 1 if this CPU has AMX-INT8 tiles and the OS lets this process use them (on Linux the
+ * first call asks it for the permission); contexts with amx set run the AMX row. */
+int ac_i8_amx_supported(void);
 
 /* B (N x K s8, row stride ldb) packed for the context's path: ac_i8_packed_b_bytes bytes. */
 size_t ac_i8_packed_b_bytes(int N, int K, const ac_ctx *ctx);

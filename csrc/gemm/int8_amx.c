@@ -1,0 +1,80 @@
+/* AMX int8 micro-kernel (Intel Sapphire Rapids and later): a 32 x 32 tile as four 16 x 16
+ * s32 accumulator tiles (tmm0-3). Each step of 16 k-quads loads two A tiles (16 rows x 64
+ * bytes of plain rows, stride lda), two B tiles (16 quads x 16 columns x 4 bytes: the two
+ * halves of the packed 32-column panel, stride 128) and runs four tdpbusd (u8 x s8, 16K
+ * products each). The depth is padded to whole steps (AC_I8_AMX_KQ), with zeros, so the sums
+ * are the exact ones of the other rows.
+ *
+ * The tile registers are per-thread state: each call configures them (a few dozen cycles
+ * against the 512 or more of a 128-quad chunk) and the kernel leaves them configured; the OS
+ * permission comes first (ac_i8_amx_supported). */
+#include "ac_simd.h"
+#include "int8_internal.h"
+#ifdef AC_X86_64
+#include <cpuid.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MR AC_I8_AMX_MR
+#define NR AC_I8_AMX_NR
+
+int ac_i8_amx_supported(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { REQ_XCOMP_PERM = 0x1023, XTILEDATA = 18 }; /* Linux's arch_prctl request */
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const unsigned tile_int8 = 3u << 24; /* AMX-TILE, AMX-INT8 */
+    return (d & tile_int8) == tile_int8 && ac_i8_vnni_supported() &&
+           syscall(SYS_arch_prctl, REQ_XCOMP_PERM, XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
+/* ldtilecfg's 64-byte operand: palette 1, eight tiles of 16 rows x 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+__attribute__((target("amx-tile,amx-int8"))) void ac_i8_ukernel_amx(int kq, const uint8_t *Ap,
+                                                                    size_t lda,
+                                                                    const int8_t *Bp,
+                                                                    int32_t *tile, int add)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+    const size_t ldt = NR * sizeof(int32_t);
+    if (add) {
+        _tile_loadd(0, tile, ldt);
+        _tile_loadd(1, tile + 16, ldt);
+        _tile_loadd(2, tile + 16 * NR, ldt);
+        _tile_loadd(3, tile + 16 * NR + 16, ldt);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int q = 0; q < kq; q += AC_I8_AMX_KQ) {
+        _tile_loadd(4, Ap + 4 * q, lda);
+        _tile_loadd(5, Ap + 16 * lda + 4 * q, lda);
+        _tile_loadd(6, Bp + 4 * NR * q, 4 * NR);
+        _tile_loadd(7, Bp + 4 * NR * q + 64, 4 * NR);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, tile, ldt);
+    _tile_stored(1, tile + 16, ldt);
+    _tile_stored(2, tile + 16 * NR, ldt);
+    _tile_stored(3, tile + 16 * NR + 16, ldt);
+}
+#endif
