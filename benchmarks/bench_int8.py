@@ -42,8 +42,8 @@ DEFAULTS = dict(batch=128, rounds=5, latency_iters=20, calibration_batches=8, th
                 variants=("owt", "paper"))
 QUICK = dict(DEFAULTS, batch=16, rounds=2, latency_iters=3, calibration_batches=2)
 SIZE = 224
-ENGINES = ("ours fp32", "ours int8", "ours bf16", "onnxruntime fp32", "onnxruntime int8",
-           "openvino fp32", "openvino int8")
+ENGINES = ("ours fp32", "ours int8", "ours int8 amx", "ours bf16", "onnxruntime fp32",
+           "onnxruntime int8", "openvino fp32", "openvino int8")
 INT8_BOUND = 0.12   # relative L2 of int8 logits against the same engine's fp32
 
 
@@ -61,9 +61,17 @@ def _missing(names, e):
 
 
 def _ours(net, variant, calib):
-    """Ours: fp32, int8 and bf16 (or why not) on the net's weights."""
-    q = quantize.Int8Net(ac.alexnet(variant, init=None), quantize.quantize_net(net, calib))
-    out = {"ours fp32": net.forward, "ours int8": q.forward}
+    """Ours: fp32, int8 (the VNNI row where the CPU has it, and the AMX row, or why not)
+    and bf16 (or why not) on the net's weights."""
+    tensors = quantize.quantize_net(net, calib)
+    out = {"ours fp32": net.forward}
+    for name, amx in (("ours int8", False), ("ours int8 amx", True)):
+        if amx and not _C.amx_supported():
+            out[name] = "n/a: no AMX-INT8 on this CPU"
+            continue
+        q = quantize.Int8Net(ac.alexnet(variant, init=None), tensors)
+        q.ctx = q.ctx.replace(amx=amx)
+        out[name] = q.forward
     bf = ac.alexnet(variant, num_classes=net.num_classes, init=None).eval()
     bf.load_state_dict(net.state_dict())
     try:
@@ -167,14 +175,15 @@ def end_to_end(variant, s):
             engines.update(_onnxruntime(path, calib, s["threads"], tmp))
             engines.update(_openvino(path, calib, s["threads"], tmp))
         except ImportError:   # the export needs the onnx package
-            engines.update(_missing(ENGINES[3:], ImportError(name="onnx")))
+            engines.update(_missing([n for n in ENGINES if not n.startswith("ours")],
+                                    ImportError(name="onnx")))
         row = {"variant": variant}
         live = {n: fn for n, fn in engines.items() if callable(fn)}
         logits = {n: fn(xb) for n, fn in live.items()}    # also the warm-up
         for n, fn in live.items():
             fn(x1)
         for n, y in logits.items():
-            fp32 = logits.get(n.replace("int8", "fp32").replace("bf16", "fp32"))
+            fp32 = logits.get(n.split()[0] + " fp32")   # the same engine's
             row[n] = {"vs_ours_fp32": _rel(y, logits["ours fp32"]),
                       "vs_own_fp32": None if n.endswith("fp32") else _rel(y, fp32)}
         runs = _rounds(live, xb, x1, s["rounds"], s["latency_iters"])
