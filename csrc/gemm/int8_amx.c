@@ -10,18 +10,16 @@
  * permission comes first (ac_i8_amx_supported). */
 #include "ac_simd.h"
 #include "int8_internal.h"
-#ifdef AC_X86_64
+#ifdef AC_I8_AMX_BUILT
 #include <cpuid.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#define MR AC_I8_AMX_MR
-#define NR AC_I8_AMX_NR
+#endif
 
 int ac_i8_amx_supported(void)
 {
-#if defined(__linux__) && defined(SYS_arch_prctl)
+#ifdef AC_I8_AMX_BUILT
     enum { REQ_XCOMP_PERM = 0x1023, XTILEDATA = 18 }; /* Linux's arch_prctl request */
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
@@ -29,9 +27,13 @@ int ac_i8_amx_supported(void)
     return (d & tile_int8) == tile_int8 && ac_i8_vnni_supported() &&
            syscall(SYS_arch_prctl, REQ_XCOMP_PERM, XTILEDATA) == 0;
 #else
-    return 0;
+    return 0; /* elsewhere: no tiles, or no way here to ask the OS for them */
 #endif
 }
+
+#ifdef AC_I8_AMX_BUILT
+#define MR AC_I8_AMX_MR
+#define NR AC_I8_AMX_NR
 
 /* ldtilecfg's 64-byte operand: palette 1, eight tiles of 16 rows x 64 bytes. */
 typedef struct {

@@ -66,6 +66,10 @@ void ac_i8_store_avx2(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_
                       int j0);
 void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp, int32_t *tile,
                         int add);
+/* The AMX row: x86-64 Linux, where the OS grants the tiles (int8_amx.c). */
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
+#define AC_I8_AMX_BUILT 1
+#endif
 #define AC_I8_AMX_MR 32
 #define AC_I8_AMX_NR 32
 #define AC_I8_AMX_KQ 16 /* quads per tdpbusd: 64 bytes of depth */

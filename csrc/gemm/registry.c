@@ -57,8 +57,10 @@ const ac_i8_kernel ac_i8_kernels[] = {
     {AC_ISA_AVX2, 0, AC_I8_AVX2_MR, AC_I8_AVX2_NR, 1, 0, ac_i8_ukernel_avx2, ac_i8_store_avx2},
     {AC_ISA_AVX512, 0, AC_I8_VNNI_MR, AC_I8_VNNI_NR, 1, 0, ac_i8_ukernel_vnni,
      ac_i8_store_avx2},
+#ifdef AC_I8_AMX_BUILT
     {AC_ISA_AVX512, 1, AC_I8_AMX_MR, AC_I8_AMX_NR, AC_I8_AMX_KQ, 1, ac_i8_ukernel_amx,
      ac_i8_store_avx2},
+#endif
 #endif
 };
 const int ac_i8_nkernels = (int)(sizeof ac_i8_kernels / sizeof ac_i8_kernels[0]);
