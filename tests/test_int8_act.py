@@ -106,6 +106,15 @@ def test_lrn_paper_constants_negative_inputs_and_work(isa, nthreads, rng):
     assert run_lrn(x, 5, 1e-4, 0.75, 2.0, 10.0, small)[1] is not small
 
 
+def test_lrn_non_finite(isa, nthreads, rng):
+    # NaN and inf spread over their windows: the u8 still equal the fp32 layer's (NaN -> 0)
+    x = np.maximum(rng.standard_normal((2, 5, 7, 19)) * 3, 0).astype(np.float32)
+    x[0, 1, 2, 3], x[1, 4, 6, 18], x[1, 0, 0, 0] = np.nan, np.inf, 1e30
+    got, _ = run_lrn(x, 5, 2e-2, 0.75, 2.0, 40.0)
+    assert np.array_equal(got, fp32_layer_u8(x, 5, 2e-2, 0.75, 2.0, 40.0))
+    assert got[0, 1, 2, 3] == 0
+
+
 def test_argument_errors():
     x = np.zeros((2, 3, 4, 5), np.float32)
     out = np.zeros((2, 4, 5, 3), np.uint8)
