@@ -9,7 +9,8 @@
  * do, so every position gets the same arithmetic (the AVX2 rows' scalar tail included) and
  * the u8 equal the old NumPy path's (NCHW copy, fp32 layer, transpose, quantize).
  * One body per pass is compiled for baseline x86-64, AVX2 and AVX-512 (the context's isa
- * picks): the quantization vectorises there (nearbyintf becomes vroundps / vrndscaleps).
+ * picks): the input's quantization vectorises there (nearbyintf becomes vroundps /
+ * vrndscaleps); LRN's transposes on both SIMD paths are 8 x 8 blocks of AVX2 registers.
  */
 #include <math.h>
 #include <stdint.h>

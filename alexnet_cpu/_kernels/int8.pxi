@@ -1,7 +1,8 @@
 # int8 inference bindings (csrc/include/ac_int8.h): u8 x s8 GEMMs and convolutions with the
 # requantization in their write-back, max-pooling on u8, floats quantized to u8 (the input
-# batch, LRN's output). The int8 path of a context is its
-# isa, AVX-512 meaning AVX512-VNNI: without VNNI an AVX-512 context runs the AVX2 row.
+# batch, LRN's output). The int8 path of a context is its isa, AVX-512 meaning AVX512-VNNI:
+# without VNNI an AVX-512 context runs the AVX2 row. The quantizations run the context's
+# fp32 path as it is.
 
 from libc.stdint cimport int8_t, uint8_t, int32_t
 
