@@ -277,8 +277,9 @@ class Int8Net:
         ctx = self.ctx
         packed = iter(self._pack(ctx))
         s, z = self._input
-        q = self._to_u8("input", x.transpose(0, 2, 3, 1), s, z)
         n = len(x)
+        q = self._out("input", (n,) + x.shape[2:] + x.shape[1:2], np.uint8)
+        _C.int8_quantize(q, x, 1.0 / s, z, ctx)
         for i, op in enumerate(self._ops):
             kind = op[0]
             if kind == "conv":
@@ -292,11 +293,11 @@ class Int8Net:
                 q = out
             elif kind == "lrn":
                 _, layer, s_out = op
-                # in NCHW, where the kernel runs along the positions (5x faster measured
-                # than NHWC seen as N*H*W positions of one pixel each)
-                nchw = self._out((i, "nchw"), (n, q.shape[3]) + q.shape[1:3], np.float32)
-                np.copyto(nchw, q.transpose(0, 3, 1, 2))
-                q = self._to_u8(i, layer.forward(nchw, ctx).transpose(0, 2, 3, 1), s_out)
+                out = self._out(i, q.shape, np.uint8)
+                self._bufs["lrn work"] = _C.int8_lrn(
+                    out, q, layer.size, layer.alpha, layer.beta, layer.k, 1.0 / s_out,
+                    self._bufs.get("lrn work"), ctx)
+                q = out
             elif kind == "pool":
                 layer = op[1]
                 c, oh, ow = layer.output_shape((q.shape[3],) + q.shape[1:3])
@@ -307,7 +308,9 @@ class Int8Net:
                 _, layer, s = op
                 if q.shape[1:3] != (layer.size, layer.size):   # 224 px: already 6x6
                     f = np.ascontiguousarray(q.transpose(0, 3, 1, 2), dtype=np.float32)
-                    q = self._to_u8(i, layer.forward(f).transpose(0, 2, 3, 1), 1.0)
+                    f = layer.forward(f)
+                    q = self._out(i, (n,) + f.shape[2:] + f.shape[1:2], np.uint8)
+                    _C.int8_quantize(q, f, 1.0, 0, ctx)
             elif kind == "flatten":
                 q = q.reshape(n, -1)
             else:
@@ -322,21 +325,3 @@ class Int8Net:
         arrays every batch cost page faults: docs/PERFORMANCE.md, folder inference)."""
         self._bufs[i] = _buffer(self._bufs.get(i), shape, dtype)
         return self._bufs[i]
-
-    def _to_u8(self, i, y, scale, zero=0):
-        """Floats y at `scale` (+ zero point) -> op i's u8 buffer, rounded half to even, in
-        kept buffers: at batch 128 the temporaries of the one-expression form (77 MB each
-        for the input, beyond malloc's reuse) were page-faulted afresh every batch, and cost
-        0.5-1.3 s of a 2 s forward (docs/INT8.md)."""
-        size = int(np.prod(y.shape))
-        if self._bufs.get("float") is None or self._bufs["float"].size < size:
-            self._bufs["float"] = np.empty(size, np.float32)   # one, for every shape
-        t = self._bufs["float"][:size].reshape(y.shape)
-        np.multiply(y, np.float32(1.0 / scale), out=t)
-        np.rint(t, out=t)
-        if zero:
-            np.add(t, zero, out=t)
-        np.clip(t, 0, 255, out=t)
-        q = self._out(i, y.shape, np.uint8)
-        np.copyto(q, t, casting="unsafe")
-        return q

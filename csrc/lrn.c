@@ -2,7 +2,7 @@
  *
  * Shapes: N batch, C channels, HW = H*W positions of one channel plane, NCHW float32.
  * Work is cut into (n, tile of positions) tasks; the tiling depends on N and HW only, never
- * on the thread count. A whole plane per task (up to LRN_TILE_MAX positions) streams
+ * on the thread count. A whole plane per task (up to AC_LRN_TILE_MAX positions) streams
  * memory in order, which measured ~30% faster than 512-position tiles at batch 128; small
  * batches split planes further (tiles of >= LRN_TILE_MIN) so that both cores get work.
  * In a task a window sum slides along c (add the entering channel, drop the leaving one),
@@ -19,7 +19,6 @@
 #include "ac_lrn.h"
 #include "ac_simd.h"
 
-#define LRN_TILE_MAX 4096 /* positions per task at most (the window sum is on the stack) */
 #define LRN_TILE_MIN 256
 #define LRN_MIN_TASKS 16
 
@@ -193,7 +192,7 @@ AC_INLINE void lrn_fwd_tile(float *restrict out, float *restrict scale, const fl
                             int C, ptrdiff_t HW, int len, int size, float alpha, float beta,
                             float k, const int isa)
 {
-    double s[LRN_TILE_MAX];
+    double s[AC_LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
     const double dk = k, da = alpha;
     for (int j = 0; j < len; j++) s[j] = 0.0;
@@ -242,7 +241,7 @@ AC_INLINE void lrn_bwd_tile(float *restrict dx, const float *restrict dout,
                             const float *restrict scale, int C, ptrdiff_t HW, int len, int size,
                             float alpha, float beta, const int isa)
 {
-    double a[LRN_TILE_MAX];
+    double a[AC_LRN_TILE_MAX];
     const int lo = size / 2, hi = (size - 1) / 2;
     const float g = 2.0f * alpha * beta;
     for (int j = 0; j < len; j++) a[j] = 0.0;
@@ -326,7 +325,7 @@ AC_TARGET_AVX512_WIDE static void bwd_avx512(LRN_BWD_ARGS)
 /* Tile length (a multiple of 16 unless it is all of HW) for N images of HW positions. */
 static ptrdiff_t lrn_tile(int N, ptrdiff_t HW)
 {
-    ptrdiff_t ntile = (HW + LRN_TILE_MAX - 1) / LRN_TILE_MAX;
+    ptrdiff_t ntile = (HW + AC_LRN_TILE_MAX - 1) / AC_LRN_TILE_MAX;
     if ((ptrdiff_t)N * ntile < LRN_MIN_TASKS) {
         const ptrdiff_t want = (LRN_MIN_TASKS + N - 1) / AC_MAX(N, 1);
         ntile = AC_MAX(ntile, AC_MIN(want, (HW + LRN_TILE_MIN - 1) / LRN_TILE_MIN));
@@ -348,6 +347,12 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
         f(out + off, scale + off, x + off, C, HW, (int)AC_MIN(tile, HW - j0), size, alpha, beta,
           k);
     }
+}
+
+void ac_lrn_forward_tile(float *out, float *scale, const float *x, int C, ptrdiff_t HW, int len,
+                         int size, float alpha, float beta, float k, int isa)
+{
+    AC_ISA_PICK(isa, fwd)(out, scale, x, C, HW, len, size, alpha, beta, k);
 }
 
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,

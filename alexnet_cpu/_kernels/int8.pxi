@@ -1,6 +1,8 @@
 # int8 inference bindings (csrc/include/ac_int8.h): u8 x s8 GEMMs and convolutions with the
-# requantization in their write-back, max-pooling on u8. The int8 path of a context is its
-# isa, AVX-512 meaning AVX512-VNNI: without VNNI an AVX-512 context runs the AVX2 row.
+# requantization in their write-back, max-pooling on u8, floats quantized to u8 (the input
+# batch, LRN's output). The int8 path of a context is its isa, AVX-512 meaning AVX512-VNNI:
+# without VNNI an AVX-512 context runs the AVX2 row. The quantizations run the context's
+# fp32 path as it is.
 
 from libc.stdint cimport int8_t, uint8_t, int32_t
 
@@ -28,6 +30,12 @@ cdef extern from "ac_int8.h":
                       const ac_i8_out *out, void *work, const ac_ctx *ctx, int nthreads) nogil
     void ac_i8_maxpool(uint8_t *out, const uint8_t *x, int nimg, int H, int W, int C, int k,
                        int stride, int OH, int OW, int nthreads) nogil
+    void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, float mul,
+                        uint8_t zero, const ac_ctx *ctx, int nthreads) nogil
+    size_t ac_i8_lrn_work_floats(int C, int nthreads) nogil
+    void ac_i8_lrn(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, int size,
+                   float alpha, float beta, float k, float mul, float *work,
+                   const ac_ctx *ctx, int nthreads) nogil
 
 
 cdef extern from "ac_peak.h":
@@ -182,3 +190,45 @@ def int8_maxpool(out, x, int k, int stride):
     cdef int nt = _nthreads()
     with nogil:
         ac_i8_maxpool(po, px, n, H, W, C, k, stride, OH, OW, nt)
+
+
+def int8_quantize(out, x, float mul, int zero=0, ctx=None):
+    """out (n, H, W, C) uint8 = clip(rint(x * mul) + zero, 0, 255) of float32 NCHW x
+    (n, C, H, W), rounded half to even before the zero point is added, NaN to 0: NumPy's
+    expression with mul = float32(1 / scale), bit for bit. ctx: its fp32 path."""
+    fn = "int8_quantize"
+    cdef Context cx = _resolve(fn, ctx)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x, np.float32, ndim=4))
+    cdef int n = x.shape[0], C = x.shape[1]
+    cdef ptrdiff_t HW = x.shape[2] * x.shape[3]
+    cdef uint8_t *po = <uint8_t *>_data(_array(fn, "out", out, np.uint8,
+                                               (n, x.shape[2], x.shape[3], C), out=True))
+    if not 0 <= zero <= 255:
+        raise ValueError(f"{fn}: zero point must be in 0..255, got {zero}")
+    _no_overlap(fn, [("out", out)], [("x", x)])
+    cdef int nt = _nthreads()
+    with nogil:
+        ac_i8_quantize(po, px, n, C, HW, mul, <uint8_t>zero, &cx.c, nt)
+
+
+def int8_lrn(out, x, int size, float alpha, float beta, float k, float mul, work=None,
+             ctx=None):
+    """out (n, H, W, C) uint8 = clip(rint(LRN(x) * mul), 0, 255) of float32 NHWC x
+    (n, H, W, C) (lrn_forward's formula and, on the same path, its bits, across the C
+    channels of each pixel). ctx: its fp32 path. Returns the scratch array; pass it back as
+    `work` to reuse it."""
+    fn = "int8_lrn"
+    cdef Context cx = _resolve(fn, ctx)
+    cdef const float *px = <const float *>_data(_array(fn, "x", x, np.float32, ndim=4))
+    cdef uint8_t *po = <uint8_t *>_data(_array(fn, "out", out, np.uint8, x.shape, out=True))
+    if size < 1:
+        raise ValueError(f"{fn}: size must be >= 1, got {size}")
+    _no_overlap(fn, [("out", out)], [("x", x)])
+    cdef int n = x.shape[0], C = x.shape[3], nt = _nthreads()
+    cdef ptrdiff_t HW = x.shape[1] * x.shape[2]
+    work = _workspace(work, ac_i8_lrn_work_floats(C, nt))
+    _no_overlap(fn, [("work", work)], [("out", out), ("x", x)])
+    cdef float *pw = <float *>_data(work)
+    with nogil:
+        ac_i8_lrn(po, px, n, C, HW, size, alpha, beta, k, mul, pw, &cx.c, nt)
+    return work

@@ -68,4 +68,19 @@ void ac_i8_conv2d(const ac_i8_conv *geom, int nimg, int groups, int N, const int
 void ac_i8_maxpool(uint8_t *out, const uint8_t *x, int nimg, int H, int W, int C, int k,
                    int stride, int OH, int OW, int nthreads);
 
+/* Activations outside the GEMMs (csrc/int8_act.c): floats to u8 at a scale, with the NumPy
+ * expression's bits  q = clip(rint(v * mul) + zero, 0, 255)  (rint half to even, before the
+ * zero point is added; NaN gives 0). N images, C channels, HW positions an image. */
+
+/* The input batch: out (N, HW, C) NHWC u8 from x (N, C, HW) NCHW float. */
+void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, float mul,
+                    uint8_t zero, const ac_ctx *ctx, int nthreads);
+
+/* LRN (ac_lrn.h) of float NHWC x (N, HW, C), quantized (zero point 0) into u8 NHWC out:
+ * bitwise the u8 of ac_lrn_forward's output on the same path (fp32 ctx->isa, not the int8
+ * row). work: ac_i8_lrn_work_floats floats. */
+size_t ac_i8_lrn_work_floats(int C, int nthreads);
+void ac_i8_lrn(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, int size, float alpha,
+               float beta, float k, float mul, float *work, const ac_ctx *ctx, int nthreads);
+
 #endif

@@ -18,6 +18,17 @@ void ac_lrn_forward(float *out, float *scale, const float *x, int N, int C, ptrd
                     int size, float alpha, float beta, float k, const ac_ctx *ctx,
                     int nthreads);
 
+/* Positions per tile of the forward at most (its window sums are on the stack). */
+#define AC_LRN_TILE_MAX 4096
+
+/* The forward's arithmetic on one tile, for kernels that lay out tiles of their own
+ * (int8_act.c): positions [0, len) of one image, channel planes HW apart, len <=
+ * AC_LRN_TILE_MAX, path isa. A position's result depends on the path and on whether it is
+ * in the tile's last len % 8 (the AVX2 rows run the portable formula there): tiles that
+ * start at multiples of 16 of an image's positions give ac_lrn_forward's bits. */
+void ac_lrn_forward_tile(float *out, float *scale, const float *x, int C, ptrdiff_t HW, int len,
+                         int size, float alpha, float beta, float k, int isa);
+
 void ac_lrn_backward(float *dx, const float *dout, const float *x, const float *out,
                      const float *scale, int N, int C, ptrdiff_t HW, int size, float alpha,
                      float beta, const ac_ctx *ctx, int nthreads);
