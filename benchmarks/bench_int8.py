@@ -312,7 +312,7 @@ def format_markdown(res):
                    [[g["name"], g["int8_path"], g["int8_gops"],
                      _pct(g["int8_gops"], res["vnni_peak_gops"]), g["fp32_gflops"]]
                     for g in res["gemm"]]),
-          f"vpdpbusd peak (measured as the FMA one: independent chains on every thread): "
+          "vpdpbusd peak (measured as the FMA one: independent chains on every thread): "
           + (f"{res['vnni_peak_gops']:.0f} GOP/s" if res["vnni_peak_gops"] else
              "none, this CPU has no AVX512-VNNI")]
     return "\n".join(md)
