@@ -13,9 +13,9 @@
 /* This build's registry: the reference and the VNNI row (whose store, AVX2's in the real
  * registry, is tested natively against the reference by tests/test_int8.py). */
 const ac_i8_kernel ac_i8_kernels[] = {
-    {AC_ISA_GENERIC, 0, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, 1, 0, ac_i8_ukernel_generic,
-     ac_i8_store_generic},
-    {AC_ISA_AVX512, 0, AC_I8_VNNI_MR, AC_I8_VNNI_NR, 1, 0, ac_i8_ukernel_vnni,
+    {AC_ISA_GENERIC, 0, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, 1, 0, 128 << 10,
+     ac_i8_ukernel_generic, ac_i8_store_generic},
+    {AC_ISA_AVX512, 0, AC_I8_VNNI_MR, AC_I8_VNNI_NR, 1, 0, 512 << 10, ac_i8_ukernel_vnni,
      ac_i8_store_generic},
 };
 const int ac_i8_nkernels = 2;

@@ -17,7 +17,6 @@
 #include "ac_simd.h"
 #include "int8_internal.h"
 
-#define AC_I8_A_BYTES (128 * 1024) /* packed A block: half of a 512 KiB L2 */
 #define AC_I8_KC_QUADS 128 /* depth chunk: 32 x 512 bytes of B, a third of L1 */
 #define AC_I8_SERIAL_MACS (1 << 19) /* as the fp32 driver: below, one thread is faster */
 
@@ -73,10 +72,10 @@ void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int 
                 }
 }
 
-/* Rows of A per packed block: AC_I8_A_BYTES of them, in whole panels. */
+/* Rows of A per packed block: the row's a_bytes of them, in whole panels. */
 static int mc_for(const ac_i8_kernel *kr, int K)
 {
-    return AC_MAX(kr->mr, (int)(AC_I8_A_BYTES / kpad(kr, K)) / kr->mr * kr->mr);
+    return AC_MAX(kr->mr, (int)((size_t)kr->a_bytes / kpad(kr, K)) / kr->mr * kr->mr);
 }
 
 /* s32 tiles a block needs: one per A panel when the depth comes in several chunks. */

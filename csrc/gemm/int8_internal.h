@@ -29,6 +29,7 @@ typedef struct ac_i8_kernel {
     int mr, nr;
     int kq_step; /* the depth is padded with zeros to a multiple of this many quads */
     int a_rows; /* A panels: 0 quad-interleaved (see above), 1 plain rows at stride lda */
+    int a_bytes; /* a packed A block, at most (whole panels): half the L2 of its CPUs */
     ac_i8_ukernel_fn ukernel;
     ac_i8_store_fn store;
 } ac_i8_kernel;
@@ -54,8 +55,8 @@ size_t ac_i8_work_bytes_for(const ac_i8_kernel *kr, int K, int nthreads);
 #define AC_I8_GENERIC_NR 16
 #define AC_I8_AVX2_MR 4
 #define AC_I8_AVX2_NR 16
-#define AC_I8_VNNI_MR 8
-#define AC_I8_VNNI_NR 32
+#define AC_I8_VNNI_MR 6
+#define AC_I8_VNNI_NR 64
 void ac_i8_ukernel_generic(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
                            int32_t *tile, int add);
 void ac_i8_store_generic(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o,

@@ -1,5 +1,5 @@
-/* AVX512-VNNI int8 micro-kernel: an 8 x 32 tile in 16 zmm accumulators; each k-quad loads
- * two vectors of the B panel (16 columns x 4 s8 each) and vpdpbusd adds the four u8 x s8
+/* AVX512-VNNI int8 micro-kernel: a 6 x 64 tile in 24 zmm accumulators; each k-quad loads
+ * four vectors of the B panel (16 columns x 4 s8 each) and vpdpbusd adds the four u8 x s8
  * products of each column to it for every row's broadcast quad (exact: at most
  * 4 x 255 x 128 per step, sums below 2^31 for the depths of ac_int8.h). Its store is the
  * AVX2 one.
@@ -31,28 +31,28 @@ AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, co
 {
     (void)lda; /* quad-interleaved A panels */
     __m512i acc[MR][NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[i][v] = add ? _mm512_loadu_si512((const void *)(tile + i * NR + 16 * v))
                             : _mm512_setzero_si512();
     for (int q = 0; q < kq; q++, Ap += 4 * MR, Bp += 4 * NR) {
         __m512i b[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_si512((const void *)(Bp + 64 * v));
-#pragma GCC unroll 8
+#pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             int32_t a4;
             __builtin_memcpy(&a4, Ap + 4 * i, 4);
             const __m512i a = _mm512_set1_epi32(a4);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], a, b[v]);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             _mm512_storeu_si512((void *)(tile + i * NR + 16 * v), acc[i][v]);
 }
