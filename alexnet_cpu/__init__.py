@@ -1,10 +1,15 @@
 """alexnet-cpu: train and run AlexNet on CPUs with our own SIMD kernels."""
 import os
 
-# Idle OpenMP threads sleep instead of spinning: under any other load (our own image
-# decoding threads included) spinning made parallel regions up to 8x slower, while on a
-# quiet machine the two policies measured within noise. Set before the runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# Idle OpenMP threads spin briefly, then sleep (set before the runtime loads; the user's
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT win). Spinning without end (active) made parallel
+# regions up to 8x slower under other load; sleeping at once (passive) cost 1.2 of a 4 ms
+# batch-1 int8 forward in wake-ups; libgomp's spin of 10,000 rounds measured as passive
+# with two processes sharing the cores and in folder inference, and batch 1 at 2.6 ms.
+# LLVM's libomp (clang builds) gets KMP_BLOCKTIME 0, its passive.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
 
 from ._C import Context, default_context, get_precision, sgemm  # noqa: E402
 from ._threads import cpu_info, get_num_threads, set_num_threads
