@@ -65,6 +65,8 @@ void ac_i8_ukernel_avx2(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
                         int add);
 void ac_i8_store_avx2(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o, int i0,
                       int j0);
+void ac_i8_store_avx512(const int32_t *tile, int ldt, int mr, int nr, const ac_i8_out *o,
+                        int i0, int j0);
 void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp, int32_t *tile,
                         int add);
 /* The AMX row: x86-64 Linux, where the OS grants the tiles (int8_amx.c). */

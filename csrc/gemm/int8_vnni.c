@@ -57,3 +57,37 @@ AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, co
             _mm512_storeu_si512((void *)(tile + i * NR + 16 * v), acc[i][v]);
 }
 #endif
+
+#ifndef AC_I8_SIMDE
+/* The AVX-512 rows' store: the reference's operations 16 columns at a time (cvtdq2ps and
+ * vfmadd round to nearest, max/min as the reference's comparisons, cvtps2dq rounds half
+ * to even), tails by masks. Twice the AVX2 store's width: at K = 363 (conv1) the store
+ * costs as much as the arithmetic. */
+AC_TARGET_AVX512 void ac_i8_store_avx512(const int32_t *tile, int ldt, int mr, int nr,
+                                         const ac_i8_out *o, int i0, int j0)
+{
+    const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
+    for (int j = 0; j < nr; j += 16) {
+        const __mmask16 m = nr - j >= 16 ? (__mmask16)0xffff
+                                         : (__mmask16)((1u << (nr - j)) - 1);
+        const __m512 mul = _mm512_maskz_loadu_ps(m, o->mul + j0 + j);
+        const __m512 add = _mm512_maskz_loadu_ps(m, o->add + j0 + j);
+        const __m512i comp = o->comp ? _mm512_maskz_loadu_epi32(m, o->comp + j0 + j)
+                                     : _mm512_setzero_si512();
+        for (int i = 0; i < mr; i++) {
+            const size_t at = (size_t)(i0 + i) * o->ldc + (size_t)(j0 + j);
+            const __m512i s = _mm512_sub_epi32(
+                _mm512_maskz_loadu_epi32(m, tile + (size_t)i * ldt + j), comp);
+            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), mul, add);
+            if (o->f32) {
+                if (o->relu) y = _mm512_max_ps(y, zero);
+                _mm512_mask_storeu_ps((float *)o->C + at, m, y);
+            } else {
+                const __m512i q = _mm512_cvtps_epi32(
+                    _mm512_min_ps(_mm512_max_ps(y, zero), top));
+                _mm_mask_storeu_epi8((uint8_t *)o->C + at, m, _mm512_cvtepi32_epi8(q));
+            }
+        }
+    }
+}
+#endif

@@ -46,7 +46,7 @@ const ac_gemm_kernel *ac_gemm_kernel_for(const ac_ctx *ctx)
 /* The int8 rows (ac_int8.h, int8_internal.h): a table of their own, since an int8
  * micro-kernel takes u8/s8 panels and leaves s32 sums for a requantizing store, which the
  * fp32 signature (float panels, alpha/beta write-back, K blocks) cannot carry. The first row
- * is the portable reference; AC_ISA_AVX512 is the AVX512-VNNI row (its store is AVX2's). */
+ * is the portable reference; AC_ISA_AVX512 is the AVX512-VNNI row. */
 #include "int8_internal.h"
 
 const ac_i8_kernel ac_i8_kernels[] = {
@@ -58,10 +58,10 @@ const ac_i8_kernel ac_i8_kernels[] = {
     {AC_ISA_AVX2, 0, AC_I8_AVX2_MR, AC_I8_AVX2_NR, 1, 0, 128 << 10, ac_i8_ukernel_avx2,
      ac_i8_store_avx2},
     {AC_ISA_AVX512, 0, AC_I8_VNNI_MR, AC_I8_VNNI_NR, 1, 0, 512 << 10, ac_i8_ukernel_vnni,
-     ac_i8_store_avx2},
+     ac_i8_store_avx512},
 #ifdef AC_I8_AMX_BUILT
     {AC_ISA_AVX512, 1, AC_I8_AMX_MR, AC_I8_AMX_NR, AC_I8_AMX_KQ, 1, 512 << 10,
-     ac_i8_ukernel_amx, ac_i8_store_avx2},
+     ac_i8_ukernel_amx, ac_i8_store_avx512},
 #endif
 #endif
 };
