@@ -58,8 +58,8 @@ AC_TARGET_VNNI void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, co
 }
 #endif
 
-#if defined(AC_I8_VNNI_BUILT) &&                                                               \
-    !defined(AC_I8_SIMDE) /* x86-64; SIMDe's harness: the reference's */
+/* x86-64 only; SIMDe's harness (AC_I8_SIMDE) pairs the VNNI kernel with the reference store. */
+#if defined(AC_I8_VNNI_BUILT) && !defined(AC_I8_SIMDE)
 /* The AVX-512 rows' store: the reference's operations 16 columns at a time (cvtdq2ps and
  * vfmadd round to nearest, max/min as the reference's comparisons, cvtps2dq rounds half
  * to even), tails by masks. Twice the AVX2 store's width: at K = 363 (conv1) the store
