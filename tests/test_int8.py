@@ -157,6 +157,16 @@ def test_bad_arguments(rng):
         _C.int8_linear(np.empty((3, 5), np.uint8), x, packed, 4, None, one, one)
 
 
+@pytest.mark.parametrize("path,tile,step", [("avx512", 64, 4), ("amx", 32, 64)])
+def test_context_picks_the_row(path, tile, step):
+    """The C registry packs for the row the context names (int8_path is worked out in
+    Python): B rows padded to its tile, depth to its step."""
+    if not (_C.amx_supported() if path == "amx" else _C.vnni_supported()):
+        pytest.skip(f"this CPU lacks the {path} row")
+    w = np.ones((5, 70), np.int8)
+    assert _C.int8_pack(w, ctx(path)).size == tile * (-(-70 // step) * step)
+
+
 def test_cpu_info_reports_vnni():
     assert cpu_info()["vnni"] == _C.vnni_supported()
     assert cpu_info()["amx"] == _C.amx_supported()
