@@ -193,9 +193,10 @@ def _better(val, best):
 class Progress:
     """One status line on a terminal (rewritten in place), sparse lines otherwise."""
 
-    def __init__(self, total, quiet=False, stream=sys.stderr):
-        self.total, self.quiet, self.stream = total, quiet, stream
-        self.tty = stream.isatty()
+    def __init__(self, total, quiet=False, stream=None):
+        # sys.stderr now, not at import: it may have been replaced since (pytest's capture)
+        self.total, self.quiet, self.stream = total, quiet, stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.t0 = time.perf_counter()
         self.last_print = -1
 

@@ -116,7 +116,13 @@ def conv_reference(x, w, stride, pad, groups, zero):
     (2, 13, 11, 3, 10, 5, 3, 2, 1),      # conv1-like: strided, padded, 3 channels
     (1, 7, 9, 8, 34, 3, 1, 1, 2),        # grouped 3x3
     (3, 6, 6, 5, 17, 3, 2, 0, 1),        # no padding, tails
-    (1, 5, 5, 6, 12, 5, 1, 2, 1)])       # kernel as large as the image
+    (1, 5, 5, 6, 12, 5, 1, 2, 1),        # kernel as large as the image
+    # kernel rows of whole words (AMX: straight from the image): conv1 on 4-byte pixels with
+    # tails of 32 pixels and columns, the batch's last pixels (read through a copy); 64-byte
+    # rows; 72-byte rows (im2col rows again)
+    (3, 47, 150, 4, 70, 11, 4, 0, 1),
+    (2, 9, 40, 16, 33, 4, 1, 0, 1),
+    (2, 12, 37, 8, 20, 9, 2, 0, 1)])
 def test_conv_exact(path, n, H, W, C, N, ks, stride, pad, groups, nthreads, rng):
     x = rng.integers(0, 256, (n, H, W, C), dtype=np.uint8)
     w = rng.integers(-127, 128, (N, ks, ks, C // groups), dtype=np.int8)

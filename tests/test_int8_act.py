@@ -19,14 +19,16 @@ def quant_ref(v, mul, zero=0):
     return np.nan_to_num(np.clip(y, 0, 255), nan=0.0).astype(np.uint8)
 
 
-def quantize(x, mul, zero=0, ctx=None):
-    out = np.full((x.shape[0],) + x.shape[2:] + x.shape[1:2], 77, np.uint8)
-    _C.int8_quantize(out, x, mul, zero, ctx)
+def quantize(x, mul, zero=0, pad=0, cout=None):
+    n, c, h, w = x.shape
+    out = np.full((n, h + 2 * pad, w + 2 * pad, cout or c), 77, np.uint8)
+    _C.int8_quantize(out, x, mul, zero, pad)
     return out
 
 
-# C = 1, 3 (images), 5, 17; positions: 1, odd, across the 1024-position tiles (1155, 1600)
-Q_SHAPES = [(1, 1, 1, 1), (2, 3, 7, 9), (3, 5, 33, 35), (1, 17, 40, 40), (5, 3, 31, 37)]
+# C = 1, 3 (images), 5, 17; rows: 1, odd, across the 1024-position steps (1100, 2500)
+Q_SHAPES = [(1, 1, 1, 1), (2, 3, 7, 9), (3, 5, 33, 35), (1, 17, 4, 1100), (5, 3, 31, 37),
+            (1, 2, 2, 2500)]
 
 
 @pytest.mark.parametrize("shape", Q_SHAPES)
@@ -36,6 +38,17 @@ def test_quantize_matches_reference(isa, nthreads, rng, shape, zero):
     mul = 1.0 / 0.0213
     got = quantize(x, mul, zero)
     assert np.array_equal(got, quant_ref(x, mul, zero).transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 1, 5, 3), (3, 3, 17, 19), (1, 2, 2, 1100)])
+@pytest.mark.parametrize("pad,extra", [(0, 1), (2, 0), (1, 1), (3, 5)])
+def test_quantize_pads_with_the_zero_point(isa, nthreads, rng, shape, pad, extra):
+    # the border and the extra channels (4-byte pixels of RGB: extra 1) read the zero point
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    zero, mul = 101, 1.0 / 0.0213
+    want = np.pad(quant_ref(x, mul, zero).transpose(0, 2, 3, 1),
+                  ((0, 0), (pad, pad), (pad, pad), (0, extra)), constant_values=zero)
+    assert np.array_equal(quantize(x, mul, zero, pad, shape[1] + extra), want)
 
 
 def test_quantize_ties_and_specials(isa, nthreads):
@@ -49,6 +62,7 @@ def test_quantize_ties_and_specials(isa, nthreads):
         xx = np.ascontiguousarray(x.reshape(1, 1, 1, -1))
         want = quant_ref(xx, mul, zero).transpose(0, 2, 3, 1)
         assert np.array_equal(quantize(xx, mul, zero), want), (x, mul, zero)
+        assert np.array_equal(quantize(xx, mul, zero, cout=4)[..., :1], want)  # word path
     assert quantize(ties.reshape(1, 1, 1, -1), 0.5)[0, 0, :, 0].tolist() == \
         [0] * 9 + [0, 0, 1, 2, 2, 2, 3, 4, 4, 4]
     assert quantize(special.reshape(1, 1, 1, -1), 1.0, 128)[0, 0, 0, 0] == 129
@@ -122,8 +136,10 @@ def test_argument_errors():
         _C.int8_quantize(out, x.astype(np.float64), 1.0)
     with pytest.raises(TypeError, match="int8_quantize: out must have dtype uint8"):
         _C.int8_quantize(out.astype(np.float32), x, 1.0)
-    with pytest.raises(ValueError, match=r"out must have shape \(2, 4, 5, 3\)"):
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 4, 5, C >= 3\)"):
         _C.int8_quantize(np.zeros((2, 3, 4, 5), np.uint8), x, 1.0)
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 4, 5, C >= 3\)"):
+        _C.int8_quantize(np.zeros((2, 4, 5, 2), np.uint8), x, 1.0)
     with pytest.raises(ValueError, match="x must be C-contiguous"):
         _C.int8_quantize(out, np.zeros((2, 3, 5, 4), np.float32).transpose(0, 1, 3, 2), 1.0)
     with pytest.raises(ValueError, match="zero point must be in 0..255"):
@@ -131,7 +147,11 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="x must be 4-D"):
         _C.int8_quantize(out, x[0], 1.0)
     with pytest.raises(TypeError, match="ctx must be an alexnet_cpu Context"):
-        _C.int8_quantize(out, x, 1.0, 0, "avx2")
+        _C.int8_quantize(out, x, 1.0, 0, ctx="avx2")
+    with pytest.raises(ValueError, match="pad must be >= 0"):
+        _C.int8_quantize(out, x, 1.0, 0, -1)
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 6, 7, C >= 3\)"):
+        _C.int8_quantize(out, x, 1.0, 0, 1)
     base = np.zeros(2 * 3 * 4 * 5 * 4, np.uint8)
     with pytest.raises(ValueError, match="out and x must not overlap"):
         _C.int8_quantize(base[:120].reshape(2, 4, 5, 3), base.view(np.float32).reshape(x.shape),

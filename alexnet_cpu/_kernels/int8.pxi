@@ -30,8 +30,9 @@ cdef extern from "ac_int8.h":
                       const ac_i8_out *out, void *work, const ac_ctx *ctx, int nthreads) nogil
     void ac_i8_maxpool(uint8_t *out, const uint8_t *x, int nimg, int H, int W, int C, int k,
                        int stride, int OH, int OW, int nthreads) nogil
-    void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, float mul,
-                        uint8_t zero, const ac_ctx *ctx, int nthreads) nogil
+    void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, int H, int W, int pad,
+                        int Cout, float mul, uint8_t zero, const ac_ctx *ctx,
+                        int nthreads) nogil
     size_t ac_i8_lrn_work_floats(int C, int nthreads) nogil
     void ac_i8_lrn(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, int size,
                    float alpha, float beta, float k, float mul, float *work,
@@ -192,23 +193,29 @@ def int8_maxpool(out, x, int k, int stride):
         ac_i8_maxpool(po, px, n, H, W, C, k, stride, OH, OW, nt)
 
 
-def int8_quantize(out, x, float mul, int zero=0, ctx=None):
-    """out (n, H, W, C) uint8 = clip(rint(x * mul) + zero, 0, 255) of float32 NCHW x
-    (n, C, H, W), rounded half to even before the zero point is added, NaN to 0: NumPy's
-    expression with mul = float32(1 / scale), bit for bit. ctx: its fp32 path."""
+def int8_quantize(out, x, float mul, int zero=0, int pad=0, ctx=None):
+    """out (n, H + 2 pad, W + 2 pad, Cout) uint8 = clip(rint(x * mul) + zero, 0, 255) of
+    float32 NCHW x (n, C, H, W), rounded half to even before the zero point is added, NaN to
+    0: NumPy's expression with mul = float32(1 / scale), bit for bit. The border of `pad`
+    pixels and the channels past C (Cout >= C) hold `zero`. ctx: its fp32 path."""
     fn = "int8_quantize"
     cdef Context cx = _resolve(fn, ctx)
     cdef const float *px = <const float *>_data(_array(fn, "x", x, np.float32, ndim=4))
-    cdef int n = x.shape[0], C = x.shape[1]
-    cdef ptrdiff_t HW = x.shape[2] * x.shape[3]
-    cdef uint8_t *po = <uint8_t *>_data(_array(fn, "out", out, np.uint8,
-                                               (n, x.shape[2], x.shape[3], C), out=True))
+    cdef int n = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if pad < 0:
+        raise ValueError(f"{fn}: pad must be >= 0, got {pad}")
+    shape = getattr(out, "shape", ())
+    if len(shape) != 4 or shape[:3] != (n, H + 2 * pad, W + 2 * pad) or shape[3] < C:
+        raise ValueError(f"{fn}: out must have shape ({n}, {H + 2 * pad}, {W + 2 * pad}, "
+                         f"C >= {C}), got {shape}")
+    cdef int Cout = shape[3]
+    cdef uint8_t *po = <uint8_t *>_data(_array(fn, "out", out, np.uint8, shape, out=True))
     if not 0 <= zero <= 255:
         raise ValueError(f"{fn}: zero point must be in 0..255, got {zero}")
     _no_overlap(fn, [("out", out)], [("x", x)])
     cdef int nt = _nthreads()
     with nogil:
-        ac_i8_quantize(po, px, n, C, HW, mul, <uint8_t>zero, &cx.c, nt)
+        ac_i8_quantize(po, px, n, C, H, W, pad, Cout, mul, <uint8_t>zero, &cx.c, nt)
 
 
 def int8_lrn(out, x, int size, float alpha, float beta, float k, float mul, work=None,

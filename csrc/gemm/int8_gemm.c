@@ -247,6 +247,7 @@ void ac_i8_conv2d(const ac_i8_conv *geom, int nimg, int groups, int N, const int
     const ac_i8_kernel *kr = ac_i8_kernel_for(ctx);
     const int ng = N / groups, K = geom->ks * geom->ks * geom->cg;
     const size_t esize = out->f32 ? sizeof(float) : 1;
+    if (groups == 1 && kr->conv && kr->conv(kr, geom, nimg, N, Bp, out, nthreads)) return;
     for (int g = 0; g < groups; g++) {
         ac_i8_conv src = *geom;
         ac_i8_out o = *out;

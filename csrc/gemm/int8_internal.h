@@ -32,6 +32,10 @@ typedef struct ac_i8_kernel {
     int a_bytes; /* a packed A block, at most (whole panels): half the L2 of its CPUs */
     ac_i8_ukernel_fn ukernel;
     ac_i8_store_fn store;
+    /* A one-group convolution without im2col rows, or NULL; returns 0 where its geometry
+     * does not fit (the driver then runs it on rows). */
+    int (*conv)(const struct ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
+                const int8_t *Bp, const ac_i8_out *out, int nthreads);
 } ac_i8_kernel;
 
 /* The int8 rows of the registry (csrc/gemm/registry.c). */
@@ -78,5 +82,7 @@ void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
 #define AC_I8_AMX_KQ 16 /* quads per tdpbusd: 64 bytes of depth */
 void ac_i8_ukernel_amx(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp, int32_t *tile,
                        int add);
+int ac_i8_conv_amx(const ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
+                   const int8_t *Bp, const ac_i8_out *out, int nthreads);
 
 #endif

@@ -72,9 +72,11 @@ void ac_i8_maxpool(uint8_t *out, const uint8_t *x, int nimg, int H, int W, int C
  * expression's bits  q = clip(rint(v * mul) + zero, 0, 255)  (rint half to even, before the
  * zero point is added; NaN gives 0). N images, C channels, HW positions an image. */
 
-/* The input batch: out (N, HW, C) NHWC u8 from x (N, C, HW) NCHW float. */
-void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, ptrdiff_t HW, float mul,
-                    uint8_t zero, const ac_ctx *ctx, int nthreads);
+/* The input batch: out (N, H + 2 pad, W + 2 pad, Cout) NHWC u8 from x (N, C, H, W) NCHW
+ * float, Cout >= C; the border and channels [C, Cout) hold `zero` (a convolution's padding
+ * done here, and channels to whole 4-byte pixels). */
+void ac_i8_quantize(uint8_t *out, const float *x, int N, int C, int H, int W, int pad, int Cout,
+                    float mul, uint8_t zero, const ac_ctx *ctx, int nthreads);
 
 /* LRN (ac_lrn.h) of float NHWC x (N, HW, C), quantized (zero point 0) into u8 NHWC out:
  * bitwise the u8 of ac_lrn_forward's output on the same path (fp32 ctx->isa, not the int8
