@@ -117,12 +117,18 @@ def conv_reference(x, w, stride, pad, groups, zero):
     (1, 7, 9, 8, 34, 3, 1, 1, 2),        # grouped 3x3
     (3, 6, 6, 5, 17, 3, 2, 0, 1),        # no padding, tails
     (1, 5, 5, 6, 12, 5, 1, 2, 1),        # kernel as large as the image
-    # kernel rows of whole words (AMX: straight from the image): conv1 on 4-byte pixels with
-    # tails of 32 pixels and columns, the batch's last pixels (read through a copy); 64-byte
-    # rows; 72-byte rows (im2col rows again)
-    (3, 47, 150, 4, 70, 11, 4, 0, 1),
-    (2, 9, 40, 16, 33, 4, 1, 0, 1),
-    (2, 12, 37, 8, 20, 9, 2, 0, 1)])
+    # kernel rows of whole words, unpadded (AMX: straight from the image): conv1 on 4-byte
+    # pixels with tails of 32 pixels and columns, the batch's last pixels (read through a
+    # copy), a batch of 3 (the third image's columns shared by the threads); 64-byte rows
+    # (a batch of one; stride 2); 72-byte rows (im2col rows)
+    (3, 47, 152, 4, 70, 11, 4, 0, 1),
+    (1, 9, 40, 16, 33, 4, 1, 0, 1),
+    (2, 9, 41, 16, 33, 4, 2, 0, 1),
+    (2, 12, 37, 8, 20, 9, 2, 0, 1),
+    # padded: rows on every path
+    (3, 9, 13, 64, 40, 3, 1, 1, 1),
+    (1, 6, 7, 128, 70, 5, 1, 2, 2),
+    (2, 5, 6, 16, 20, 3, 1, 1, 1)])
 def test_conv_exact(path, n, H, W, C, N, ks, stride, pad, groups, nthreads, rng):
     x = rng.integers(0, 256, (n, H, W, C), dtype=np.uint8)
     w = rng.integers(-127, 128, (N, ks, ks, C // groups), dtype=np.int8)

@@ -8,6 +8,7 @@
  * The tile registers are per-thread state: each call configures them (a few dozen cycles
  * against the 512 or more of a 128-quad chunk) and the kernel leaves them configured; the OS
  * permission comes first (ac_i8_amx_supported). */
+#include "ac_parallel.h"
 #include "ac_simd.h"
 #include "int8_internal.h"
 #ifdef AC_I8_AMX_BUILT
@@ -80,61 +81,67 @@ __attribute__((target("amx-tile,amx-int8"))) void ac_i8_ukernel_amx(int kq, cons
     _tile_stored(3, tile + 16 * NR + 16, ldt);
 }
 
-/* A convolution straight from the image, where its kernel rows are whole words: one group,
- * no padding (the input's is done when it is quantized), a kernel row of R = ks * C bytes
- * with R a multiple of 4 and at most 64 (conv1 on 4-byte pixels: 44). Then the A tile of 16
- * output pixels of a row and kernel row ky is 16 rows R bytes long at stride s * C in the
- * image, and ky's R / 4 quads are consecutive in the packed B panel: one tdpbusd per
- * kernel row and tile pair, no im2col rows (which were three quarters of conv1's time on
- * this row: 11 runs of 33 bytes for 363 MACs a column). Returns 0 where the geometry does
- * not fit. Threads take whole output rows: the sums are the exact ones whatever the count. */
-__attribute__((target("amx-tile,amx-int8"))) int ac_i8_conv_amx(const ac_i8_kernel *kr,
-                                                                const ac_i8_conv *g, int nimg,
-                                                                int N, const int8_t *Bp,
-                                                                const ac_i8_out *out,
-                                                                int nthreads)
+/* A convolution without im2col rows, where a kernel row is one short run of whole words:
+ * one group, no padding (conv1's input arrives padded from int8_quantize), R = ks C bytes
+ * with R a multiple of 4 and at most 64 (conv1 on 4-byte pixels: 44). The A tile of 16
+ * output pixels of a row and kernel row ky is then 16 rows of R bytes at stride s C straight
+ * from the image, and ky's R / 4 quads are consecutive in the packed B panel: one tdpbusd
+ * per kernel row and tile pair. Building conv1's im2col rows (11 runs of 33 bytes for 363
+ * MACs a column) took three quarters of its time on this row. (The 3x3 and 5x5 layers, whose
+ * rows are long runs, read the same way through a padded copy measured no faster: the tiles
+ * bound them, so they stay on rows.) Returns 0 where the geometry does not fit. Threads take
+ * whole images, the leftover ones (a batch of one) sharing the columns: the sums are the
+ * exact ones whatever the count. */
+typedef struct {
+    const ac_i8_kernel *kr;
+    const ac_i8_conv *g;
+    int nimg, N, R;
+    const int8_t *Bp;
+    const ac_i8_out *out;
+    size_t kp; /* B bytes a column */
+} amx_conv;
+
+/* Images [i0, i1), columns [j0, j1), on this thread. */
+__attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_conv *p,
+                                                                     int i0, int i1, int j0,
+                                                                     int j1)
 {
-    const int R = g->ks * g->C, rq = R / 4, s = g->stride, OH = g->OH, OW = g->OW;
-    if (g->pad || g->cg != g->C || R % 4 || R > 64) return 0;
-    const size_t kp = ac_i8_packed_b_bytes_for(kr, N, g->ks * R) / ac_round_up(N, NR);
-    const size_t img = (size_t)g->H * g->W * g->C, step = (size_t)s * g->C;
-    const uint8_t *end = g->x + (size_t)nimg * img;
-    const long rows = (long)nimg * OH;
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-    {
-        tile_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.palette = 1;
-        for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-        cfg.colsb[4] = cfg.colsb[5] = (uint16_t)R; /* A: 16 pixels x a kernel row */
-        cfg.rows[6] = cfg.rows[7] = (uint8_t)rq; /* B: its quads x 16 columns */
-        _tile_loadconfig(&cfg);
-        int32_t tile[MR * NR];
-        uint8_t bounce[MR * 64];
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; r++) {
-            const uint8_t *row = g->x + (size_t)(r / OH) * img +
-                                 (size_t)(r % OH) * s * g->W * g->C;
-            for (int ox0 = 0; ox0 < OW; ox0 += MR) {
-                const int mr = AC_MIN(MR, OW - ox0);
-                for (int j0 = 0; j0 < N; j0 += NR) {
-                    const int8_t *B = Bp + (size_t)j0 * kp;
+    const ac_i8_conv *g = p->g;
+    const int s = g->stride, R = p->R;
+    const size_t C = (size_t)g->C, step = (size_t)s * C, pixels = (size_t)g->H * g->W * C;
+    const uint8_t *end = g->x + pixels * p->nimg; /* tile rows past it: read through a copy */
+    int32_t tile[MR * NR];
+    uint8_t bounce[MR * 64];
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    cfg.colsb[4] = cfg.colsb[5] = (uint16_t)R; /* A: 16 pixels x a kernel row */
+    cfg.rows[6] = cfg.rows[7] = (uint8_t)(R / 4); /* B: its quads x 16 columns */
+    _tile_loadconfig(&cfg);
+    for (int n = i0; n < i1; n++)
+        for (int oy = 0; oy < g->OH; oy++)
+            for (int ox0 = 0; ox0 < g->OW; ox0 += MR)
+                for (int jc = j0; jc < j1; jc += NR) {
+                    const int8_t *B = p->Bp + (size_t)jc * p->kp;
                     _tile_zero(0);
                     _tile_zero(1);
                     _tile_zero(2);
                     _tile_zero(3);
                     for (int ky = 0; ky < g->ks; ky++) {
-                        const uint8_t *A = row + (size_t)ky * g->W * g->C + ox0 * step;
+                        const uint8_t *A =
+                            g->x + n * pixels + ((size_t)(oy * s + ky) * g->W + ox0 * s) * C;
                         size_t lda = step;
-                        if (A + (MR - 1) * step + R > end) { /* the batch's last pixels */
+                        if (A + (MR - 1) * step + R > end) {
                             memset(bounce, 0, sizeof bounce);
-                            for (int i = 0; i < mr; i++) memcpy(bounce + 64 * i, A + i * step, R);
+                            for (int i = 0; i < MR && A + i * step + R <= end; i++)
+                                memcpy(bounce + 64 * i, A + i * step, R);
                             A = bounce, lda = 64;
                         }
                         _tile_loadd(4, A, lda);
                         _tile_loadd(5, A + 16 * lda, lda);
-                        _tile_loadd(6, B + (size_t)ky * rq * 4 * NR, 4 * NR);
-                        _tile_loadd(7, B + (size_t)ky * rq * 4 * NR + 64, 4 * NR);
+                        _tile_loadd(6, B + (size_t)ky * R * NR, 4 * NR);
+                        _tile_loadd(7, B + (size_t)ky * R * NR + 64, 4 * NR);
                         _tile_dpbusd(0, 4, 6);
                         _tile_dpbusd(1, 4, 7);
                         _tile_dpbusd(2, 5, 6);
@@ -144,11 +151,42 @@ __attribute__((target("amx-tile,amx-int8"))) int ac_i8_conv_amx(const ac_i8_kern
                     _tile_stored(1, tile + 16, NR * 4);
                     _tile_stored(2, tile + 16 * NR, NR * 4);
                     _tile_stored(3, tile + 16 * NR + 16, NR * 4);
-                    kr->store(tile, NR, mr, AC_MIN(NR, N - j0), out, (int)(r * OW + ox0), j0);
+                    p->kr->store(tile, NR, AC_MIN(MR, g->OW - ox0), AC_MIN(NR, j1 - jc),
+                                 p->out, (int)(((size_t)n * g->OH + oy) * g->OW + ox0), jc);
                 }
-            }
-        }
-    }
+}
+
+typedef struct {
+    const amx_conv *p;
+    int i0, i1;
+} amx_images;
+
+static void columns_share(void *ctx, int t, int T, float *scratch)
+{
+    const amx_images *a = (const amx_images *)ctx;
+    const ac_range r = ac_split(a->p->N, NR, t, T);
+    (void)scratch;
+    if (r.hi > r.lo) conv_images(a->p, a->i0, a->i1, (int)r.lo, (int)r.hi);
+}
+
+static void images_run(void *ctx, int i0, int i1, float *scratch, int nt)
+{
+    const amx_conv *p = (const amx_conv *)ctx;
+    amx_images a = {p, i0, i1};
+    if (nt <= 1)
+        conv_images(p, i0, i1, 0, p->N);
+    else
+        ac_team_run(nt, columns_share, &a, scratch, 0);
+}
+
+int ac_i8_conv_amx(const ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
+                   const int8_t *Bp, const ac_i8_out *out, int nthreads)
+{
+    const int R = g->ks * g->C;
+    if (g->pad || g->cg != g->C || R % 4 || R > 64) return 0;
+    const amx_conv p = {kr, g, nimg, N, R, Bp, out,
+                        ac_i8_packed_b_bytes_for(kr, N, g->ks * R) / ac_round_up(N, NR)};
+    ac_items_run(nimg, AC_MAX(nthreads, 1), images_run, (void *)&p, NULL, 0);
     return 1;
 }
 #endif

@@ -247,7 +247,6 @@ void ac_i8_conv2d(const ac_i8_conv *geom, int nimg, int groups, int N, const int
     const ac_i8_kernel *kr = ac_i8_kernel_for(ctx);
     const int ng = N / groups, K = geom->ks * geom->ks * geom->cg;
     const size_t esize = out->f32 ? sizeof(float) : 1;
-    if (groups == 1 && kr->conv && kr->conv(kr, geom, nimg, N, Bp, out, nthreads)) return;
     for (int g = 0; g < groups; g++) {
         ac_i8_conv src = *geom;
         ac_i8_out o = *out;
@@ -256,8 +255,10 @@ void ac_i8_conv2d(const ac_i8_conv *geom, int nimg, int groups, int N, const int
         o.comp = out->comp ? out->comp + g * ng : NULL;
         o.mul = out->mul + g * ng;
         o.add = out->add + g * ng;
-        ac_i8_gemm_rows(kr, nimg * geom->OH * geom->OW, ng, K, conv_row, &src,
-                        Bp + g * ac_i8_packed_b_bytes_for(kr, ng, K), &o, work, nthreads);
+        const int8_t *Bg = Bp + g * ac_i8_packed_b_bytes_for(kr, ng, K);
+        if (!kr->conv || !kr->conv(kr, &src, nimg, ng, Bg, &o, nthreads))
+            ac_i8_gemm_rows(kr, nimg * geom->OH * geom->OW, ng, K, conv_row, &src, Bg, &o,
+                            work, nthreads);
     }
 }
 

@@ -32,8 +32,8 @@ typedef struct ac_i8_kernel {
     int a_bytes; /* a packed A block, at most (whole panels): half the L2 of its CPUs */
     ac_i8_ukernel_fn ukernel;
     ac_i8_store_fn store;
-    /* A one-group convolution without im2col rows, or NULL; returns 0 where its geometry
-     * does not fit (the driver then runs it on rows). */
+    /* A convolution without im2col rows, or NULL; returns 0 where its geometry does not
+     * fit (the driver then runs it on rows). */
     int (*conv)(const struct ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
                 const int8_t *Bp, const ac_i8_out *out, int nthreads);
 } ac_i8_kernel;
