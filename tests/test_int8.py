@@ -19,9 +19,10 @@ PATHS = ["generic",
          pytest.param("amx", marks=pytest.mark.skipif(
              not _C.amx_supported(), reason="this CPU (or its OS) offers no AMX-INT8 tiles"))]
 # odd shapes: tails of every tile (4x16, 6x64, 32x32), depth not a multiple of 4 nor of
-# AMX's 64, one row/column, depth in several chunks of 512 (s32 tiles carried between them)
+# AMX's 64, one row/column, depth in several chunks of 512 (s32 tiles carried between them),
+# padded to 2048 (the AMX row's A rows then a line further apart)
 SHAPES = [(1, 1, 1), (3, 17, 5), (5, 33, 70), (13, 100, 257), (9, 65, 3), (64, 37, 300),
-          (45, 70, 1100)]
+          (45, 70, 1100), (37, 40, 2000)]
 
 
 def ctx(path):

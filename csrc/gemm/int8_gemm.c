@@ -72,10 +72,18 @@ void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int 
                 }
 }
 
+/* Bytes from one packed A row to the next: plain rows at a multiple of 1 KiB would share
+ * few cache sets, so those move a line on. */
+static size_t a_stride(const ac_i8_kernel *kr, int K)
+{
+    const size_t kp = kpad(kr, K);
+    return kr->a_rows && kp % 1024 == 0 ? kp + 64 : kp;
+}
+
 /* Rows of A per packed block: the row's a_bytes of them, in whole panels. */
 static int mc_for(const ac_i8_kernel *kr, int K)
 {
-    return AC_MAX(kr->mr, (int)((size_t)kr->a_bytes / kpad(kr, K)) / kr->mr * kr->mr);
+    return AC_MAX(kr->mr, (int)((size_t)kr->a_bytes / a_stride(kr, K)) / kr->mr * kr->mr);
 }
 
 /* s32 tiles a block needs: one per A panel when the depth comes in several chunks. */
@@ -87,7 +95,7 @@ static int tiles_for(const ac_i8_kernel *kr, int K)
 /* One thread's scratch: the A block, one row, the s32 tiles; cache-line multiples. */
 static size_t thread_bytes(const ac_i8_kernel *kr, int K)
 {
-    return ac_round_up((size_t)mc_for(kr, K) * kpad(kr, K), AC_ALIGN) +
+    return ac_round_up((size_t)mc_for(kr, K) * a_stride(kr, K), AC_ALIGN) +
            ac_round_up(kpad(kr, K), AC_ALIGN) +
            ac_round_up((size_t)tiles_for(kr, K) * kr->mr * kr->nr * sizeof(int32_t), AC_ALIGN);
 }
@@ -111,14 +119,15 @@ static void gemm_part(const i8_team *p, int m0, int m1, int n0, int n1, uint8_t 
 {
     const ac_i8_kernel *kr = p->kr;
     const int MR = kr->mr, NR = kr->nr, MC = mc_for(kr, p->K), K = p->K;
-    const size_t kp = kpad(kr, K);
+    const size_t kp = kpad(kr, K), lda = a_stride(kr, K);
     const int kq = (int)(kp / 4), many = tiles_for(kr, K) > 1;
-    uint8_t *Abuf = w, *row = Abuf + ac_round_up((size_t)MC * kp, AC_ALIGN);
+    uint8_t *Abuf = w, *row = Abuf + ac_round_up((size_t)MC * lda, AC_ALIGN);
     int32_t *tiles = (int32_t *)(row + ac_round_up(kp, AC_ALIGN));
+    if (kr->prepare) kr->prepare();
     for (int ic = m0; ic < m1; ic += MC) {
         const int mc = AC_MIN(MC, m1 - ic);
         for (int r = 0; r < (int)ac_round_up((size_t)mc, (size_t)MR); r++) {
-            uint8_t *d = kr->a_rows ? Abuf + (size_t)r * kp : row; /* rows: in place */
+            uint8_t *d = kr->a_rows ? Abuf + (size_t)r * lda : row; /* rows: in place */
             if (r < mc) {
                 p->rows(p->src, ic + r, K, d);
                 memset(d + K, 0, kp - (size_t)K);
@@ -134,9 +143,9 @@ static void gemm_part(const i8_team *p, int m0, int m1, int n0, int n1, uint8_t 
             for (int pc = 0; pc < AC_MAX(kq, 1); pc += AC_I8_KC_QUADS) /* K = 0: sums 0 */
                 for (int ir = 0; ir < mc; ir += MR) {
                     int32_t *tile = tiles + (many ? (size_t)ir * NR : 0);
-                    const uint8_t *Ap = Abuf + (size_t)ir * kp +
+                    const uint8_t *Ap = Abuf + (size_t)ir * lda +
                                         (size_t)pc * 4 * (kr->a_rows ? 1 : MR);
-                    kr->ukernel(AC_MIN(AC_I8_KC_QUADS, kq - pc), Ap, kp,
+                    kr->ukernel(AC_MIN(AC_I8_KC_QUADS, kq - pc), Ap, lda,
                                 Bpp + (size_t)pc * 4 * NR, tile, pc > 0);
                     if (pc + AC_I8_KC_QUADS >= kq)
                         kr->store(tile, NR, AC_MIN(MR, mc - ir), AC_MIN(NR, n1 - jr), p->out,

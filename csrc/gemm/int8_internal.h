@@ -36,6 +36,7 @@ typedef struct ac_i8_kernel {
      * fit (the driver then runs it on rows). */
     int (*conv)(const struct ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
                 const int8_t *Bp, const ac_i8_out *out, int nthreads);
+    void (*prepare)(void); /* on each thread before its micro-kernel calls, or NULL */
 } ac_i8_kernel;
 
 /* The int8 rows of the registry (csrc/gemm/registry.c). */
@@ -82,6 +83,7 @@ void ac_i8_ukernel_vnni(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp,
 #define AC_I8_AMX_KQ 16 /* quads per tdpbusd: 64 bytes of depth */
 void ac_i8_ukernel_amx(int kq, const uint8_t *Ap, size_t lda, const int8_t *Bp, int32_t *tile,
                        int add);
+void ac_i8_amx_prepare(void);
 int ac_i8_conv_amx(const ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
                    const int8_t *Bp, const ac_i8_out *out, int nthreads);
 

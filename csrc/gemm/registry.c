@@ -52,7 +52,7 @@ const ac_gemm_kernel *ac_gemm_kernel_for(const ac_ctx *ctx)
 const ac_i8_kernel ac_i8_kernels[] = {
     /* isa, amx, mr, nr, kq_step, a_rows, a_bytes (the packed A block: the AMX row's CPUs
      * have 2 MiB of L2, and 1.5 MiB takes fc6's 128 rows of a batch in one pass over its
-     * 37.7 MB of weights: 4.4 -> 2.5 ms, 2 threads), ukernel, store, conv */
+     * 37.7 MB of weights: 4.4 -> 2.5 ms, 2 threads), ukernel, store, conv, prepare */
     {AC_ISA_GENERIC, 0, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, 1, 0, 128 << 10,
      ac_i8_ukernel_generic, ac_i8_store_generic},
 #ifdef AC_X86_64
@@ -62,7 +62,7 @@ const ac_i8_kernel ac_i8_kernels[] = {
      ac_i8_store_avx512},
 #ifdef AC_I8_AMX_BUILT
     {AC_ISA_AVX512, 1, AC_I8_AMX_MR, AC_I8_AMX_NR, AC_I8_AMX_KQ, 1, 1536 << 10,
-     ac_i8_ukernel_amx, ac_i8_store_avx512, ac_i8_conv_amx},
+     ac_i8_ukernel_amx, ac_i8_store_avx512, ac_i8_conv_amx, ac_i8_amx_prepare},
 #endif
 #endif
 };
