@@ -57,7 +57,8 @@ AC_INLINE void quantize_row(uint8_t *restrict out, const float *restrict x, int 
         uint8_t *o = out + (ptrdiff_t)j0 * Cout;
         for (int c = 0; c < Cout; c++) {
             const float *xc = x + c * HW + j0;
-            for (int j = 0; j < len; j++) q[j] = c < C ? quant(xc[j], mul, zero) : (uint8_t)zero;
+            for (int j = 0; j < len; j++)
+                q[j] = c < C ? quant(xc[j], mul, zero) : (uint8_t)zero;
             for (int j = 0; j < len; j++) o[(ptrdiff_t)j * Cout + c] = q[j];
         }
     }

@@ -118,9 +118,8 @@ typedef struct {
 } amx_conv;
 
 /* Images [i0, i1), columns [j0, j1), on this thread. */
-__attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_conv *p,
-                                                                     int i0, int i1, int j0,
-                                                                     int j1)
+__attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_conv *p, int i0,
+                                                                     int i1, int j0, int j1)
 {
     const ac_i8_conv *g = p->g;
     const int s = g->stride, R = p->R;
@@ -139,8 +138,8 @@ __attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_c
                     _tile_zero(2);
                     _tile_zero(3);
                     for (int ky = 0; ky < g->ks; ky++) {
-                        const uint8_t *A =
-                            g->x + n * pixels + ((size_t)(oy * s + ky) * g->W + ox0 * s) * C;
+                        const uint8_t *A = g->x + n * pixels +
+                                           ((size_t)(oy * s + ky) * g->W + ox0 * s) * C;
                         size_t lda = step;
                         if (A + (MR - 1) * step + R > end) {
                             memset(bounce, 0, sizeof bounce);
@@ -161,8 +160,8 @@ __attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_c
                     _tile_stored(1, tile + 16, NR * 4);
                     _tile_stored(2, tile + 16 * NR, NR * 4);
                     _tile_stored(3, tile + 16 * NR + 16, NR * 4);
-                    p->kr->store(tile, NR, AC_MIN(MR, g->OW - ox0), AC_MIN(NR, j1 - jc),
-                                 p->out, (int)(((size_t)n * g->OH + oy) * g->OW + ox0), jc);
+                    p->kr->store(tile, NR, AC_MIN(MR, g->OW - ox0), AC_MIN(NR, j1 - jc), p->out,
+                                 (int)(((size_t)n * g->OH + oy) * g->OW + ox0), jc);
                 }
 }
 
@@ -194,8 +193,9 @@ int ac_i8_conv_amx(const ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
 {
     const int R = g->ks * g->C;
     if (g->pad || g->cg != g->C || R % 4 || R > 64) return 0;
-    const amx_conv p = {kr, g, nimg, N, R, Bp, out,
-                        ac_i8_packed_b_bytes_for(kr, N, g->ks * R) / ac_round_up(N, NR)};
+    const amx_conv p = {
+        kr, g,  nimg, N,
+        R,  Bp, out,  ac_i8_packed_b_bytes_for(kr, N, g->ks * R) / ac_round_up(N, NR)};
     ac_items_run(nimg, AC_MAX(nthreads, 1), images_run, (void *)&p, NULL, 0);
     return 1;
 }

@@ -266,8 +266,8 @@ void ac_i8_conv2d(const ac_i8_conv *geom, int nimg, int groups, int N, const int
         o.add = out->add + g * ng;
         const int8_t *Bg = Bp + g * ac_i8_packed_b_bytes_for(kr, ng, K);
         if (!kr->conv || !kr->conv(kr, &src, nimg, ng, Bg, &o, nthreads))
-            ac_i8_gemm_rows(kr, nimg * geom->OH * geom->OW, ng, K, conv_row, &src, Bg, &o,
-                            work, nthreads);
+            ac_i8_gemm_rows(kr, nimg * geom->OH * geom->OW, ng, K, conv_row, &src, Bg, &o, work,
+                            nthreads);
     }
 }
 
