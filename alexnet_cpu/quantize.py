@@ -214,7 +214,6 @@ class Int8Net:
         layers, ops, i = self._net.layers, [], 0
         scale, zero = float(t["input.act_scale"]), int(t["input.zero_point"])
         self._input = (scale, zero, 0, self.in_channels)      # scale, zero, pad, channels
-        self._conv1 = False        # the first op a one-group conv: the input takes its pad
         flat = None                # (C, H, W) at the Flatten: fc6's columns are reordered
         while i < len(layers):
             name, layer = layers[i]
@@ -231,7 +230,6 @@ class Int8Net:
                     flat = None
                 if isinstance(layer, Conv2d) and not ops and layer.groups == 1:
                     self._input, pad = (scale, zero, layer.pad, w.shape[3]), 0  # padded once
-                    self._conv1 = True
                 w = np.ascontiguousarray(w.reshape(len(w), -1))
                 s = scale * t[f"{name}.weight_scale"].astype(np.float64)
                 bias = t[f"{name}.bias"].astype(np.float64)
@@ -283,7 +281,9 @@ class Int8Net:
         """Quantize the input in 4-byte pixels for this path? On the AMX row conv1's kernel
         rows (11 pixels) are then whole 32-bit words, which it reads straight from the
         image (conv1 2.7x faster); the other rows would only do a third more work."""
-        return path == "amx" and self._conv1 and self._input[3] < 4
+        first = self._ops[0]
+        return path == "amx" and first[0] == "conv" and first[1].groups == 1 and \
+            self._input[3] < 4
 
     # -- compute ------------------------------------------------------------------------
     def forward(self, x):

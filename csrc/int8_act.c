@@ -3,9 +3,9 @@
  *
  * Shapes: N images, C channels, HW positions an image. Work is cut into tasks (the input:
  * (image, row); LRN: (image, tile of positions)) by the shapes only, so the bits never
- * depend on the thread count. LRN has no math of its own here: each tile is transposed to channel planes, run
- * through lrn.c's forward tile (ac_lrn_forward_tile, the context's path) and quantized on the
- * way back. Its tiles start at multiples of 16 of an image's positions as ac_lrn_forward's
+ * depend on the thread count. LRN has no math of its own here: each tile is transposed to
+ * channel planes, run through lrn.c's forward tile (ac_lrn_forward_tile, the context's path)
+ * and quantized on the way back. Its tiles start at multiples of 16 of an image's positions as ac_lrn_forward's
  * do, so every position gets the same arithmetic (the AVX2 rows' scalar tail included) and
  * the u8 equal the old NumPy path's (NCHW copy, fp32 layer, transpose, quantize).
  * One body per pass is compiled for baseline x86-64, AVX2 and AVX-512 (the context's isa

@@ -10,7 +10,7 @@
 
 #include "int8_internal.h"
 
-/* This build's registry: the reference and the VNNI row (whose store, AVX2's in the real
+/* This build's registry: the reference and the VNNI row (whose store, AVX-512's in the real
  * registry, is tested natively against the reference by tests/test_int8.py). */
 const ac_i8_kernel ac_i8_kernels[] = {
     {AC_ISA_GENERIC, 0, AC_I8_GENERIC_MR, AC_I8_GENERIC_NR, 1, 0, 128 << 10,

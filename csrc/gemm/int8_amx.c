@@ -64,6 +64,39 @@ __attribute__((target("amx-tile"))) static void configure(int a_bytes, int b_row
 
 void ac_i8_amx_prepare(void) { configure(64, 16); }
 
+/* The 32 x 32 sums are four s32 accumulator tiles, tmm0-3: zeroed, stored to a tile of row
+ * stride NR, and one step of 64 bytes of depth added to them from two A tiles (16 rows of
+ * A, lda apart) and the B panel's two halves (16 quads x 16 columns each). */
+__attribute__((target("amx-tile"))) static inline void zero_sums(void)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+
+__attribute__((target("amx-tile,amx-int8"))) static inline void
+add_step(const uint8_t *A, size_t lda, const int8_t *B)
+{
+    _tile_loadd(4, A, lda);
+    _tile_loadd(5, A + 16 * lda, lda);
+    _tile_loadd(6, B, 4 * NR);
+    _tile_loadd(7, B + 64, 4 * NR);
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+}
+
+__attribute__((target("amx-tile"))) static inline void store_sums(int32_t *tile)
+{
+    const size_t ldt = NR * sizeof(int32_t);
+    _tile_stored(0, tile, ldt);
+    _tile_stored(1, tile + 16, ldt);
+    _tile_stored(2, tile + 16 * NR, ldt);
+    _tile_stored(3, tile + 16 * NR + 16, ldt);
+}
+
 __attribute__((target("amx-tile,amx-int8"))) void ac_i8_ukernel_amx(int kq, const uint8_t *Ap,
                                                                     size_t lda,
                                                                     const int8_t *Bp,
@@ -76,25 +109,10 @@ __attribute__((target("amx-tile,amx-int8"))) void ac_i8_ukernel_amx(int kq, cons
         _tile_loadd(2, tile + 16 * NR, ldt);
         _tile_loadd(3, tile + 16 * NR + 16, ldt);
     } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
+        zero_sums();
     }
-    for (int q = 0; q < kq; q += AC_I8_AMX_KQ) {
-        _tile_loadd(4, Ap + 4 * q, lda);
-        _tile_loadd(5, Ap + 16 * lda + 4 * q, lda);
-        _tile_loadd(6, Bp + 4 * NR * q, 4 * NR);
-        _tile_loadd(7, Bp + 4 * NR * q + 64, 4 * NR);
-        _tile_dpbusd(0, 4, 6);
-        _tile_dpbusd(1, 4, 7);
-        _tile_dpbusd(2, 5, 6);
-        _tile_dpbusd(3, 5, 7);
-    }
-    _tile_stored(0, tile, ldt);
-    _tile_stored(1, tile + 16, ldt);
-    _tile_stored(2, tile + 16 * NR, ldt);
-    _tile_stored(3, tile + 16 * NR + 16, ldt);
+    for (int q = 0; q < kq; q += AC_I8_AMX_KQ) add_step(Ap + 4 * q, lda, Bp + 4 * NR * q);
+    store_sums(tile);
 }
 
 /* A convolution without im2col rows, where a kernel row is one short run of whole words:
@@ -133,10 +151,7 @@ __attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_c
             for (int ox0 = 0; ox0 < g->OW; ox0 += MR)
                 for (int jc = j0; jc < j1; jc += NR) {
                     const int8_t *B = p->Bp + (size_t)jc * p->kp;
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    _tile_zero(2);
-                    _tile_zero(3);
+                    zero_sums();
                     for (int ky = 0; ky < g->ks; ky++) {
                         const uint8_t *A = g->x + n * pixels +
                                            ((size_t)(oy * s + ky) * g->W + ox0 * s) * C;
@@ -147,19 +162,9 @@ __attribute__((target("amx-tile,amx-int8"))) static void conv_images(const amx_c
                                 memcpy(bounce + 64 * i, A + i * step, R);
                             A = bounce, lda = 64;
                         }
-                        _tile_loadd(4, A, lda);
-                        _tile_loadd(5, A + 16 * lda, lda);
-                        _tile_loadd(6, B + (size_t)ky * R * NR, 4 * NR);
-                        _tile_loadd(7, B + (size_t)ky * R * NR + 64, 4 * NR);
-                        _tile_dpbusd(0, 4, 6);
-                        _tile_dpbusd(1, 4, 7);
-                        _tile_dpbusd(2, 5, 6);
-                        _tile_dpbusd(3, 5, 7);
+                        add_step(A, lda, B + (size_t)ky * R * NR); /* ky's R / 4 quads */
                     }
-                    _tile_stored(0, tile, NR * 4);
-                    _tile_stored(1, tile + 16, NR * 4);
-                    _tile_stored(2, tile + 16 * NR, NR * 4);
-                    _tile_stored(3, tile + 16 * NR + 16, NR * 4);
+                    store_sums(tile);
                     p->kr->store(tile, NR, AC_MIN(MR, g->OW - ox0), AC_MIN(NR, j1 - jc), p->out,
                                  (int)(((size_t)n * g->OH + oy) * g->OW + ox0), jc);
                 }
@@ -193,9 +198,7 @@ int ac_i8_conv_amx(const ac_i8_kernel *kr, const ac_i8_conv *g, int nimg, int N,
 {
     const int R = g->ks * g->C;
     if (g->pad || g->cg != g->C || R % 4 || R > 64) return 0;
-    const amx_conv p = {
-        kr, g,  nimg, N,
-        R,  Bp, out,  ac_i8_packed_b_bytes_for(kr, N, g->ks * R) / ac_round_up(N, NR)};
+    const amx_conv p = {kr, g, nimg, N, R, Bp, out, ac_i8_kpad(kr, g->ks * R)};
     ac_items_run(nimg, AC_MAX(nthreads, 1), images_run, (void *)&p, NULL, 0);
     return 1;
 }

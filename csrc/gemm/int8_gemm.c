@@ -48,21 +48,20 @@ const ac_i8_kernel *ac_i8_kernel_for(const ac_ctx *ctx)
     return plain;
 }
 
-/* The padded depth in bytes: whole steps of the row's quads. */
-static size_t kpad(const ac_i8_kernel *kr, int K)
+size_t ac_i8_kpad(const ac_i8_kernel *kr, int K)
 {
     return ac_round_up((size_t)K, 4 * (size_t)kr->kq_step);
 }
 
 size_t ac_i8_packed_b_bytes_for(const ac_i8_kernel *kr, int N, int K)
 {
-    return ac_round_up((size_t)N, (size_t)kr->nr) * kpad(kr, K);
+    return ac_round_up((size_t)N, (size_t)kr->nr) * ac_i8_kpad(kr, K);
 }
 
 void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int N, int K,
                       size_t ldb)
 {
-    const int NR = kr->nr, kq = (int)(kpad(kr, K) / 4);
+    const int NR = kr->nr, kq = (int)(ac_i8_kpad(kr, K) / 4);
     for (int j0 = 0; j0 < N; j0 += NR)
         for (int q = 0; q < kq; q++)
             for (int j = 0; j < NR; j++)
@@ -76,7 +75,7 @@ void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int 
  * few cache sets, so those move a line on. */
 static size_t a_stride(const ac_i8_kernel *kr, int K)
 {
-    const size_t kp = kpad(kr, K);
+    const size_t kp = ac_i8_kpad(kr, K);
     return kr->a_rows && kp % 1024 == 0 ? kp + 64 : kp;
 }
 
@@ -89,14 +88,14 @@ static int mc_for(const ac_i8_kernel *kr, int K)
 /* s32 tiles a block needs: one per A panel when the depth comes in several chunks. */
 static int tiles_for(const ac_i8_kernel *kr, int K)
 {
-    return kpad(kr, K) / 4 > AC_I8_KC_QUADS ? mc_for(kr, K) / kr->mr : 1;
+    return ac_i8_kpad(kr, K) / 4 > AC_I8_KC_QUADS ? mc_for(kr, K) / kr->mr : 1;
 }
 
 /* One thread's scratch: the A block, one row, the s32 tiles; cache-line multiples. */
 static size_t thread_bytes(const ac_i8_kernel *kr, int K)
 {
     return ac_round_up((size_t)mc_for(kr, K) * a_stride(kr, K), AC_ALIGN) +
-           ac_round_up(kpad(kr, K), AC_ALIGN) +
+           ac_round_up(ac_i8_kpad(kr, K), AC_ALIGN) +
            ac_round_up((size_t)tiles_for(kr, K) * kr->mr * kr->nr * sizeof(int32_t), AC_ALIGN);
 }
 
@@ -119,7 +118,7 @@ static void gemm_part(const i8_team *p, int m0, int m1, int n0, int n1, uint8_t 
 {
     const ac_i8_kernel *kr = p->kr;
     const int MR = kr->mr, NR = kr->nr, MC = mc_for(kr, p->K), K = p->K;
-    const size_t kp = kpad(kr, K), lda = a_stride(kr, K);
+    const size_t kp = ac_i8_kpad(kr, K), lda = a_stride(kr, K);
     const int kq = (int)(kp / 4), many = tiles_for(kr, K) > 1;
     uint8_t *Abuf = w, *row = Abuf + ac_round_up((size_t)MC * lda, AC_ALIGN);
     int32_t *tiles = (int32_t *)(row + ac_round_up(kp, AC_ALIGN));

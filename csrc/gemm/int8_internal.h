@@ -29,7 +29,7 @@ typedef struct ac_i8_kernel {
     int mr, nr;
     int kq_step; /* the depth is padded with zeros to a multiple of this many quads */
     int a_rows; /* A panels: 0 quad-interleaved (see above), 1 plain rows at stride lda */
-    int a_bytes; /* a packed A block, at most (whole panels): half the L2 of its CPUs */
+    int a_bytes; /* a packed A block, at most (whole panels): sized to its CPUs' L2 */
     ac_i8_ukernel_fn ukernel;
     ac_i8_store_fn store;
     /* A convolution without im2col rows, or NULL; returns 0 where its geometry does not
@@ -50,6 +50,8 @@ typedef void (*ac_i8_row_fn)(const void *src, int m, int K, uint8_t *dst);
 void ac_i8_gemm_rows(const ac_i8_kernel *kr, int M, int N, int K, ac_i8_row_fn rows,
                      const void *src, const int8_t *Bp, const ac_i8_out *out, void *work,
                      int nthreads);
+/* The padded depth in bytes: whole steps of the row's quads (a packed B column's bytes). */
+size_t ac_i8_kpad(const ac_i8_kernel *kr, int K);
 void ac_i8_pack_b_for(const ac_i8_kernel *kr, int8_t *dst, const int8_t *B, int N, int K,
                       size_t ldb);
 size_t ac_i8_packed_b_bytes_for(const ac_i8_kernel *kr, int N, int K);

@@ -1,8 +1,8 @@
 /* AVX512-VNNI int8 micro-kernel: a 6 x 64 tile in 24 zmm accumulators; each k-quad loads
  * four vectors of the B panel (16 columns x 4 s8 each) and vpdpbusd adds the four u8 x s8
  * products of each column to it for every row's broadcast quad (exact: at most
- * 4 x 255 x 128 per step, sums below 2^31 for the depths of ac_int8.h). Its store is the
- * AVX2 one.
+ * 4 x 255 x 128 per step, sums below 2^31 for the depths of ac_int8.h). Its store is
+ * ac_i8_store_avx512 below, shared with the AMX row.
  *
  * Built with AC_I8_SIMDE (tests/int8_simde.c), the same source compiles against SIMDe's
  * portable implementations of these intrinsics, so the kernel is checked bitwise against
