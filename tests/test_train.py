@@ -1,8 +1,10 @@
 """Training end to end on tiny data: the loss falls, weights round-trip through files,
 a resumed run equals an uninterrupted one, bad weight files are refused."""
+import io
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -324,3 +326,12 @@ def test_default_patience_fits_the_run_length():
     cfg = TrainConfig(schedule="step", step_size=7)
     sched = train.make_schedule(cfg.schedule, cfg.lr, **train._schedule_args(cfg))
     assert sched.name == "step" and sched.step_size == 7
+
+
+def test_progress_writes_to_the_current_stderr(monkeypatch):
+    # the stream is looked up when a Progress is made, not when train.py was imported: a
+    # stderr replaced since (pytest's capture, a redirect) gets the lines
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    train.Progress(4).update(4, 16, 0.5)
+    assert "4/4" in err.getvalue()
